@@ -1,0 +1,170 @@
+"""Read and write weights as ``{name: numpy array}`` in the hub's file formats.
+
+safetensors and (sharded) ``*.index.json`` need only numpy; pickled torch files are opened with
+``torch.load(weights_only=True)`` so that no code inside them can run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..fileio import atomic_write
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PT_WEIGHTS_NAME = "pytorch_model.bin"
+PT_WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
+TF_WEIGHTS_NAME = "tf_model.h5"
+
+#: what a hub folder may hold, in order of preference for the PyTorch twin.
+PT_WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME)
+
+
+class CheckpointError(ValueError):
+    """A weights file is unreadable, corrupt or does not fit the model; the message names the file."""
+
+
+def find_weights_file(path: str | os.PathLike, candidates: tuple[str, ...] = PT_WEIGHT_FILES) -> Path:
+    """The first of ``candidates`` present in the folder ``path`` (or ``path`` itself if it is a file)."""
+    from ..hub import resolve_file
+
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for name in candidates:
+            if (p / name).is_file():
+                return p / name
+        raise FileNotFoundError(f"{p}: no weights file in this folder (looked for {', '.join(candidates)})")
+    for name in candidates:  # a hub id
+        f = resolve_file(path, name, required=False)
+        if f is not None:
+            return f
+    raise FileNotFoundError(f"{path}: no such folder, file or reachable hub model")
+
+
+def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the install
+        raise CheckpointError(f"{path}: reading a pickled checkpoint needs torch (pip install torch)") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for hostile pickles, RuntimeError/EOFError for corrupt ones
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot be loaded safely as a weights-only torch checkpoint ({reason})") from None
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict", "model_state_dict", "module"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(k, str) for k in inner):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    out: dict[str, np.ndarray] = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            continue  # e.g. optimizer step counters in training checkpoints
+        if v.dtype == torch.bfloat16:
+            v = v.float()
+        out[str(k)] = v.detach().cpu().numpy()
+    if not out:
+        raise CheckpointError(f"{path}: holds no tensors")
+    return out
+
+
+def _load_index(path: Path) -> dict[str, np.ndarray]:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a valid shard index ({type(e).__name__}: {e})") from None
+    out: dict[str, np.ndarray] = {}
+    for shard in shards:
+        shard_path = path.parent / shard
+        if not shard_path.is_file():
+            raise CheckpointError(f"{path}: shard {shard} is missing")
+        out.update(load_state_dict(shard_path))
+    missing = sorted(set(weight_map) - set(out))
+    if missing:
+        raise CheckpointError(f"{path}: tensors listed in the index but absent from the shards: {missing[:5]}")
+    return out
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Weights of a file or hub folder as numpy arrays, under the names stored in the file."""
+    path = find_weights_file(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    name = path.name
+    if name.endswith(".index.json"):
+        return _load_index(path)
+    if name.endswith(".safetensors"):
+        return _load_safetensors(path)
+    if name.endswith((".h5", ".hdf5", ".keras")):
+        from .h5 import load_h5_state_dict
+
+        return load_h5_state_dict(path)
+    if name.endswith((".bin", ".pth", ".pt", ".ckpt")) or zipfile.is_zipfile(path):
+        return _load_torch_pickle(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) == 8 and int.from_bytes(head, "little") < 100_000_000:
+        return _load_safetensors(path)  # safetensors starts with its header length
+    raise CheckpointError(f"{path}: unknown weights format (expected .safetensors, .bin/.pth, .h5 or an index)")
+
+
+def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
+                     metadata: dict[str, str] | None = None) -> None:
+    """Write ``state`` atomically; ``format: pt`` metadata makes transformers accept the file."""
+    from safetensors.numpy import save_file
+
+    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata={"format": "pt", **(metadata or {})}))
+
+
+def save_sharded_safetensors(state: Mapping[str, np.ndarray], directory: str | os.PathLike,
+                             max_shard_bytes: int = 5 * 1024**3) -> list[Path]:
+    """Split into ``model-0000i-of-0000n.safetensors`` shards plus an index when over ``max_shard_bytes``."""
+    directory = Path(directory)
+    shards: list[dict[str, np.ndarray]] = [{}]
+    size = 0
+    for k, v in state.items():
+        if size and size + v.nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][k] = v
+        size += v.nbytes
+    if len(shards) == 1:
+        save_safetensors(state, directory / SAFE_WEIGHTS_NAME)
+        return [directory / SAFE_WEIGHTS_NAME]
+    written, weight_map = [], {}
+    n = len(shards)
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{n:05d}.safetensors"
+        save_safetensors(shard, directory / name)
+        weight_map.update({k: name for k in shard})
+        written.append(directory / name)
+    total = int(sum(v.nbytes for v in state.values()))
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    from ..fileio import atomic_write_text
+
+    atomic_write_text(directory / SAFE_WEIGHTS_INDEX_NAME, json.dumps(index, indent=2) + "\n")
+    return written + [directory / SAFE_WEIGHTS_INDEX_NAME]

@@ -1,0 +1,348 @@
+"""ConvNeXt configurations, read and written as the ``config.json`` of a hub-layout folder.
+
+The fields, defaults and JSON keys are those of transformers' ``ConvNextConfig`` and
+``ConvNextV2Config`` (4.x and 5.x), so a folder written by either library loads in the other.
+Keys this module does not know are kept verbatim and written back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "config.json"
+
+#: activations both twins implement (names as in transformers' ACT2FN).
+SUPPORTED_ACTIVATIONS = (
+    "gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "quick_gelu",
+    "relu", "relu6", "silu", "swish", "sigmoid", "tanh", "mish", "leaky_relu", "linear",
+)
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field."""
+
+
+def _stage_names(num_stages: int) -> list[str]:
+    return ["stem"] + [f"stage{i}" for i in range(1, num_stages + 1)]
+
+
+def _align_out_features(out_features, out_indices, stage_names):
+    """transformers' backbone rule: either list gives the other; neither means the last stage."""
+    if out_features is not None:
+        if not isinstance(out_features, (list, tuple)):
+            raise ConfigError(f"out_features must be a list of stage names, got {out_features!r}")
+        unknown = [f for f in out_features if f not in stage_names]
+        if unknown:
+            raise ConfigError(f"out_features {unknown} not in stage_names {stage_names}")
+        if list(out_features) != sorted(out_features, key=stage_names.index):
+            raise ConfigError(f"out_features {list(out_features)} must follow the order of stage_names")
+    if out_indices is not None:
+        if not isinstance(out_indices, (list, tuple)) or not all(isinstance(i, int) for i in out_indices):
+            raise ConfigError(f"out_indices must be a list of ints, got {out_indices!r}")
+        n = len(stage_names)
+        bad = [i for i in out_indices if not -n <= i < n]
+        if bad:
+            raise ConfigError(f"out_indices {bad} out of range for {n} stage_names")
+        out_indices = [i % n for i in out_indices]
+    if out_features is None and out_indices is None:
+        return [stage_names[-1]], [len(stage_names) - 1]
+    if out_features is None:
+        return [stage_names[i] for i in out_indices], list(out_indices)
+    if out_indices is None:
+        return list(out_features), [stage_names.index(f) for f in out_features]
+    if [stage_names[i] for i in out_indices] != list(out_features):
+        raise ConfigError(f"out_features {list(out_features)} and out_indices {list(out_indices)} disagree")
+    return list(out_features), list(out_indices)
+
+
+class ConvNextConfig:
+    """Hyper-parameters of a ConvNeXt (V1) model.
+
+    Args mirror transformers' ``ConvNextConfig``: ``hidden_sizes[i]`` channels and ``depths[i]``
+    blocks in stage ``i``; ``layer_norm_eps`` is used by the final pooled LayerNorm only (every
+    other norm uses 1e-6); ``layer_scale_init_value <= 0`` builds blocks without layer scale.
+    """
+
+    model_type = "convnext"
+    has_layer_scale = True
+
+    def __init__(
+        self,
+        num_channels: int = 3,
+        patch_size: int = 4,
+        num_stages: int = 4,
+        hidden_sizes: list[int] | None = None,
+        depths: list[int] | None = None,
+        hidden_act: str = "gelu",
+        initializer_range: float = 0.02,
+        layer_norm_eps: float = 1e-12,
+        layer_scale_init_value: float = 1e-6,
+        drop_path_rate: float = 0.0,
+        image_size: int = 224,
+        out_features: list[str] | None = None,
+        out_indices: list[int] | None = None,
+        id2label: dict[int, str] | None = None,
+        label2id: dict[str, int] | None = None,
+        num_labels: int | None = None,
+        problem_type: str | None = None,
+        architectures: list[str] | None = None,
+        **kwargs: Any,
+    ):
+        self.num_channels = num_channels
+        self.patch_size = patch_size
+        self.num_stages = num_stages
+        self.hidden_sizes = list(hidden_sizes) if hidden_sizes is not None else [96, 192, 384, 768]
+        self.depths = list(depths) if depths is not None else [3, 3, 9, 3]
+        self.hidden_act = hidden_act
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        if self.has_layer_scale:
+            self.layer_scale_init_value = layer_scale_init_value
+        self.drop_path_rate = drop_path_rate
+        self.image_size = image_size
+        self.problem_type = problem_type
+        self.architectures = list(architectures) if architectures is not None else None
+        # stage_names always follows depths; a stored one is only checked.
+        stored_stage_names = kwargs.pop("stage_names", None)
+        self.stage_names = _stage_names(len(self.depths))
+        if stored_stage_names is not None and list(stored_stage_names) != self.stage_names:
+            raise ConfigError(f"stage_names {stored_stage_names} do not match depths {self.depths}")
+        self._out_features, self._out_indices = _align_out_features(out_features, out_indices, self.stage_names)
+        self._set_labels(id2label, label2id, num_labels)
+        # transformers 5 writes "dtype", 4.x "torch_dtype": keep whichever came, like any unknown key.
+        self.extra: dict[str, Any] = dict(kwargs)
+        self.validate()
+
+    # --- labels --------------------------------------------------------------------------------
+    def _set_labels(self, id2label, label2id, num_labels):
+        if id2label is not None:
+            if not isinstance(id2label, dict):
+                raise ConfigError(f"id2label must be a dict, got {type(id2label).__name__}")
+            try:
+                id2label = {int(k): str(v) for k, v in id2label.items()}
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"id2label keys must be integers: {e}") from None
+            if num_labels is not None and num_labels != len(id2label):
+                raise ConfigError(f"num_labels={num_labels} disagrees with id2label ({len(id2label)} entries)")
+        else:
+            n = 2 if num_labels is None else num_labels
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise ConfigError(f"num_labels must be a non-negative int, got {num_labels!r}")
+            id2label = {i: f"LABEL_{i}" for i in range(n)}
+        self.id2label = id2label
+        if label2id is None:
+            label2id = {v: k for k, v in id2label.items()}
+        elif not isinstance(label2id, dict):
+            raise ConfigError(f"label2id must be a dict, got {type(label2id).__name__}")
+        self.label2id = {str(k): int(v) for k, v in label2id.items()}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, n: int) -> None:
+        if n != self.num_labels:
+            self._set_labels(None, None, n)
+
+    # --- backbone -------------------------------------------------------------------------------
+    @property
+    def out_features(self) -> list[str]:
+        return list(self._out_features)
+
+    @out_features.setter
+    def out_features(self, value) -> None:
+        self._out_features, self._out_indices = _align_out_features(value, None, self.stage_names)
+
+    @property
+    def out_indices(self) -> list[int]:
+        return list(self._out_indices)
+
+    @out_indices.setter
+    def out_indices(self, value) -> None:
+        self._out_features, self._out_indices = _align_out_features(None, value, self.stage_names)
+
+    # --- validation -----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ConfigError (a ValueError) naming the first invalid field."""
+
+        def positive_int(name, v):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ConfigError(f"{name} must be a positive int, got {v!r}")
+
+        for name in ("num_channels", "patch_size", "num_stages", "image_size"):
+            positive_int(name, getattr(self, name))
+        for name in ("hidden_sizes", "depths"):
+            values = getattr(self, name)
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{name} must be a non-empty list, got {values!r}")
+            for i, v in enumerate(values):
+                positive_int(f"{name}[{i}]", v)
+        if len(self.hidden_sizes) != len(self.depths):
+            raise ConfigError(
+                f"hidden_sizes has {len(self.hidden_sizes)} entries but depths has {len(self.depths)}")
+        if self.num_stages != len(self.depths):
+            raise ConfigError(f"num_stages={self.num_stages} but depths has {len(self.depths)} entries")
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            raise ConfigError(f"hidden_act {self.hidden_act!r} is not one of {', '.join(SUPPORTED_ACTIVATIONS)}")
+        for name in ("initializer_range", "layer_norm_eps", "drop_path_rate"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise ConfigError(f"{name} must be a number, got {v!r}")
+        if self.layer_norm_eps <= 0:
+            raise ConfigError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ConfigError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if self.has_layer_scale:
+            v = self.layer_scale_init_value
+            if v is None:
+                self.layer_scale_init_value = 0.0
+            elif not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise ConfigError(f"layer_scale_init_value must be a number, got {v!r}")
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(f"problem_type {self.problem_type!r} is not one of {PROBLEM_TYPES}")
+
+    # --- (de)serialisation ------------------------------------------------------------------------
+    _ORDER = ("architectures", "depths", "drop_path_rate", "hidden_act", "hidden_sizes", "id2label",
+              "image_size", "initializer_range", "label2id", "layer_norm_eps", "layer_scale_init_value",
+              "model_type", "num_channels", "num_stages", "out_features", "out_indices", "patch_size",
+              "problem_type", "stage_names")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = copy.deepcopy(self.extra)
+        d.update(
+            architectures=self.architectures, depths=list(self.depths), drop_path_rate=self.drop_path_rate,
+            hidden_act=self.hidden_act, hidden_sizes=list(self.hidden_sizes),
+            id2label={str(k): v for k, v in self.id2label.items()}, image_size=self.image_size,
+            initializer_range=self.initializer_range, label2id=dict(self.label2id),
+            layer_norm_eps=self.layer_norm_eps, model_type=self.model_type, num_channels=self.num_channels,
+            num_stages=self.num_stages, out_features=self.out_features, out_indices=self.out_indices,
+            patch_size=self.patch_size, stage_names=list(self.stage_names),
+        )
+        if self.has_layer_scale:
+            d["layer_scale_init_value"] = self.layer_scale_init_value
+        if self.problem_type is not None:
+            d["problem_type"] = self.problem_type
+        if self.architectures is None:
+            d.pop("architectures")
+        return dict(sorted(d.items()))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> "ConvNextConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(d).__name__}")
+        d = {**copy.deepcopy(d), **overrides}
+        model_type = d.pop("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ConfigError(f"model_type is {model_type!r}, expected {cls.model_type!r}")
+        if "num_labels" in d and "id2label" in d and d["num_labels"] != len(d["id2label"]):
+            d.pop("id2label")  # an explicit num_labels override asks for a new head
+            d.pop("label2id", None)
+        try:
+            return cls(**d)
+        except TypeError as e:  # e.g. a non-iterable where a list belongs
+            raise ConfigError(f"invalid config: {e}") from None
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "ConvNextConfig":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such config file") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason})") from None
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        try:
+            return cls.from_dict(d, **overrides)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "ConvNextConfig":
+        """Read ``config.json`` from a hub-layout folder, a file path, or a hub id (needs huggingface_hub)."""
+        from .hub import resolve_file
+
+        return cls.from_json_file(resolve_file(path, CONFIG_NAME), **overrides)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        from .fileio import atomic_write_text
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        out = directory / CONFIG_NAME
+        atomic_write_text(out, self.to_json_string())
+        return out
+
+    # --- conveniences ---------------------------------------------------------------------------
+    @classmethod
+    def from_variant(cls, name: str, **overrides: Any) -> "ConvNextConfig":
+        """Config of a published size, e.g. ``"convnext-tiny"`` or ``"tiny"`` (see variants.py)."""
+        from .variants import config_for_variant
+
+        return config_for_variant(name, version=2 if cls.model_type == "convnextv2" else 1, **overrides)
+
+    def copy(self, **changes: Any) -> "ConvNextConfig":
+        return type(self).from_dict(self.to_dict(), **changes)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_dict() == other.to_dict()  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.to_json_string()}"
+
+    def __getattr__(self, name: str) -> Any:
+        # Unknown keys from config.json read back as attributes, as in transformers.
+        extra = self.__dict__.get("extra", {})
+        if name in extra:
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+class ConvNextV2Config(ConvNextConfig):
+    """ConvNeXt V2: the V1 fields without layer scale (blocks use GRN instead)."""
+
+    model_type = "convnextv2"
+    has_layer_scale = False
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.pop("layer_scale_init_value", None)
+        super().__init__(*args, **kwargs)
+
+    @property
+    def layer_scale_init_value(self) -> float:  # V2 blocks never have layer scale
+        return 0.0
+
+
+def config_class_for(model_type: str) -> type[ConvNextConfig]:
+    for cls in (ConvNextConfig, ConvNextV2Config):
+        if cls.model_type == model_type:
+            return cls
+    raise ConfigError(f"model_type {model_type!r} is not a ConvNeXt ('convnext' or 'convnextv2')")
+
+
+def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
+    """Read a config.json of either version, choosing the class by its ``model_type``."""
+    from .hub import resolve_file
+
+    file = resolve_file(path, CONFIG_NAME)
+    try:
+        d = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{file}: a config must be a JSON object")
+    return config_class_for(d.get("model_type", "convnext")).from_json_file(file, **overrides)
+

@@ -1,0 +1,130 @@
+"""Hub-layout loading and saving for the PyTorch twin (config.json + model.safetensors, ...)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional, TypeVar, Union
+
+import numpy as np
+import torch
+
+from convnext_common.checkpoints.io import (
+    PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, CheckpointError, find_weights_file, load_state_dict,
+    save_sharded_safetensors,
+)
+from convnext_common.checkpoints.matching import LoadReport, match_state_dict
+from convnext_common.config import ConvNextConfig, ConfigError
+from convnext_common.fileio import atomic_write
+
+M = TypeVar("M", bound="PreTrainedMixin")
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def resolve_dtype(torch_dtype: Union[str, torch.dtype, None], config: ConvNextConfig) -> Optional[torch.dtype]:
+    """``"auto"`` takes the dtype recorded in config.json (``dtype`` or ``torch_dtype``)."""
+    if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
+        return torch_dtype
+    if torch_dtype == "auto":
+        torch_dtype = config.extra.get("dtype") or config.extra.get("torch_dtype") or "float32"
+    name = str(torch_dtype).replace("torch.", "")
+    if name not in _DTYPES:
+        raise ValueError(f"torch_dtype {torch_dtype!r} is not one of {', '.join(_DTYPES)} or 'auto'")
+    return _DTYPES[name]
+
+
+def read_checkpoint(path: Union[str, os.PathLike], config: ConvNextConfig) -> tuple[dict[str, np.ndarray], Path]:
+    """Canonical (PyTorch-layout) weights from a hub folder or file; a folder with only tf_model.h5
+    is converted in memory."""
+    p = Path(path)
+    try:
+        file = find_weights_file(path, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,))
+    except FileNotFoundError:
+        raise
+    if file.name.endswith((".h5", ".hdf5")):
+        from convnext_common.checkpoints.h5 import load_h5_state_dict
+
+        return load_h5_state_dict(file, config=config), file
+    return load_state_dict(file if p.is_dir() or p.is_file() else file), file
+
+
+class PreTrainedMixin:
+    """``from_pretrained`` / ``save_pretrained`` for the nn.Module classes in modeling.py."""
+
+    config_class: type[ConvNextConfig]
+    base_model_prefix: str
+
+    @classmethod
+    def from_pretrained(cls: type[M], pretrained_model_name_or_path: Union[str, os.PathLike], *,
+                        config: Optional[ConvNextConfig] = None, torch_dtype: Union[str, torch.dtype, None] = None,
+                        ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
+                        **config_overrides: Any):
+        """Build the model from ``config.json`` and load its weights.
+
+        ``pretrained_model_name_or_path``: a hub-layout folder (model.safetensors preferred, then
+        sharded safetensors, pytorch_model.bin (weights_only), tf_model.h5), a weights file, or a
+        hub id when huggingface_hub is installed. Keyword overrides change config fields (e.g.
+        ``num_labels=5`` with ``ignore_mismatched_sizes=True`` for a new head).
+        """
+        path = pretrained_model_name_or_path
+        if config is None:
+            config = cls.config_class.from_pretrained(path, **config_overrides)
+        elif config_overrides:
+            config = config.copy(**config_overrides)
+        if not isinstance(config, cls.config_class):
+            raise ConfigError(f"{path}: config is a {type(config).__name__} ({config.model_type}); "
+                              f"{cls.__name__} needs {cls.config_class.__name__}")
+        state, file = read_checkpoint(path, config)
+        model = cls(config)
+        model.load_numpy_state_dict(state, source=str(file), ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                    report_to=(info := LoadReport()))
+        dtype = resolve_dtype(torch_dtype, config)
+        if dtype is not None:
+            model = model.to(dtype)
+        model.eval()
+        if output_loading_info:
+            return model, {"missing_keys": info.missing_keys, "unexpected_keys": info.unexpected_keys,
+                           "mismatched_keys": info.mismatched_keys}
+        return model
+
+    def load_numpy_state_dict(self, state: dict[str, np.ndarray], source: str = "checkpoint",
+                              ignore_mismatched_sizes: bool = False, report_to: Optional[LoadReport] = None) -> None:
+        """Load canonical-named numpy weights, adapting prefixes and refusing what does not fit."""
+        own = self.state_dict()
+        expected = {k: tuple(v.shape) for k, v in own.items()}
+        matched, report = match_state_dict(state, expected, self.base_model_prefix, source=source,
+                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
+        with torch.no_grad():
+            for name, array in matched.items():
+                target = own[name]
+                if not np.issubdtype(np.asarray(array).dtype, np.floating):
+                    raise CheckpointError(f"{source}: {name} has dtype {array.dtype}, expected floating point")
+                target.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(target.dtype))
+        if report_to is not None:
+            report_to.__dict__.update(report.__dict__)
+
+    def numpy_state_dict(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().float().numpy() if v.dtype == torch.bfloat16 else v.detach().cpu().numpy()
+                for k, v in self.state_dict().items()}
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], safe_serialization: bool = True,
+                        max_shard_size: int = 5 * 1024**3) -> Path:
+        """Write config.json and model.safetensors (or pytorch_model.bin), each file atomically."""
+        directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(f"{directory}: exists and is not a folder")
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.config.copy()
+        config.architectures = [type(self).__name__]
+        dtype = next(self.parameters()).dtype
+        config.extra["dtype"] = str(dtype).replace("torch.", "")
+        config.extra.pop("torch_dtype", None)
+        state = self.numpy_state_dict()
+        if safe_serialization:
+            save_sharded_safetensors(state, directory, max_shard_bytes=max_shard_size)
+        else:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            atomic_write(directory / PT_WEIGHTS_NAME, lambda tmp: torch.save(tensors, tmp))
+        config.save_pretrained(directory)
+        return directory

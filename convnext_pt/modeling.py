@@ -1,0 +1,330 @@
+"""ConvNeXt V1 and V2 in PyTorch, with transformers' module names (they are the checkpoint format).
+
+Read a block top to bottom against Fig. 4 of the paper: 7x7 depthwise conv -> LayerNorm ->
+1x1 expand (Linear, 4x) -> GELU -> [GRN, V2] -> 1x1 project (Linear) -> [layer scale, V1] ->
+drop path -> residual add. Tensors between modules are NCHW; a block works channels-last inside
+so that the 1x1 convs are plain matrix multiplies.
+
+``convnext_tf/modeling.py`` is the Keras translation of this file, class for class.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convnext_common.architecture import (
+    DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
+)
+from convnext_common.config import ConvNextConfig, ConvNextV2Config
+from convnext_common.outputs import (
+    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+)
+
+from .activations import get_activation
+from .hub import PreTrainedMixin
+
+
+class ConvNextLayerNorm(nn.Module):
+    """LayerNorm over channels for NHWC (``channels_last``) or NCHW (``channels_first``) tensors.
+
+    Statistics are computed in float32 whatever the input dtype: in float16 the variance of
+    large activations overflows (the original channels-first LayerNorm returns inf there).
+    """
+
+    def __init__(self, normalized_shape: int, eps: float = NORM_EPS, data_format: str = "channels_last"):
+        super().__init__()
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(f"data_format must be channels_last or channels_first, got {data_format!r}")
+        self.weight = nn.Parameter(torch.ones(normalized_shape))
+        self.bias = nn.Parameter(torch.zeros(normalized_shape))
+        self.eps = eps
+        self.data_format = data_format
+        self.normalized_shape = (normalized_shape,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.data_format == "channels_first":
+            x = x.permute(0, 2, 3, 1)
+        dtype = x.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            x = F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps)
+            x = x.to(dtype)
+        else:
+            x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        if self.data_format == "channels_first":
+            x = x.permute(0, 3, 1, 2)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape[0]}, eps={self.eps}, data_format={self.data_format}"
+
+
+class ConvNextDropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch of a sample with probability ``drop_prob``."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.drop_prob}"
+
+
+class ConvNextV2GRN(nn.Module):
+    """Global Response Normalization (ConvNeXt V2) on NHWC tensors: each channel's spatial L2 norm,
+    divided by the mean norm over channels, re-weights the features (``weight``/``bias`` (1, 1, 1, C))."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(1, 1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # float32 statistics: the sum of squares over H*W overflows float16.
+        g = torch.linalg.vector_norm(x.float(), ord=2, dim=(1, 2), keepdim=True)
+        n = (g / (g.mean(dim=-1, keepdim=True) + GRN_EPS)).to(x.dtype)
+        return self.weight * (x * n) + self.bias + x
+
+
+class ConvNextEmbeddings(nn.Module):
+    """The stem: a patch_size x patch_size conv with the same stride (a "patchify" layer), then LayerNorm.
+    (B, num_channels, H, W) -> (B, hidden_sizes[0], H/patch, W/patch)."""
+
+    def __init__(self, config: ConvNextConfig):
+        super().__init__()
+        self.patch_embeddings = nn.Conv2d(config.num_channels, config.hidden_sizes[0],
+                                          kernel_size=config.patch_size, stride=config.patch_size)
+        self.layernorm = ConvNextLayerNorm(config.hidden_sizes[0], eps=NORM_EPS, data_format="channels_first")
+        self.num_channels = config.num_channels
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
+            raise ValueError(
+                f"pixel_values must be (batch, {self.num_channels}, height, width), got {tuple(pixel_values.shape)}")
+        return self.layernorm(self.patch_embeddings(pixel_values))
+
+
+class ConvNextLayer(nn.Module):
+    """One ConvNeXt block (V1 with layer scale, or V2 with GRN). (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, config: ConvNextConfig, dim: int, drop_path: float = 0.0):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=DWCONV_KERNEL, padding=DWCONV_KERNEL // 2, groups=dim)
+        self.layernorm = ConvNextLayerNorm(dim, eps=NORM_EPS)
+        self.pwconv1 = nn.Linear(dim, MLP_RATIO * dim)
+        self.act = get_activation(config.hidden_act)
+        self.grn = ConvNextV2GRN(MLP_RATIO * dim) if uses_grn(config) else None
+        self.pwconv2 = nn.Linear(MLP_RATIO * dim, dim)
+        scale = config.layer_scale_init_value
+        self.layer_scale_parameter = nn.Parameter(scale * torch.ones(dim)) if scale > 0 else None
+        self.drop_path = ConvNextDropPath(drop_path)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        residual = hidden_states
+        x = self.dwconv(hidden_states)
+        x = x.permute(0, 2, 3, 1)  # NCHW -> NHWC
+        x = self.layernorm(x)
+        x = self.pwconv1(x)
+        x = self.act(x)
+        if self.grn is not None:
+            x = self.grn(x)
+        x = self.pwconv2(x)
+        if self.layer_scale_parameter is not None:
+            x = self.layer_scale_parameter * x
+        x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+        return residual + self.drop_path(x)
+
+
+class ConvNextStage(nn.Module):
+    """Optional downsampling (LayerNorm + 2x2 stride-2 conv) followed by ``depth`` blocks."""
+
+    def __init__(self, config: ConvNextConfig, in_channels: int, out_channels: int, stride: int = 2,
+                 depth: int = 2, drop_path_rates: Optional[list[float]] = None):
+        super().__init__()
+        if in_channels != out_channels or stride > 1:
+            self.downsampling_layer = nn.Sequential(
+                ConvNextLayerNorm(in_channels, eps=NORM_EPS, data_format="channels_first"),
+                nn.Conv2d(in_channels, out_channels, kernel_size=stride, stride=stride),
+            )
+        else:
+            self.downsampling_layer = nn.Identity()
+        rates = drop_path_rates or [0.0] * depth
+        self.layers = nn.Sequential(*[ConvNextLayer(config, out_channels, rates[j]) for j in range(depth)])
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.downsampling_layer(hidden_states))
+
+
+class ConvNextEncoder(nn.Module):
+    """The stages in order; optionally returns every intermediate map."""
+
+    def __init__(self, config: ConvNextConfig):
+        super().__init__()
+        self.stages = nn.ModuleList([
+            ConvNextStage(config, s.in_channels, s.out_channels, s.stride, s.depth, s.drop_path_rates)
+            for s in stage_specs(config)
+        ])
+
+    def forward(self, hidden_states: torch.Tensor, output_hidden_states: bool = False):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for stage in self.stages:
+            hidden_states = stage(hidden_states)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        return hidden_states, all_hidden_states
+
+
+class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
+    """Weight init as transformers', and hub-layout loading/saving (see hub.py)."""
+
+    config_class = ConvNextConfig
+    base_model_prefix = "convnext"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: ConvNextConfig):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, ConvNextLayerNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, ConvNextV2GRN):
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, ConvNextLayer) and module.layer_scale_parameter is not None:
+            nn.init.constant_(module.layer_scale_parameter, self.config.layer_scale_init_value)
+
+    def post_init(self) -> None:
+        self.apply(self._init_weights)
+
+
+class ConvNextModel(ConvNextPreTrainedModel):
+    """The trunk: stem, stages, and a pooled, normalised feature vector.
+
+    ``pixel_values`` (B, num_channels, H, W), H and W >= 32 ->
+    ``last_hidden_state`` (B, hidden_sizes[-1], H/32, W/32) (for 4 stages, before the final norm),
+    ``pooler_output`` (B, hidden_sizes[-1]).
+    """
+
+    def __init__(self, config: ConvNextConfig):
+        super().__init__(config)
+        self.embeddings = ConvNextEmbeddings(config)
+        self.encoder = ConvNextEncoder(config)
+        self.layernorm = ConvNextLayerNorm(config.hidden_sizes[-1], eps=config.layer_norm_eps)
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
+                return_dict: Optional[bool] = None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
+        return_dict = True if return_dict is None else return_dict
+        embedding_output = self.embeddings(pixel_values)
+        last_hidden_state, hidden_states = self.encoder(embedding_output, bool(output_hidden_states))
+        pooled_output = self.layernorm(last_hidden_state.mean(dim=(-2, -1)))
+        out = BaseModelOutputWithPoolingAndNoAttention(last_hidden_state, pooled_output, hidden_states)
+        return out if return_dict else out.to_tuple()
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: ConvNextConfig) -> torch.Tensor:
+    """MSE for regression, cross-entropy for single-label, BCE-with-logits for multi-label."""
+    is_int = labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8)
+    problem_type = infer_problem_type(config, is_int)
+    num_labels = logits.shape[-1]
+    if problem_type == "regression":
+        labels = labels.to(logits.dtype)
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze())
+        return F.mse_loss(logits, labels)
+    if problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1).long())
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class ConvNextForImageClassification(ConvNextPreTrainedModel):
+    """The trunk plus a linear classifier on the pooled features. ``logits`` (B, num_labels)."""
+
+    trunk_class = ConvNextModel
+
+    def __init__(self, config: ConvNextConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        setattr(self, self.base_model_prefix, self.trunk_class(config))
+        self.classifier = (nn.Linear(config.hidden_sizes[-1], config.num_labels)
+                           if config.num_labels > 0 else nn.Identity())
+        self.post_init()
+
+    @property
+    def base_model(self) -> ConvNextModel:
+        return getattr(self, self.base_model_prefix)
+
+    def forward(self, pixel_values: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                output_hidden_states: Optional[bool] = None,
+                return_dict: Optional[bool] = None) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
+        return_dict = True if return_dict is None else return_dict
+        outputs = self.base_model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(outputs.pooler_output)
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        out = ImageClassifierOutputWithNoAttention(loss, logits, outputs.hidden_states)
+        return out if return_dict else out.to_tuple()
+
+
+class ConvNextBackbone(ConvNextPreTrainedModel):
+    """Multi-scale features for detection/segmentation heads: one normalised map per ``out_features``.
+
+    ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW.
+    """
+
+    def __init__(self, config: ConvNextConfig):
+        super().__init__(config)
+        self.embeddings = ConvNextEmbeddings(config)
+        self.encoder = ConvNextEncoder(config)
+        self.stage_names = list(config.stage_names)
+        self.out_features = config.out_features
+        self.channels = backbone_channels(config)
+        self.hidden_states_norms = nn.ModuleDict({
+            stage: ConvNextLayerNorm(c, eps=NORM_EPS, data_format="channels_first")
+            for stage, c in zip(self.out_features, self.channels)
+        })
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
+                return_dict: Optional[bool] = None) -> Union[tuple, BackboneOutput]:
+        return_dict = True if return_dict is None else return_dict
+        _, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states=True)
+        feature_maps = tuple(self.hidden_states_norms[stage](h)
+                             for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
+        out = BackboneOutput(feature_maps, hidden_states if output_hidden_states else None)
+        return out if return_dict else out.to_tuple()
+
+
+# ConvNeXt V2: the same modules; the config's model_type switches layer scale for GRN.
+class ConvNextV2PreTrainedModel(ConvNextPreTrainedModel):
+    config_class = ConvNextV2Config
+    base_model_prefix = "convnextv2"
+
+
+class ConvNextV2Model(ConvNextV2PreTrainedModel, ConvNextModel):
+    pass
+
+
+class ConvNextV2ForImageClassification(ConvNextV2PreTrainedModel, ConvNextForImageClassification):
+    trunk_class = ConvNextV2Model
+
+
+class ConvNextV2Backbone(ConvNextV2PreTrainedModel, ConvNextBackbone):
+    pass

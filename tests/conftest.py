@@ -1,0 +1,35 @@
+"""Shared test setup.
+
+torch is imported before tensorflow in every process: CUDA builds of torch crash when triton
+loads after tensorflow. TensorFlow's log noise is silenced.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import torch  # noqa: E402,F401  (must come first, see above)
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def rel_err(ours, ref) -> float:
+    """DESIGN.md's measure: max|ours - ref| / max(1, max|ref|)."""
+    ours, ref = np.asarray(ours, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    assert ours.shape == ref.shape, f"shape {ours.shape} != {ref.shape}"
+    return float(np.abs(ours - ref).max() / max(1.0, np.abs(ref).max()))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def inputs():
+    return dict(np.load(FIXTURES / "inputs.npz"))
