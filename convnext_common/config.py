@@ -237,7 +237,12 @@ class ConvNextConfig:
     def from_dict(cls, d: dict[str, Any], **overrides: Any) -> "ConvNextConfig":
         if not isinstance(d, dict):
             raise ConfigError(f"a config must be a JSON object, got {type(d).__name__}")
-        d = {**copy.deepcopy(d), **overrides}
+        d = copy.deepcopy(d)
+        # overriding one of a linked pair replaces the stored other one
+        for a, b in (("out_features", "out_indices"), ("out_indices", "out_features")):
+            if a in overrides and b not in overrides:
+                d.pop(b, None)
+        d.update(overrides)
         model_type = d.pop("model_type", cls.model_type)
         if model_type != cls.model_type:
             raise ConfigError(f"model_type is {model_type!r}, expected {cls.model_type!r}")

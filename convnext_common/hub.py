@@ -30,9 +30,9 @@ def resolve_file(path_or_id: str | os.PathLike, filename: str, required: bool = 
             raise FileNotFoundError(f"{p}: no {filename} in this folder")
         return None
     if p.is_file():
-        if p.name == filename or filename.endswith(".json") and p.suffix == ".json" and filename == "config.json":
-            return p
-        # a file was named directly: look beside it
+        if p.name == filename or (p.suffix == ".json" and filename.endswith(".json")):
+            return p  # the file itself, possibly under another name (my_config.json)
+        # a weights file was named directly: its config lives beside it
         return resolve_file(p.parent, filename, required)
     name = str(path_or_id)
     if _looks_like_hub_id(name) and not p.exists():
@@ -50,5 +50,5 @@ def resolve_file(path_or_id: str | os.PathLike, filename: str, required: bool = 
                 raise FileNotFoundError(f"{name}: could not get {filename} from the hub ({type(e).__name__}: {e})") from None
             return None
     if required:
-        raise FileNotFoundError(f"{name}: no such file or folder")
+        raise FileNotFoundError(f"{name}: no such file or folder (looking for {filename})")
     return None

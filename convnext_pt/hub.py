@@ -37,16 +37,12 @@ def resolve_dtype(torch_dtype: Union[str, torch.dtype, None], config: ConvNextCo
 def read_checkpoint(path: Union[str, os.PathLike], config: ConvNextConfig) -> tuple[dict[str, np.ndarray], Path]:
     """Canonical (PyTorch-layout) weights from a hub folder or file; a folder with only tf_model.h5
     is converted in memory."""
-    p = Path(path)
-    try:
-        file = find_weights_file(path, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,))
-    except FileNotFoundError:
-        raise
+    file = find_weights_file(path, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,))
     if file.name.endswith((".h5", ".hdf5")):
         from convnext_common.checkpoints.h5 import load_h5_state_dict
 
         return load_h5_state_dict(file, config=config), file
-    return load_state_dict(file if p.is_dir() or p.is_file() else file), file
+    return load_state_dict(file), file
 
 
 class PreTrainedMixin:

@@ -35,6 +35,8 @@ def find_weights_file(path: str | os.PathLike, candidates: tuple[str, ...] = PT_
     from ..hub import resolve_file
 
     p = Path(path)
+    if p.is_file() and p.suffix == ".json" and not p.name.endswith(".index.json"):
+        p = p.parent  # a config.json was named: the weights are beside it
     if p.is_file():
         return p
     if p.is_dir():
