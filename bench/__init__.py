@@ -1,0 +1,1 @@
+"""Benchmarks: they report timings; tests never assert them."""

@@ -1,0 +1,210 @@
+"""Side-by-side benchmark of this project against its peers, on the same inputs, in one run.
+
+    python bench/run.py                      # everything that is installed, 2 threads
+    python bench/run.py --only models --variants tiny --batches 8
+    python bench/run.py --json bench-results/cpu.json
+
+Peers (timm, torchvision, transformers PT/TF, keras.applications) are used when importable;
+install them with `pip install -e ".[bench]"` in a separate environment. Timings are medians
+of interleaved rounds (A B A B ...), so that a slow phase of the machine hits every contender
+alike; ratios are ours / peer time (lower is better). GFLOP/s are reported as a fraction of
+this machine's measured fp32 matrix-multiply rate (the practical roofline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402  (before tensorflow, always)
+
+from bench.flops import convnext_flops  # noqa: E402
+from bench.peers import model_contenders, processor_contenders  # noqa: E402
+
+
+def reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, dict]:
+    """Run each contender ``warmup`` times, then ``rounds`` rounds of A B C ...; medians and peak RSS."""
+    stats: dict[str, dict] = {}
+    for name, fn in list(contenders.items()):
+        reset_peak_rss()
+        before = peak_rss_mb()
+        try:
+            for _ in range(warmup):
+                fn()
+        except Exception as e:  # a peer that cannot run this workload is reported, not fatal
+            stats[name] = {"error": f"{type(e).__name__}: {e}"[:200]}
+            contenders.pop(name)
+            continue
+        stats[name] = {"times": [], "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_mb": round(before, 1)}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            t = time.perf_counter()
+            fn()
+            stats[name]["times"].append(time.perf_counter() - t)
+    for s in stats.values():
+        if "times" in s:
+            s["median_s"] = statistics.median(s["times"])
+    return stats
+
+
+def bench_models(args, roofline: float) -> list[dict]:
+    rows = []
+    for variant in args.variants:
+        for batch in args.batches:
+            x = np.random.default_rng(0).standard_normal((batch, 3, args.size, args.size)).astype(np.float32)
+            contenders = model_contenders(variant, x, args.impls, compile_pt=not args.no_compile)
+            stats = interleaved(contenders, args.rounds)
+            flops = convnext_flops(variant, args.size) * batch
+            ours = stats.get("ours-pt", {}).get("median_s")
+            ours_tf = stats.get("ours-tf", {}).get("median_s")
+            for name, s in stats.items():
+                row = {"workload": f"convnext-{variant} b{batch} {args.size}px fp32", "impl": name}
+                if "error" in s:
+                    row["error"] = s["error"]
+                else:
+                    t = s["median_s"]
+                    row.update(img_s=round(batch / t, 2), median_s=round(t, 4), peak_rss_mb=s["peak_rss_mb"],
+                               gflops=round(flops / t / 1e9, 1), roofline_frac=round(flops / t / 1e9 / roofline, 3))
+                    if ours and not name.startswith("ours"):
+                        row["ours_pt_over_peer"] = round(ours / t, 3)
+                    if ours_tf and not name.startswith("ours"):
+                        row["ours_tf_over_peer"] = round(ours_tf / t, 3)
+                    if ours and name.startswith("ours") and name != "ours-pt":
+                        row["over_ours_pt"] = round(t / ours, 3)
+                rows.append(row)
+    return rows
+
+
+def bench_processors(args) -> list[dict]:
+    from bench.peers import sample_photos
+
+    photos = sample_photos(32)
+    stats = interleaved(processor_contenders(photos), args.rounds)
+    ours = stats.get("ours-slow", {}).get("median_s")
+    ours_fast = stats.get("ours-fast", {}).get("median_s")
+    rows = []
+    for name, s in stats.items():
+        row = {"workload": "preprocess 32 photos -> 224", "impl": name}
+        if "error" in s:
+            row["error"] = s["error"]
+        else:
+            t = s["median_s"]
+            row.update(img_s=round(len(photos) / t, 1), median_s=round(t, 4))
+            if name.startswith("transformers-slow") and ours:
+                row["ours_slow_over_peer"] = round(ours / t, 3)
+            if name.startswith("transformers-fast") and ours_fast:
+                row["ours_fast_over_peer"] = round(ours_fast / t, 3)
+        rows.append(row)
+    return rows
+
+
+def bench_conversion(args) -> list[dict]:
+    """ConvNeXt-L PT -> TF in a fresh process, so that its peak RSS is its own."""
+    script = ROOT / "bench" / "bench_convert.py"
+    if not script.exists():
+        return [{"workload": "convert convnext-large pt->tf", "impl": "ours", "error": "bench_convert.py missing"}]
+    out = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True)
+    if out.returncode != 0:
+        return [{"workload": "convert convnext-large pt->tf", "impl": "ours", "error": out.stderr.strip()[-300:]}]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return [{"workload": "convert convnext-large pt->tf", "impl": "ours", **result}]
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = ["workload", "impl", "img_s", "median_s", "ours_pt_over_peer", "ours_tf_over_peer", "over_ours_pt",
+            "ours_slow_over_peer", "ours_fast_over_peer", "gflops", "roofline_frac", "peak_rss_mb", "seconds",
+            "checkpoint_mb", "peak_rss_over_checkpoint", "error"]
+    cols = [c for c in cols if any(c in r for r in rows)]
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    print(" | ".join(c.ljust(widths[c]) for c in cols))
+    print("-+-".join("-" * widths[c] for c in cols))
+    for r in rows:
+        print(" | ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=["models", "processors", "conversion"], action="append")
+    p.add_argument("--variants", nargs="+", default=["tiny", "base"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--impls", nargs="+", default=None, help="subset of contenders (e.g. ours-pt timm)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
+    p.add_argument("--json", default="bench-results/bench.json", help="where to write the results")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except ImportError:
+        pass
+    roofline = matmul_gflops()
+    print(f"fp32 2048^3 matmul: {roofline:.1f} GFLOP/s on {args.threads} threads (the roofline below)")
+    rows: list[dict] = []
+    only = set(args.only or ["models", "processors", "conversion"])
+    if "models" in only:
+        rows += bench_models(args, roofline)
+    if "processors" in only:
+        rows += bench_processors(args)
+    if "conversion" in only:
+        rows += bench_conversion(args)
+    print_table(rows)
+    meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "threads": args.threads, "matmul_gflops": round(roofline, 1)}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
