@@ -41,16 +41,36 @@ V2_VARIANTS: dict[str, Variant] = {
     "huge": Variant(_DEEP, (352, 704, 1408, 2816)),
 }
 
-#: parameter counts with a 1000-class head, as published (timm / the papers' tables).
-PUBLISHED_PARAMS_1K: dict[str, int] = {
-    "convnext-atto": 3_708_400, "convnext-femto": 5_221_240, "convnext-pico": 9_052_640,
-    "convnext-nano": 15_588_560, "convnext-tiny": 28_589_128, "convnext-small": 50_223_688,
-    "convnext-base": 88_591_464, "convnext-large": 197_767_336, "convnext-xlarge": 350_196_968,
-    "convnext-xxlarge": 846_471_016,
-    "convnextv2-atto": 3_708_400, "convnextv2-femto": 5_233_240, "convnextv2-pico": 9_066_280,
-    "convnextv2-nano": 15_623_800, "convnextv2-tiny": 28_635_496, "convnextv2-base": 88_717_800,
-    "convnextv2-large": 197_956_840, "convnextv2-huge": 660_289_640,
+class PublishedCount(NamedTuple):
+    """A parameter count as its source states it: ``params`` rounded to ``precision``.
+
+    ``head``: ``"classification"`` (with a 1000-class classifier) or ``"base"`` (no classifier,
+    final norm kept, as timm lists its head-less pretraining checkpoints).
+    """
+
+    params: int
+    precision: int
+    head: str
+    source: str
+
+
+_TV = "torchvision.models ConvNeXt docs (num_params)"
+_TIMM = "timm model card (Params (M))"
+
+#: published parameter counts that could be confirmed against their source; sizes missing here have
+#: no count we could confirm (the twins' counts are still checked against count_parameters()).
+PUBLISHED_PARAMS: dict[str, PublishedCount] = {
+    "convnext-tiny": PublishedCount(28_589_128, 1, "classification", _TV),
+    "convnext-small": PublishedCount(50_223_688, 1, "classification", _TV),
+    "convnext-base": PublishedCount(88_591_464, 1, "classification", _TV),
+    "convnext-large": PublishedCount(197_767_336, 1, "classification", _TV),
+    "convnext-atto": PublishedCount(3_700_000, 100_000, "classification", _TIMM + ", convnext_atto.d2_in1k"),
+    "convnext-femto": PublishedCount(5_200_000, 100_000, "classification", _TIMM + ", convnext_femto.d1_in1k"),
+    "convnextv2-huge": PublishedCount(657_500_000, 100_000, "base", _TIMM + ", convnextv2_huge.fcmae (no head)"),
 }
+#: the exact ones, as {name: count} with a 1000-class head.
+PUBLISHED_PARAMS_1K: dict[str, int] = {k: v.params for k, v in PUBLISHED_PARAMS.items()
+                                       if v.precision == 1 and v.head == "classification"}
 
 
 def parse_variant(name: str, version: int | None = None) -> tuple[int, str]:

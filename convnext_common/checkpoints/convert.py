@@ -86,6 +86,8 @@ def read_input(path: str | Path, source: Optional[str] = None, config: Optional[
         file = find_weights_file(path, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,))
     else:
         file = path
+        if file.name in PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,) and (file.parent / "config.json").is_file():
+            hub_dir = file.parent  # a hub folder's weights file: its config.json describes it
     if file.stat().st_size == 0:
         raise CheckpointError(f"{file}: the file is empty")
     if file.suffix.lower() in (".h5", ".hdf5"):
@@ -220,11 +222,8 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     write_pt = to in ("pt", "all")
     write_tf = to in ("tf", "all")
     if write_tf and head == "backbone":
-        if to == "tf":
-            raise CheckpointError(f"{inp.weights_file}: a backbone checkpoint has no TensorFlow counterpart in "
-                                  f"transformers (no TFConvNextBackbone); use --to pt")
-        write_tf = False
-        notes.append("backbone: tf_model.h5 skipped (transformers has no TF ConvNeXt backbone)")
+        notes.append("backbone: tf_model.h5 is read by this project's TF twin; transformers has no TF ConvNeXt "
+                     "backbone")
 
     total = int(sum(a.nbytes for a in state.values()))
     files: list[str] = []
@@ -251,7 +250,7 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
 
 
 def _preprocessor_config(inp: _Input) -> Optional[dict]:
-    if inp.hub_dir is not None and (inp.hub_dir / PREPROCESSOR_NAME).is_file():
+    if inp.fmt == "hf" and inp.hub_dir is not None and (inp.hub_dir / PREPROCESSOR_NAME).is_file():
         text = (inp.hub_dir / PREPROCESSOR_NAME).read_text(encoding="utf-8")
         try:
             return json.loads(text)

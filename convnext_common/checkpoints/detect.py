@@ -54,18 +54,22 @@ def h5_kind(path: str | Path) -> str:
     """
     import h5py
 
+    from .h5 import is_transformers_tf_h5
+    from .keras_applications import str_list_attr
+
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            if "layer_names" not in f.attrs and "layers" in f:
+            names = str_list_attr(f, "layer_names")
+            if names is None and "layers" in f:
                 raise CheckpointError(f"{path}: a Keras 3 .weights.h5 file; save the model with the legacy "
                                       f"h5 format (tf-keras save_weights) or convert from the source library")
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])]
     except OSError as e:
         raise CheckpointError(f"{path}: not a readable HDF5 file ({e})") from None
+    names = names or []
     if any(re.search(r"_stage_\d+_block_\d+_depthwise_conv$", n) for n in names):
         return "keras"
-    if any(n in ("convnext", "convnextv2") for n in names):
+    if is_transformers_tf_h5(path):
         return "hf"
     raise CheckpointError(f"{path}: an HDF5 file but neither transformers' tf_model.h5 nor a keras-applications "
                           f"ConvNeXt (top-level layers: {', '.join(names[:5]) or 'none'})")

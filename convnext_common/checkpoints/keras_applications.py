@@ -28,6 +28,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _STEM_GROUP = re.compile(r"(?P<prefix>.*)_stem$")
 
 
+def str_list_attr(obj, name: str) -> list[str] | None:
+    """A list-of-strings HDF5 attribute; Keras splits long ones into ``name0``, ``name1``, ..."""
+    if name in obj.attrs:
+        values = list(obj.attrs[name])
+    elif f"{name}0" in obj.attrs:
+        values, i = [], 0
+        while f"{name}{i}" in obj.attrs:
+            values.extend(obj.attrs[f"{name}{i}"])
+            i += 1
+    else:
+        return None
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
 def _model_prefix(layer_names: list[str], path: Path) -> str:
     for name in layer_names:
         m = _STEM_GROUP.fullmatch(name)
@@ -45,12 +59,11 @@ def read_keras_h5(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np
     norm: dict[str, np.ndarray] = {}
     try:
         with h5py.File(path, "r") as f:
-            layer_names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])]
+            layer_names = str_list_attr(f, "layer_names") or []
             prefix = _model_prefix(layer_names, path)
             for layer in layer_names:
                 group = f[layer]
-                weight_names = [n.decode() if isinstance(n, bytes) else str(n)
-                                for n in group.attrs.get("weight_names", [])]
+                weight_names = str_list_attr(group, "weight_names") or []
                 for wname in weight_names:
                     array = np.asarray(group[wname])
                     key = wname[:-2] if wname.endswith(":0") else wname
