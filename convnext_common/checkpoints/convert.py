@@ -152,12 +152,12 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
-def _resolve_config(inp: _Input, state: dict, config_file, notes: list[str]) -> ConvNextConfig:
+def _resolve_config(inp: _Input, state: dict, user_config: Optional[ConvNextConfig], config_label: str,
+                    notes: list[str]) -> ConvNextConfig:
     source = str(inp.weights_file)
-    if config_file is not None:
-        config = config_file if isinstance(config_file, ConvNextConfig) else load_config(config_file)
-        check_state_fits(state, config, f"{source} with config {config_file}")
-        return config
+    if user_config is not None:
+        check_state_fits(state, user_config, f"{source} with {config_label}")
+        return user_config
     if inp.fmt == "hf" and inp.hub_dir is not None and (inp.hub_dir / "config.json").is_file():
         config = load_config(inp.hub_dir)
         check_state_fits(state, config, f"{source} with {inp.hub_dir / 'config.json'}")
@@ -214,7 +214,8 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     state = to_canonical(inp.state, inp.fmt, str(inp.weights_file), consume=True)
     inp.state = {}  # the canonical dict now owns the arrays
     _fill_final_norm(state, notes)
-    cfg = _resolve_config(inp, state, user_config, notes)
+    config_label = str(config) if isinstance(config, (str, Path)) else "the given config"
+    cfg = _resolve_config(inp, state, user_config, config_label, notes)
     head = head_of(state)
     if cfg.architectures is None:
         cfg.architectures = [architecture_name(cfg, head)]
