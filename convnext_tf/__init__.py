@@ -1,0 +1,18 @@
+"""ConvNeXt for Keras 3 (TensorFlow backend): drop-in for transformers' TFConvNext* classes, reading
+and writing the same hub folders (tf_model.h5, model.safetensors, pytorch_model.bin)."""
+
+from convnext_common import ConvNextConfig, ConvNextV2Config
+
+from .modeling import (
+    TFConvNextBackbone, TFConvNextDropPath, TFConvNextEmbeddings, TFConvNextEncoder, TFConvNextForImageClassification,
+    TFConvNextLayer, TFConvNextLayerNorm, TFConvNextModel, TFConvNextPreTrainedModel, TFConvNextStage,
+    TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2GRN, TFConvNextV2Model,
+    TFConvNextV2PreTrainedModel,
+)
+
+__all__ = [
+    "ConvNextConfig", "ConvNextV2Config", "TFConvNextModel", "TFConvNextForImageClassification", "TFConvNextBackbone",
+    "TFConvNextPreTrainedModel", "TFConvNextV2Model", "TFConvNextV2ForImageClassification", "TFConvNextV2Backbone",
+    "TFConvNextV2PreTrainedModel", "TFConvNextLayerNorm", "TFConvNextDropPath", "TFConvNextV2GRN",
+    "TFConvNextEmbeddings", "TFConvNextLayer", "TFConvNextStage", "TFConvNextEncoder",
+]

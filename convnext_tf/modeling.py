@@ -1,0 +1,586 @@
+"""ConvNeXt V1 and V2 in Keras 3 (TensorFlow backend), with transformers' layer names (they are the checkpoint format).
+
+Read a block top to bottom against Fig. 4 of the paper: 7x7 depthwise conv -> LayerNorm ->
+1x1 expand (Dense, 4x) -> GELU -> [GRN, V2] -> 1x1 project (Dense) -> [layer scale, V1] ->
+drop path -> residual add. Tensors between layers are NHWC, TensorFlow's native layout on CPU: the
+depthwise conv is a DepthwiseConv2D (a grouped Conv2D is ~25x slower on CPU and has no gradient
+there) and the 1x1 convs are plain matrix multiplies. The models take NCHW ``pixel_values`` like
+transformers and return NCHW maps, transposing once at the input and once per returned map;
+``data_format="channels_last"`` takes and returns NHWC instead.
+
+``convnext_pt/modeling.py`` is the PyTorch original of this file, class for class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from convnext_common.architecture import (
+    DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
+)
+from convnext_common.config import ConvNextConfig, ConvNextV2Config
+from convnext_common.outputs import (
+    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+)
+
+from .activations import get_activation
+from .hub import TFPreTrainedMixin
+
+DATA_FORMATS = ("channels_first", "channels_last")
+_PACKAGE = "convnext_tf"
+
+
+def _check_data_format(data_format: str) -> str:
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be channels_first or channels_last, got {data_format!r}")
+    return data_format
+
+
+def _kernel_initializer(config: ConvNextConfig) -> keras.initializers.Initializer:
+    """transformers' PyTorch init for conv and dense kernels: N(0, initializer_range); biases start at 0."""
+    return keras.initializers.RandomNormal(stddev=config.initializer_range)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextLayerNorm(keras.layers.Layer):
+    """LayerNorm over channels for NHWC (``channels_last``) or NCHW (``channels_first``) tensors.
+
+    Statistics are computed in float32 whatever the input dtype: in float16 the variance of
+    large activations overflows. The variables (``gamma``, ``beta``) stay float32 under mixed
+    precision; the output has the input's dtype.
+    """
+
+    def __init__(self, normalized_shape: int, eps: float = NORM_EPS, data_format: str = "channels_last", **kwargs):
+        kwargs["autocast"] = False  # keep float32 variables; inputs are cast explicitly in call()
+        super().__init__(**kwargs)
+        self.normalized_shape = int(normalized_shape)
+        self.eps = float(eps)
+        self.data_format = _check_data_format(data_format)
+
+    def build(self, input_shape=None):
+        self.gamma = self.add_weight(shape=(self.normalized_shape,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(self.normalized_shape,), initializer="zeros", name="beta")
+
+    def call(self, x):
+        dtype = x.dtype
+        x = ops.cast(x, "float32")
+        axis = -1 if self.data_format == "channels_last" else 1
+        mean, variance = ops.moments(x, axes=[axis], keepdims=True)
+        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
+        if self.data_format == "channels_first":
+            gamma, beta = ops.reshape(gamma, (-1, 1, 1)), ops.reshape(beta, (-1, 1, 1))
+        x = (x - mean) * ops.rsqrt(variance + self.eps) * gamma + beta
+        return ops.cast(x, dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.pop("autocast", None)
+        return {**config, "normalized_shape": self.normalized_shape, "eps": self.eps,
+                "data_format": self.data_format}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextDropPath(keras.layers.Layer):
+    """Stochastic depth: drop the whole residual branch of a sample with probability ``drop_prob``."""
+
+    def __init__(self, drop_prob: float = 0.0, seed: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.drop_prob = float(drop_prob)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.drop_prob > 0 else None
+
+    def call(self, x, training=None):
+        if self.drop_prob == 0.0 or not training:
+            return x
+        keep = 1.0 - self.drop_prob
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        mask = ops.floor(keep + keras.random.uniform(shape, dtype=x.dtype, seed=self.seed_generator))
+        return x * mask / keep
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "drop_prob": self.drop_prob, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextV2GRN(keras.layers.Layer):
+    """Global Response Normalization (ConvNeXt V2) on NHWC tensors: each channel's spatial L2 norm,
+    divided by the mean norm over channels, re-weights the features (``weight``/``bias`` (1, 1, 1, C))."""
+
+    def __init__(self, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+
+    def build(self, input_shape=None):
+        self.weight = self.add_weight(shape=(1, 1, 1, self.dim), initializer="zeros", name="weight")
+        self.bias = self.add_weight(shape=(1, 1, 1, self.dim), initializer="zeros", name="bias")
+
+    def call(self, x):
+        # float32 statistics: the sum of squares over H*W overflows float16.
+        x32 = ops.cast(x, "float32")
+        g = ops.sqrt(ops.sum(ops.square(x32), axis=(1, 2), keepdims=True))
+        n = ops.cast(g / (ops.mean(g, axis=-1, keepdims=True) + GRN_EPS), x.dtype)
+        return self.weight * (x * n) + self.bias + x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dim": self.dim}
+
+
+class _ConfiguredLayer(keras.layers.Layer):
+    """A layer built from a ConvNextConfig; serialises the config as its dict."""
+
+    def __init__(self, config: Union[ConvNextConfig, dict], **kwargs):
+        super().__init__(**kwargs)
+        self.config = _as_config(config)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+
+def _as_config(config: Union[ConvNextConfig, dict]) -> ConvNextConfig:
+    if isinstance(config, dict):
+        from convnext_common.config import config_class_for
+
+        return config_class_for(config.get("model_type", "convnext")).from_dict(config)
+    return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextEmbeddings(_ConfiguredLayer):
+    """The stem: a patch_size x patch_size conv with the same stride (a "patchify" layer), then LayerNorm.
+    (B, num_channels, H, W) (or NHWC with ``data_format="channels_last"``) -> NHWC (B, H/patch, W/patch, hidden_sizes[0])."""
+
+    def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
+        super().__init__(config, **kwargs)
+        config = self.config
+        self.patch_embeddings = keras.layers.Conv2D(
+            config.hidden_sizes[0], kernel_size=config.patch_size, strides=config.patch_size,
+            kernel_initializer=_kernel_initializer(config), name="patch_embeddings")
+        self.layernorm = TFConvNextLayerNorm(config.hidden_sizes[0], eps=NORM_EPS, name="layernorm")
+        self.num_channels = config.num_channels
+        self.data_format = _check_data_format(data_format)
+
+    def build(self, input_shape=None):
+        self.patch_embeddings.build((None, None, None, self.num_channels))
+        self.layernorm.build((None, None, None, self.config.hidden_sizes[0]))
+
+    def call(self, pixel_values):
+        channel_axis = 1 if self.data_format == "channels_first" else -1
+        shape = tuple(pixel_values.shape)
+        if len(shape) != 4 or (shape[channel_axis] is not None and shape[channel_axis] != self.num_channels):
+            layout = ("(batch, {c}, height, width)" if channel_axis == 1 else "(batch, height, width, {c})")
+            raise ValueError(f"pixel_values must be {layout.format(c=self.num_channels)} "
+                             f"(data_format={self.data_format!r}), got {shape}")
+        if self.data_format == "channels_first":
+            pixel_values = ops.transpose(pixel_values, (0, 2, 3, 1))  # the only input transpose
+        return self.layernorm(self.patch_embeddings(pixel_values))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextLayer(_ConfiguredLayer):
+    """One ConvNeXt block (V1 with layer scale, or V2 with GRN). NHWC (B, H, W, C) -> (B, H, W, C)."""
+
+    def __init__(self, config: ConvNextConfig, dim: int, drop_path: float = 0.0, **kwargs):
+        super().__init__(config, **kwargs)
+        config = self.config
+        self.dim = int(dim)
+        self.drop_path_rate = float(drop_path)
+        init = _kernel_initializer(config)
+        self.dwconv = keras.layers.DepthwiseConv2D(DWCONV_KERNEL, padding="same", depthwise_initializer=init,
+                                                   name="dwconv")
+        self.layernorm = TFConvNextLayerNorm(dim, eps=NORM_EPS, name="layernorm")
+        self.pwconv1 = keras.layers.Dense(MLP_RATIO * dim, kernel_initializer=init, name="pwconv1")
+        self.act = get_activation(config.hidden_act, name="act")
+        self.grn = TFConvNextV2GRN(MLP_RATIO * dim, name="grn") if uses_grn(config) else None
+        self.pwconv2 = keras.layers.Dense(dim, kernel_initializer=init, name="pwconv2")
+        self.layer_scale_init_value = float(config.layer_scale_init_value)
+        self.drop_path = TFConvNextDropPath(drop_path, name="drop_path")
+
+    def build(self, input_shape=None):
+        # Created first, as transformers does, so that Keras lists it before the sub-layers' weights.
+        scale = self.layer_scale_init_value
+        self.layer_scale_parameter = (
+            self.add_weight(shape=(self.dim,), initializer=keras.initializers.Constant(scale),
+                            name="layer_scale_parameter") if scale > 0 else None)
+        self.dwconv.build((None, None, None, self.dim))
+        self.layernorm.build((None, None, None, self.dim))
+        self.pwconv1.build((None, None, None, self.dim))
+        if self.grn is not None:
+            self.grn.build((None, None, None, MLP_RATIO * self.dim))
+        self.pwconv2.build((None, None, None, MLP_RATIO * self.dim))
+
+    def call(self, hidden_states, training=None):
+        residual = hidden_states
+        x = self.dwconv(hidden_states)
+        x = self.layernorm(x)
+        x = self.pwconv1(x)
+        x = self.act(x)
+        if self.grn is not None:
+            x = self.grn(x)
+        x = self.pwconv2(x)
+        if self.layer_scale_parameter is not None:
+            x = self.layer_scale_parameter * x
+        return residual + self.drop_path(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dim": self.dim, "drop_path": self.drop_path_rate}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextStage(_ConfiguredLayer):
+    """Optional downsampling (LayerNorm + 2x2 stride-2 conv) followed by ``depth`` blocks."""
+
+    def __init__(self, config: ConvNextConfig, in_channels: int, out_channels: int, stride: int = 2,
+                 depth: int = 2, drop_path_rates: Optional[list[float]] = None, **kwargs):
+        super().__init__(config, **kwargs)
+        config = self.config
+        self.in_channels, self.out_channels, self.stride, self.depth = in_channels, out_channels, stride, depth
+        self.drop_path_rates = list(drop_path_rates or [0.0] * depth)
+        if in_channels != out_channels or stride > 1:
+            self.downsampling_layer = [
+                TFConvNextLayerNorm(in_channels, eps=NORM_EPS, name="downsampling_layer.0"),
+                keras.layers.Conv2D(out_channels, kernel_size=stride, strides=stride,
+                                    kernel_initializer=_kernel_initializer(config), name="downsampling_layer.1"),
+            ]
+        else:
+            self.downsampling_layer = []
+        self.layers = [TFConvNextLayer(config, out_channels, self.drop_path_rates[j], name=f"layers.{j}")
+                       for j in range(depth)]
+
+    def build(self, input_shape=None):
+        if self.downsampling_layer:
+            self.downsampling_layer[0].build((None, None, None, self.in_channels))
+            self.downsampling_layer[1].build((None, None, None, self.in_channels))
+        for layer in self.layers:
+            layer.build((None, None, None, self.out_channels))
+
+    def call(self, hidden_states, training=None):
+        for layer in self.downsampling_layer:
+            hidden_states = layer(hidden_states)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, training=training)
+        return hidden_states
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "in_channels": self.in_channels, "out_channels": self.out_channels,
+                "stride": self.stride, "depth": self.depth, "drop_path_rates": self.drop_path_rates}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextEncoder(_ConfiguredLayer):
+    """The stages in order; optionally returns every intermediate map (NHWC)."""
+
+    def __init__(self, config: ConvNextConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.stages = [
+            TFConvNextStage(self.config, s.in_channels, s.out_channels, s.stride, s.depth, s.drop_path_rates,
+                            name=f"stages.{i}")
+            for i, s in enumerate(stage_specs(self.config))
+        ]
+
+    def build(self, input_shape=None):
+        for stage in self.stages:
+            stage.build(None)
+
+    def call(self, hidden_states, output_hidden_states: bool = False, training=None):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for stage in self.stages:
+            hidden_states = stage(hidden_states, training=training)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        return hidden_states, all_hidden_states
+
+
+class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
+    """Hub-layout loading/saving (see hub.py), Keras serialisation, and Keras training hooks.
+
+    Weight init is transformers' PyTorch one, given to each layer as its initializer: kernels
+    N(0, ``initializer_range``), biases 0, norms 1/0, layer scale ``layer_scale_init_value``, GRN 0.
+    ``data_format``: ``"channels_first"`` (default) takes NCHW ``pixel_values`` and returns NCHW
+    maps like transformers; ``"channels_last"`` takes and returns NHWC.
+    """
+
+    config_class = ConvNextConfig
+    base_model_prefix = "convnext"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
+        config = _as_config(config)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        kwargs.setdefault("name", _default_name(type(self).__name__))
+        super().__init__(**kwargs)
+        self.config = config
+        self.data_format = _check_data_format(data_format)
+
+    def _maps_out(self, x):
+        """An NHWC map in the model's output layout."""
+        return ops.transpose(x, (0, 3, 1, 2)) if self.data_format == "channels_first" else x
+
+    def build(self, input_shape=None):
+        # Shapes do not depend on the image size: every variable is created here, at construction.
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(None)
+
+    # --- Keras serialisation --------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "data_format": self.data_format, "name": self.name,
+                "trainable": self.trainable, "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects=None):
+        config = dict(config)
+        return cls(cls.config_class.from_dict(config.pop("config")), **config)
+
+    # --- Keras training: fit / evaluate / predict on the model's outputs ---------------------------
+    def _keras_outputs(self, outputs):
+        """What Keras' losses, metrics and ``predict`` see: a dict of the output fields."""
+        return {k: v for k, v in zip(outputs.keys(), outputs.to_tuple())}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if isinstance(y_pred, (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+                               BackboneOutput)):
+            y_pred = self._keras_outputs(y_pred)
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+                               BackboneOutput)):
+            y_pred = self._keras_outputs(y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._keras_outputs(self(x, training=False))
+
+    def export(self, filepath, format: str = "tf_saved_model", verbose: bool = True, input_signature=None,
+               **kwargs) -> None:
+        """A SavedModel whose ``serve`` endpoint maps a float32 batch in the model's data_format
+        (NCHW by default) to a dict of outputs (``logits`` for a classifier)."""
+        if format != "tf_saved_model":
+            raise ValueError(f"format must be 'tf_saved_model', got {format!r}")
+        c = self.config.num_channels
+        if input_signature is None:
+            shape = (None, c, None, None) if self.data_format == "channels_first" else (None, None, None, c)
+            input_signature = [tf.TensorSpec(shape, tf.float32, name="pixel_values")]
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+
+        def serve(pixel_values):
+            return self._serving_outputs(self(pixel_values, training=False))
+
+        archive.add_endpoint("serve", serve, input_signature=input_signature)
+        archive.write_out(filepath, verbose=verbose)
+
+    def _serving_outputs(self, outputs) -> dict:
+        return self._keras_outputs(outputs)
+
+
+def _default_name(class_name: str) -> str:
+    from convnext_common.checkpoints.h5 import tf_model_name
+
+    return tf_model_name(class_name)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextModel(TFConvNextPreTrainedModel):
+    """The trunk: stem, stages, and a pooled, normalised feature vector.
+
+    ``pixel_values`` (B, num_channels, H, W), H and W >= 32 ->
+    ``last_hidden_state`` (B, hidden_sizes[-1], H/32, W/32) (for 4 stages, before the final norm),
+    ``pooler_output`` (B, hidden_sizes[-1]).
+    """
+
+    def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
+        super().__init__(config, data_format, **kwargs)
+        self.embeddings = TFConvNextEmbeddings(self.config, data_format=self.data_format, name="embeddings")
+        self.encoder = TFConvNextEncoder(self.config, name="encoder")
+        self.layernorm = TFConvNextLayerNorm(self.config.hidden_sizes[-1], eps=self.config.layer_norm_eps,
+                                             name="layernorm")
+        self.build()
+
+    def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
+             training=None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
+        return_dict = True if return_dict is None else return_dict
+        embedding_output = self.embeddings(pixel_values)
+        last_hidden_state, hidden_states = self.encoder(
+            embedding_output, output_hidden_states=bool(output_hidden_states), training=training)
+        pooled_output = self.layernorm(ops.mean(last_hidden_state, axis=(1, 2)))
+        hidden_states = tuple(self._maps_out(h) for h in hidden_states) if hidden_states else None
+        out = BaseModelOutputWithPoolingAndNoAttention(self._maps_out(last_hidden_state), pooled_output,
+                                                       hidden_states)
+        return out if return_dict else out.to_tuple()
+
+
+def classification_loss(logits, labels, config: ConvNextConfig):
+    """MSE for regression, cross-entropy for single-label, BCE-with-logits for multi-label (float32)."""
+    labels = ops.convert_to_tensor(labels)
+    is_int = "int" in str(labels.dtype)
+    problem_type = infer_problem_type(config, is_int)
+    logits = ops.cast(logits, "float32")
+    num_labels = logits.shape[-1]
+    if problem_type == "regression":
+        labels = ops.cast(labels, "float32")
+        if num_labels == 1:
+            return ops.mean(ops.square(ops.squeeze(logits) - ops.squeeze(labels)))
+        return ops.mean(ops.square(logits - labels))
+    if problem_type == "single_label_classification":
+        return ops.mean(ops.sparse_categorical_crossentropy(
+            ops.reshape(ops.cast(labels, "int32"), (-1,)), ops.reshape(logits, (-1, num_labels)), from_logits=True))
+    return ops.mean(ops.binary_crossentropy(ops.cast(labels, "float32"), logits, from_logits=True))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
+    """The trunk plus a linear classifier on the pooled features. ``logits`` (B, num_labels).
+
+    Keras training: ``compile(optimizer)`` without a loss trains on the model's own loss
+    (``classification_loss`` with ``y`` as labels); with a Keras loss, it sees the logits.
+    """
+
+    trunk_class = TFConvNextModel
+
+    def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
+        super().__init__(config, data_format, **kwargs)
+        self.num_labels = self.config.num_labels
+        setattr(self, self.base_model_prefix,
+                self.trunk_class(self.config, data_format=self.data_format, name=self.base_model_prefix))
+        self.classifier = (keras.layers.Dense(self.num_labels, kernel_initializer=_kernel_initializer(self.config),
+                                              name="classifier")
+                           if self.num_labels > 0 else keras.layers.Identity(name="classifier"))
+        self.build()
+
+    def build(self, input_shape=None):
+        if not self.classifier.built:
+            self.classifier.build((None, self.config.hidden_sizes[-1]))
+        super().build(input_shape)
+
+    @property
+    def base_model(self) -> TFConvNextModel:
+        return getattr(self, self.base_model_prefix)
+
+    def call(self, pixel_values, labels=None, output_hidden_states: Optional[bool] = None,
+             return_dict: Optional[bool] = None, training=None) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
+        return_dict = True if return_dict is None else return_dict
+        outputs = self.base_model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True,
+                                  training=training)
+        logits = self.classifier(outputs.pooler_output)
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        out = ImageClassifierOutputWithNoAttention(loss, logits, outputs.hidden_states)
+        return out if return_dict else out.to_tuple()
+
+    def _keras_outputs(self, outputs):
+        return outputs.logits
+
+    def _serving_outputs(self, outputs) -> dict:
+        return {"logits": outputs.logits}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self._compile_loss is None and y is not None and isinstance(y_pred, ImageClassifierOutputWithNoAttention):
+            # compile() without a loss: the model's own loss, as transformers' TF models do.
+            loss = classification_loss(y_pred.logits, y, self.config)
+            for extra in self.losses:
+                loss = loss + ops.cast(extra, loss.dtype)
+            return loss
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextBackbone(TFConvNextPreTrainedModel):
+    """Multi-scale features for detection/segmentation heads: one normalised map per ``out_features``.
+
+    ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW (NHWC with channels_last).
+    """
+
+    def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
+        super().__init__(config, data_format, **kwargs)
+        config = self.config
+        self.embeddings = TFConvNextEmbeddings(config, data_format=self.data_format, name="embeddings")
+        self.encoder = TFConvNextEncoder(config, name="encoder")
+        self.stage_names = list(config.stage_names)
+        self.out_features = config.out_features
+        self.channels = backbone_channels(config)
+        self.hidden_states_norms = {
+            stage: TFConvNextLayerNorm(c, eps=NORM_EPS, name=f"hidden_states_norms.{stage}")
+            for stage, c in zip(self.out_features, self.channels)
+        }
+        self.build()
+
+    def build(self, input_shape=None):
+        for norm in self.hidden_states_norms.values():
+            if not norm.built:
+                norm.build((None, None, None, norm.normalized_shape))
+        super().build(input_shape)
+
+    def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
+             training=None) -> Union[tuple, BackboneOutput]:
+        return_dict = True if return_dict is None else return_dict
+        _, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states=True, training=training)
+        feature_maps = tuple(self._maps_out(self.hidden_states_norms[stage](h))
+                             for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
+        hidden_states = tuple(self._maps_out(h) for h in hidden_states) if output_hidden_states else None
+        out = BackboneOutput(feature_maps, hidden_states)
+        return out if return_dict else out.to_tuple()
+
+    def _serving_outputs(self, outputs) -> dict:
+        return {f"feature_maps_{i}": f for i, f in enumerate(outputs.feature_maps)}
+
+
+# ConvNeXt V2: the same layers; the config's model_type switches layer scale for GRN.
+class TFConvNextV2PreTrainedModel(TFConvNextPreTrainedModel):
+    config_class = ConvNextV2Config
+    base_model_prefix = "convnextv2"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextV2Model(TFConvNextV2PreTrainedModel, TFConvNextModel):
+    pass
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextV2ForImageClassification(TFConvNextV2PreTrainedModel, TFConvNextForImageClassification):
+    trunk_class = TFConvNextV2Model
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextV2Backbone(TFConvNextV2PreTrainedModel, TFConvNextBackbone):
+    pass
+
+
+def _register_outputs_with_keras_tree() -> None:
+    """Let Keras' structure utilities see into the output dataclasses (fit's symbolic build maps
+    over the model's outputs), as they see into dicts."""
+    import dataclasses
+
+    import optree
+
+    for cls in (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput):
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        try:
+            optree.register_pytree_node(
+                cls, lambda o, names=names: (tuple(getattr(o, n) for n in names), None, names),
+                lambda _, children, cls=cls: cls(*children), namespace="keras")
+        except ValueError:
+            pass  # already registered (module reloaded)
+
+
+_register_outputs_with_keras_tree()
