@@ -28,6 +28,13 @@ class ConfigError(ValueError):
     """A config value is invalid; the message names the field."""
 
 
+def _as_list(value: Any, default: list[int]) -> Any:
+    """A list of a list or tuple, ``default`` for None; anything else is kept for validate() to name."""
+    if value is None:
+        return list(default)
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 def _stage_names(num_stages: int) -> list[str]:
     return ["stem"] + [f"stage{i}" for i in range(1, num_stages + 1)]
 
@@ -97,8 +104,8 @@ class ConvNextConfig:
         self.num_channels = num_channels
         self.patch_size = patch_size
         self.num_stages = num_stages
-        self.hidden_sizes = list(hidden_sizes) if hidden_sizes is not None else [96, 192, 384, 768]
-        self.depths = list(depths) if depths is not None else [3, 3, 9, 3]
+        self.hidden_sizes = _as_list(hidden_sizes, [96, 192, 384, 768])
+        self.depths = _as_list(depths, [3, 3, 9, 3])
         self.hidden_act = hidden_act
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
@@ -108,6 +115,7 @@ class ConvNextConfig:
         self.image_size = image_size
         self.problem_type = problem_type
         self.architectures = list(architectures) if architectures is not None else None
+        self.validate()  # before anything is derived from depths, so that an error names the bad field
         # stage_names always follows depths; a stored one is only checked.
         stored_stage_names = kwargs.pop("stage_names", None)
         self.stage_names = _stage_names(len(self.depths))
@@ -117,7 +125,6 @@ class ConvNextConfig:
         self._set_labels(id2label, label2id, num_labels)
         # transformers 5 writes "dtype", 4.x "torch_dtype": keep whichever came, like any unknown key.
         self.extra: dict[str, Any] = dict(kwargs)
-        self.validate()
 
     # --- labels --------------------------------------------------------------------------------
     def _set_labels(self, id2label, label2id, num_labels):
@@ -140,7 +147,10 @@ class ConvNextConfig:
             label2id = {v: k for k, v in id2label.items()}
         elif not isinstance(label2id, dict):
             raise ConfigError(f"label2id must be a dict, got {type(label2id).__name__}")
-        self.label2id = {str(k): int(v) for k, v in label2id.items()}
+        try:
+            self.label2id = {str(k): int(v) for k, v in label2id.items()}
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"label2id values must be integers: {e}") from None
 
     @property
     def num_labels(self) -> int:
@@ -270,6 +280,10 @@ class ConvNextConfig:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        if isinstance(d, dict) and isinstance(d.get("id2label"), dict) and "num_labels" in d \
+                and d["num_labels"] != len(d["id2label"]):  # the file contradicts itself (overrides may not)
+            raise ConfigError(f"{path}: num_labels={d['num_labels']!r} disagrees with id2label "
+                              f"({len(d['id2label'])} entries)")
         try:
             return cls.from_dict(d, **overrides)
         except ConfigError as e:
@@ -349,5 +363,9 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
         raise ConfigError(f"{file}: not valid JSON ({e})") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{file}: a config must be a JSON object")
-    return config_class_for(d.get("model_type", "convnext")).from_json_file(file, **overrides)
+    try:
+        cls = config_class_for(d.get("model_type", "convnext"))
+    except ConfigError as e:
+        raise ConfigError(f"{file}: {e}") from None
+    return cls.from_json_file(file, **overrides)
 

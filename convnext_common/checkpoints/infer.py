@@ -20,6 +20,7 @@ import numpy as np
 from ..architecture import DWCONV_KERNEL, MLP_RATIO, backbone_channels, stage_specs
 from ..config import ConvNextConfig, ConvNextV2Config
 from .io import CheckpointError
+from .matching import require_finite
 
 TRUNK_PREFIXES = ("convnext", "convnextv2")
 #: which model class a checkpoint holds, by the tensors beside the trunk.
@@ -234,7 +235,8 @@ def count_parameters(config: ConvNextConfig, head: str = "classification") -> in
 
 
 def check_state_fits(state: Mapping[str, np.ndarray], config: ConvNextConfig, source: str = "checkpoint") -> str:
-    """Raise CheckpointError unless ``state`` holds exactly the tensors of ``config``'s model; returns the head."""
+    """Raise CheckpointError unless ``state`` holds exactly the tensors of ``config``'s model, all finite;
+    returns the head."""
     head = head_of(state)
     want = expected_shapes(config, head)
     missing = [k for k in want if k not in state]
@@ -250,4 +252,5 @@ def check_state_fits(state: Mapping[str, np.ndarray], config: ConvNextConfig, so
         problems.append(f"wrong shape {len(wrong)}: {', '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''}")
     if problems:
         raise CheckpointError(f"{source}: the weights do not match the config: " + "; ".join(problems))
+    require_finite(state, source)
     return head

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -68,9 +69,11 @@ def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: reading a pickled checkpoint needs torch (pip install torch)") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for hostile pickles, RuntimeError/EOFError for corrupt ones
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot be loaded safely as a weights-only torch checkpoint ({reason})") from None
+    except pickle.UnpicklingError as e:  # a global the weights-only unpickler does not allow, or not a pickle
+        raise CheckpointError(f"{path}: refused: {_unpickling_reason(e)}") from None
+    except Exception as e:  # RuntimeError/EOFError/OSError for truncated or corrupt files
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt? {reason})") from None
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict", "model_state_dict", "module"):
             inner = obj.get(key)
@@ -89,6 +92,17 @@ def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
     if not out:
         raise CheckpointError(f"{path}: holds no tensors")
     return out
+
+
+def _unpickling_reason(e: Exception) -> str:
+    """The line of torch's weights-only error that says what was refused (torch's own first line
+    suggests ``weights_only=False``, which is exactly what must not be done with a stranger's file)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    culprit = next((line for line in lines if "GLOBAL" in line or line.lower().startswith("unsupported")), None)
+    if culprit is not None and "GLOBAL" in culprit:
+        return (f"the pickle would call code that is not a tensor ({culprit}); the file may be hostile and "
+                f"is not loaded")
+    return f"not a weights-only torch pickle ({culprit or (lines[0] if lines else type(e).__name__)})"
 
 
 def _load_index(path: Path) -> dict[str, np.ndarray]:

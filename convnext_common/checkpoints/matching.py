@@ -5,7 +5,9 @@ head as ``classifier.*``; a base model or backbone stores the trunk without a pr
 into any model class: the prefix is added or removed, and task-specific tensors (the classifier,
 the final norm, the backbone's feature norms) that one side lacks are dropped or left to the
 model's initialisation, as transformers does. Anything else that is missing, unexpected or
-mis-shaped is an error that lists the names.
+mis-shaped is an error that lists the names. So are NaN or infinite weights (``require_finite``):
+one such value turns every output it reaches into NaN, so such a checkpoint is refused, not
+loaded with a warning.
 """
 
 from __future__ import annotations
@@ -95,11 +97,24 @@ def match_state_dict(
                         + "; pass ignore_mismatched_sizes=True to re-initialise them")
     if problems and strict:
         raise CheckpointError(f"{source}: does not fit the model: " + "; ".join(problems))
+    require_finite(renamed, source)
     newly_initialised = report.missing_keys + [n for n, _, _ in mismatched]
     if newly_initialised:
         warnings.warn(f"{source}: newly initialised (train before use): {_names(newly_initialised)}",
                       stacklevel=3)
     return renamed, report
+
+
+def require_finite(state: Mapping[str, np.ndarray], source: str = "checkpoint") -> None:
+    """Raise CheckpointError naming the floating-point tensors of ``state`` that hold NaN or inf."""
+    bad = []
+    for name, array in state.items():
+        a = np.asarray(array)
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            bad.append(f"{name} ({int(a.size - np.isfinite(a).sum())} of {a.size} values)")
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} tensors hold NaN or inf values: {_names(bad, 5)}; "
+                              f"refusing weights that would make the outputs NaN")
 
 
 def _names(keys: list[str], limit: int = 10) -> str:
