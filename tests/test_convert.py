@@ -102,7 +102,7 @@ def test_pytorch_twin_reproduces_source_logits(converted, inputs, name):
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("name", [n for n in ALL if n != "hf-convnext-backbone"])
+@pytest.mark.parametrize("name", list(ALL))
 def test_tf_twin_reproduces_source_logits(converted, inputs, name):
     convnext_tf = pytest.importorskip("convnext_tf")
     if not HAS_H5:
@@ -156,3 +156,29 @@ def test_timm_1000_classes_get_imagenet_labels(tmp_path):
     assert labels[0] == "tench, Tinca tinca" and labels[999] == "toilet tissue, toilet paper, bathroom tissue"
     saved = json.loads((result.output_dir / "config.json").read_text())
     assert saved["id2label"]["207"] == "golden retriever" and saved["label2id"]["golden retriever"] == 207
+
+
+def test_timm_hub_folder_normalisation_comes_from_its_pretrained_cfg(tmp_path):
+    """timm's CLIP-trained ConvNeXts use CLIP's mean/std, stated in the folder's config.json."""
+    folder = tmp_path / "timm-hub"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes((FIXTURES / "timm-convnext" / "model.safetensors").read_bytes())
+    clip_mean, clip_std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    (folder / "config.json").write_text(json.dumps({"architecture": "convnext_tiny", "num_classes": 10, "pretrained_cfg": {
+        "input_size": [3, 256, 256], "interpolation": "bicubic", "crop_pct": 1.0, "mean": clip_mean, "std": clip_std}}))
+    result = convert(folder, tmp_path / "out", to="pt", progress=False)
+    assert result.source_format == "timm"
+    pre = json.loads((result.output_dir / "preprocessor_config.json").read_text())
+    assert pre["image_mean"] == clip_mean and pre["image_std"] == clip_std
+    assert pre["size"] == {"shortest_edge": 256} and pre["crop_pct"] == 1.0
+
+
+@pytest.mark.tf
+def test_verify_compares_the_two_twins(tmp_path):
+    convnext_tf = pytest.importorskip("convnext_tf")
+    if not HAS_H5 or not hasattr(convnext_tf, "TFConvNextV2ForImageClassification"):
+        pytest.skip("needs the TF twin")
+    result = convert(FIXTURES / "official-convnextv2" / "checkpoint.pth", tmp_path / "out", verify=True,
+                     progress=False)
+    assert result.verify_max_diff is not None and result.verify_max_diff < 1e-4
+    assert any(n.startswith("verify: PT vs TF max |diff|") for n in result.notes)

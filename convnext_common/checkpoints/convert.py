@@ -260,16 +260,43 @@ def _preprocessor_config(inp: _Input) -> Optional[dict]:
     if inp.fmt == "keras":
         mean, std = normalization_stats(inp.keras_norm or {})
         return imagenet_preprocessor_config(mean, std)
+    if inp.fmt == "timm" and inp.hub_dir is not None:
+        timm_pre = _timm_preprocessor_config(inp.hub_dir / "config.json")
+        if timm_pre is not None:
+            return timm_pre
     if inp.fmt in ("timm", "official", "torchvision"):
-        return imagenet_preprocessor_config()  # every published ConvNeXt of these libraries uses it
+        return imagenet_preprocessor_config()  # the ImageNet ConvNeXts of these libraries use it
     return None
+
+
+def _timm_preprocessor_config(path: Path) -> Optional[dict]:
+    """A timm hub folder's config.json states its normalisation (CLIP-trained models differ from
+    ImageNet's), crop and resolution in ``pretrained_cfg``."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8")).get("pretrained_cfg") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(cfg, dict) or "mean" not in cfg or "std" not in cfg:
+        return None
+    pre = imagenet_preprocessor_config([float(v) for v in cfg["mean"]], [float(v) for v in cfg["std"]])
+    if isinstance(cfg.get("crop_pct"), (int, float)):
+        pre["crop_pct"] = float(cfg["crop_pct"])
+    size = cfg.get("test_input_size") or cfg.get("input_size")
+    if isinstance(size, (list, tuple)) and size and isinstance(size[-1], int):
+        pre["size"] = {"shortest_edge": int(size[-1])}
+    pre["resample"] = {"bilinear": 2, "bicubic": 3, "nearest": 0}.get(cfg.get("interpolation"), 3)
+    return pre
 
 
 # --- verification --------------------------------------------------------------------------------
 def verify_folder(folder: Path, notes: Optional[list[str]] = None, seed: int = 0) -> float:
     """Load ``folder`` in the PyTorch twin and the TF twin, run both on one random batch and return
     max |PT - TF| over the main output; raises CheckpointError when rel exceeds 1e-4."""
+    import os
+
     import torch  # noqa: F401  (before tensorflow, see tests/conftest.py)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the one-line output readable
 
     import convnext_pt
 
