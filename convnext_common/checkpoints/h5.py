@@ -151,6 +151,8 @@ def _open_h5(path: Path):
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
     try:
         return h5py.File(path, "r")
     except OSError as e:
