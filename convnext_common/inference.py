@@ -1,0 +1,162 @@
+"""Classify images with a hub-layout ConvNeXt folder in either framework (used by the CLI).
+
+The framework is imported only when a model is loaded, so importing this module imports neither
+torch nor tensorflow. Preprocessing is the folder's ``preprocessor_config.json`` through
+:class:`convnext_common.processing.ConvNextImageProcessor`, the same for both frameworks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .config import ConvNextConfig, load_config
+
+FRAMEWORKS = ("pt", "tf")
+_PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+
+
+def default_model_dir() -> Path:
+    """The embedded digits model (ConvNeXt trained on scikit-learn's 8x8 digits, labels "0".."9")."""
+    return _PACKAGE_DATA / "default_model"
+
+
+def sample_image_paths() -> list[Path]:
+    """The bundled sample images; each file name starts with ``digit_<label>_``."""
+    folder = _PACKAGE_DATA / "samples"
+    return sorted(p for p in folder.glob("*.png")) if folder.is_dir() else []
+
+
+class ModelFolderError(ValueError):
+    """A model folder cannot be used for classification; the message names the folder."""
+
+
+@dataclass
+class Classifier:
+    """A loaded image classifier: ``logits(pixel_values)`` maps (B, C, H, W) float32 to (B, num_labels)."""
+
+    framework: str
+    config: ConvNextConfig
+    model: Any
+    run: Callable[[np.ndarray], np.ndarray]
+
+    def logits(self, pixel_values: np.ndarray) -> np.ndarray:
+        return np.asarray(self.run(np.ascontiguousarray(pixel_values, dtype=np.float32)), dtype=np.float32)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.config.id2label[i] for i in range(self.config.num_labels)]
+
+
+def _check_classifier_config(folder: Path, config: ConvNextConfig) -> None:
+    arch = config.architectures or []
+    if arch and not any(a.endswith("ForImageClassification") for a in arch):
+        raise ModelFolderError(f"{folder}: holds a {arch[0]}, which has no classification head "
+                               f"(need a *ForImageClassification checkpoint)")
+    if config.num_labels < 1:
+        raise ModelFolderError(f"{folder}: config.json declares no labels (num_labels=0)")
+
+
+def _check_head_loaded(folder: Path, info: dict) -> None:
+    missing = [k for k in info.get("missing_keys", []) if k.startswith("classifier")]
+    if missing:
+        raise ModelFolderError(f"{folder}: the weights have no classifier ({', '.join(missing)} missing); "
+                               "it is a base model, not an image classifier")
+
+
+def load_classifier(folder: str | os.PathLike, framework: str = "pt") -> Classifier:
+    """Load the *ForImageClassification twin for ``folder``'s model_type (convnext or convnextv2)."""
+    folder = Path(folder)
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such model folder")
+    config = load_config(folder)
+    _check_classifier_config(folder, config)
+    v2 = config.model_type == "convnextv2"
+    if framework == "pt":
+        try:
+            import torch
+        except ImportError:
+            raise ImportError("--framework pt needs PyTorch: pip install 'convnext-twins[torch]'") from None
+        from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
+
+        cls = ConvNextV2ForImageClassification if v2 else ConvNextForImageClassification
+        model, info = cls.from_pretrained(folder, config=config, output_loading_info=True)
+        _check_head_loaded(folder, info)
+        model.eval().float()
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(x)).logits.float().numpy()
+    else:
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            raise ImportError("--framework tf needs TensorFlow: pip install 'convnext-twins[tf]'") from None
+        from convnext_tf import TFConvNextForImageClassification, TFConvNextV2ForImageClassification
+
+        cls = TFConvNextV2ForImageClassification if v2 else TFConvNextForImageClassification
+        model, info = cls.from_pretrained(folder, config=config, output_loading_info=True)
+        _check_head_loaded(folder, info)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return np.asarray(model(x, training=False).logits, dtype=np.float32)
+    return Classifier(framework, config, model, run)
+
+
+def load_processor(folder: str | os.PathLike, warn: Callable[[str], None] | None = None):
+    """The folder's ConvNextImageProcessor; a folder without preprocessor_config.json gets transformers'
+    defaults sized to ``config.image_size`` (and ``warn`` is told)."""
+    from .processing import PREPROCESSOR_CONFIG_NAME, ConvNextImageProcessor
+
+    folder = Path(folder)
+    if (folder / PREPROCESSOR_CONFIG_NAME).is_file():
+        return ConvNextImageProcessor.from_pretrained(folder)
+    config = load_config(folder)
+    if warn is not None:
+        warn(f"{folder}: no {PREPROCESSOR_CONFIG_NAME}; using ImageNet defaults at {config.image_size} px")
+    from .processing import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    return ConvNextImageProcessor(size={"shortest_edge": config.image_size}, image_mean=list(IMAGENET_DEFAULT_MEAN),
+                                  image_std=list(IMAGENET_DEFAULT_STD))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_k(probabilities: np.ndarray, k: int, labels: Sequence[str]) -> list[list[tuple[str, float]]]:
+    """Per row, the ``k`` most probable (label, probability) pairs, most probable first (stable on ties)."""
+    k = max(1, min(k, probabilities.shape[-1]))
+    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    return [[(labels[j], float(row[j])) for j in idx] for row, idx in zip(probabilities, order)]
+
+
+def preprocess_files(processor, paths: Sequence[Path]) -> np.ndarray:
+    """Read image files and run them through ``processor``: (N, 3, H, W) float32."""
+    from .imagefolder import load_image
+
+    images = [load_image(p) for p in paths]
+    return np.asarray(processor(images, return_tensors="np")["pixel_values"], dtype=np.float32)
+
+
+def batched_logits(classifiers: Sequence[Classifier], processor, paths: Sequence[Path],
+                   batch_size: int = 32, on_batch: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """Logits of every image for each classifier (same preprocessed batch for all): a list of (N, L)."""
+    outs: list[list[np.ndarray]] = [[] for _ in classifiers]
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        pixels = preprocess_files(processor, chunk)
+        for out, clf in zip(outs, classifiers):
+            out.append(clf.logits(pixels))
+        if on_batch is not None:
+            on_batch(len(chunk))
+    width = classifiers[0].config.num_labels if classifiers else 0
+    return [np.concatenate(o) if o else np.zeros((0, width), np.float32) for o in outs]
