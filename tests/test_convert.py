@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES, rel_err
 from convnext_common.checkpoints.convert import convert
 from convnext_common.checkpoints.infer import imagenet1k_labels
 from convnext_common.checkpoints.io import load_state_dict
 import convnext_pt
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def rel_err(ours, ref) -> float:
+    """DESIGN.md's measure: max|ours - ref| / max(1, max|ref|)."""
+    ours, ref = np.asarray(ours, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    assert ours.shape == ref.shape, f"shape {ours.shape} != {ref.shape}"
+    return float(np.abs(ours - ref).max() / max(1.0, np.abs(ref).max()))
+
 
 HAS_H5 = importlib.util.find_spec("convnext_common.checkpoints.h5") is not None
 needs_h5 = pytest.mark.skipif(not HAS_H5, reason="convnext_common.checkpoints.h5 (TF checkpoint I/O) not present")

@@ -103,9 +103,63 @@ def read_input(path: str | Path, source: Optional[str] = None, config: Optional[
         if config is None and hub_dir is not None and (hub_dir / "config.json").is_file():
             config = load_config(hub_dir)
         return _Input(dict(load_h5_state_dict(file, config=config)), "hf", file, hub_dir)
-    state = strip_wrappers(load_state_dict(file))
+    if file.suffix == ".safetensors":
+        state = strip_wrappers(map_safetensors(file))
+    else:
+        state = strip_wrappers(load_state_dict(file))
     fmt = source or detect_format(state, str(file))
     return _Input(state, fmt, file, hub_dir)
+
+
+_ST_NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+             "U8": "u1", "BOOL": "?"}
+
+
+def map_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file as read-only views of a memory map.
+
+    ``safetensors.numpy.load_file`` maps the file and then copies every tensor, so a large
+    checkpoint briefly occupies twice its size; views keep the conversion near one size (pages
+    are read as the converter touches them). bfloat16 tensors become float32 copies.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            if not 0 < n <= min(size - 8, 100_000_000):
+                raise ValueError(f"header length {n} does not fit a {size}-byte file")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        header.pop("__metadata__", None)
+        mapped = np.memmap(path, dtype=np.uint8, mode="r") if size > 8 + n else np.zeros(0, np.uint8)
+        data = mapped[8 + n:]
+        out: dict[str, np.ndarray] = {}
+        for name, info in header.items():
+            begin, end = (int(v) for v in info["data_offsets"])
+            shape = tuple(int(d) for d in info["shape"])
+            dtype = info["dtype"]
+            if not 0 <= begin <= end <= data.size:
+                raise ValueError(f"{name}: data offsets {begin}..{end} lie outside the file")
+            raw = data[begin:end]
+            if dtype == "BF16":  # numpy has no bfloat16: widen (the upper half of a float32)
+                if raw.size != 2 * int(np.prod(shape)):
+                    raise ValueError(f"{name}: {raw.size} bytes for shape {list(shape)} in BF16")
+                wide = np.zeros(raw.size // 2, dtype="<u4")
+                wide[:] = raw.view("<u2").astype("<u4") << 16
+                out[name] = wide.view("<f4").reshape(shape)
+                continue
+            if dtype not in _ST_NUMPY:
+                raise ValueError(f"{name}: unsupported dtype {dtype}")
+            np_dtype = np.dtype(_ST_NUMPY[dtype])
+            if raw.size != np_dtype.itemsize * int(np.prod(shape)):
+                raise ValueError(f"{name}: {raw.size} bytes do not hold shape {list(shape)} in {dtype}")
+            out[name] = raw.view(np_dtype).reshape(shape)
+    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    if not out:
+        raise CheckpointError(f"{path}: holds no tensors")
+    return out
 
 
 # --- writing -------------------------------------------------------------------------------------

@@ -294,7 +294,7 @@ def save_hf_tf_h5(state: Mapping[str, np.ndarray], config: ConvNextConfig, path:
     model_name = tf_model_name(arch)
 
     p = prefix + "."
-    variables: dict[str, np.ndarray] = {}
+    variables: dict[str, tuple[str, np.ndarray]] = {}
     for key, array in state.items():
         if task == "ForImageClassification":
             name = key if key.startswith((p, "classifier.")) else p + key
@@ -303,12 +303,14 @@ def save_hf_tf_h5(state: Mapping[str, np.ndarray], config: ConvNextConfig, path:
                 continue  # a trunk-only file has no place for a head
             name = key[len(p):] if key.startswith(p) else key
         try:
-            tf_path, tf_array = canonical_to_tf(name, array)
+            tf_path, _ = canonical_to_tf(name, array)
         except KeyError:
             raise CheckpointError(f"{path}: {key} is not a ConvNeXt parameter") from None
         if task == "Model":
             tf_path = f"{prefix}/{tf_path}"  # transformers' TFConvNextModel wraps a main layer
-        variables[tf_path] = tf_array
+        # keep the canonical array: the TF-layout copy is made per tensor while writing, so that
+        # peak memory stays near one checkpoint instead of two
+        variables[tf_path] = (name, array)
     if not variables:
         raise CheckpointError(f"{path}: nothing to write (the state dict is empty)")
 
@@ -336,7 +338,7 @@ def save_hf_tf_h5(state: Mapping[str, np.ndarray], config: ConvNextConfig, path:
                 else:  # what Keras 2 writes for a layer without variables
                     group.attrs["weight_names"] = np.array([], dtype=np.float64)
                 for t, weight in zip(names, weight_names):
-                    group.create_dataset(weight, data=variables[t])
+                    group.create_dataset(weight, data=canonical_to_tf(*variables[t])[1])
             top = f.create_group(TOP_LEVEL_GROUP)
             top.attrs["weight_names"] = np.array([], dtype=np.float64)
 
