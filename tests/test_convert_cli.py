@@ -259,3 +259,23 @@ def test_cli_script_exit_codes_and_debug(tmp_path):
                         text=True, env=env)
     assert ok.returncode == 0 and ok.stdout == "" and ok.stderr == ""
     assert (tmp_path / "new" / "model.safetensors").is_file()
+
+
+def test_mapped_safetensors_reader_matches_the_library(tmp_path):
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    from convnext_common.checkpoints.convert import map_safetensors
+
+    tensors = {"w": torch.randn(4, 3), "h": torch.randn(5).half(), "b": torch.randn(2, 2).bfloat16()}
+    save_torch(tensors, str(tmp_path / "t.safetensors"))
+    mapped = map_safetensors(tmp_path / "t.safetensors")
+    for k, t in tensors.items():
+        np.testing.assert_array_equal(mapped[k], t.float().numpy() if k == "b" else t.numpy())
+    raw = (tmp_path / "t.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(raw[:-10])
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors: not a readable safetensors file"):
+        map_safetensors(tmp_path / "cut.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors: .*header length"):
+        map_safetensors(tmp_path / "junk.safetensors")
