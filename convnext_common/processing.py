@@ -388,9 +388,9 @@ def channel_layout(shape: tuple[int, ...], input_data_format: str | None, where:
     elif input_data_format == CHANNELS_FIRST or (input_data_format is None and shape[0] in (1, 3)):
         layout = "chw"
     elif input_data_format is None and shape[-1] not in (1, 3):
-        raise ValueError(f"{where}: cannot tell the channel axis of shape {tuple(shape)}: neither the first nor the "
-                         "last axis has 1 or 3 entries (RGB or grayscale); convert RGBA or other channel counts "
-                         "to RGB first, or pass input_data_format")
+        raise ValueError(f"{where}: cannot tell the channel axis of shape {tuple(shape)}: expected 1 (grayscale) "
+                         "or 3 (RGB) channels in the first or last axis; convert RGBA and other images to RGB "
+                         "first, or pass input_data_format")
     else:
         layout = "hwc"
     channels = 1 if layout == "hw" else shape[0] if layout == "chw" else shape[-1]
