@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from badinput_support import FIXTURES, HF, expect_error, hf_config, hf_state, save_weights, write_folder
+from badinput.support import FIXTURES, HF, expect_error, hf_config, hf_state, save_weights, write_folder
 from convnext_common.checkpoints.convert import convert
 from convnext_common.checkpoints.io import CheckpointError, load_state_dict
 from convnext_common.config import ConfigError

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from badinput_support import HF, expect_error, write_folder
+from badinput.support import HF, expect_error, write_folder
 from convnext_common.checkpoints.convert import convert
 from convnext_common.checkpoints.io import CheckpointError, load_state_dict
 from convnext_pt import ConvNextForImageClassification

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from badinput_support import HF, expect_error, hf_config
+from badinput.support import HF, expect_error, hf_config
 from convnext_common.checkpoints.convert import convert
 from convnext_common.config import ConfigError, ConvNextConfig, load_config
 from convnext_pt import ConvNextForImageClassification

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from badinput_support import (
+from badinput.support import (
     REPO, RunsExec, RunsOpen, RunsShell, assert_one_line_error, cli, expect_error, has_module, hf_config, hf_state,
     write_folder,
 )

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from badinput_support import HF, expect_error, hf_config, hf_state, write_folder
+from badinput.support import HF, expect_error, hf_config, hf_state, write_folder
 from convnext_common.checkpoints.io import CheckpointError
 from convnext_common.config import ConfigError
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the bad-input suite (imported as `badinput_support`): valid files to break, hostile pickles, and the one
+"""Shared pieces of the bad-input suite (imported as `badinput.support`): valid files to break, hostile pickles, and the one
 assertion every case makes (the exception type, and a message that names the file or field and
 says what is wrong).
 

@@ -1,0 +1,1 @@
+"""The bad-input suite (a package, so that its conftest.py does not shadow tests/conftest.py)."""
