@@ -8,6 +8,7 @@ that differs from transformers' TF one is the depthwise kernel (see ``OWN_LAYOUT
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union
@@ -54,6 +55,24 @@ def resolve_dtype(dtype: Optional[str], config: ConvNextConfig) -> Optional[str]
     return name
 
 
+@contextlib.contextmanager
+def _global_dtype_policy(policy: Optional[str]):
+    """Keras gives a ``dtype=`` argument to that layer only; the sub-layers a model creates in its
+    ``__init__`` take the global policy. Set it while the model is built so that every layer runs
+    in ``policy``, then restore it."""
+    if policy is None:
+        yield
+        return
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def read_checkpoint(path: Union[str, os.PathLike], config: ConvNextConfig) -> tuple[dict[str, np.ndarray], Path]:
     """Canonical (PyTorch-layout) weights from a hub folder or file: tf_model.h5 preferred, else the
     PyTorch files (model.safetensors, sharded safetensors, pytorch_model.bin), converted in memory."""
@@ -94,7 +113,8 @@ class TFPreTrainedMixin:
                               f"{cls.__name__} needs {cls.config_class.__name__}")
         state, file = read_checkpoint(path, config)
         policy = resolve_dtype(dtype, config)
-        model = cls(config, data_format=data_format, **({"dtype": policy} if policy else {}))
+        with _global_dtype_policy(policy):
+            model = cls(config, data_format=data_format, **({"dtype": policy} if policy else {}))
         model.load_numpy_state_dict(state, source=str(file), ignore_mismatched_sizes=ignore_mismatched_sizes,
                                     report_to=(info := LoadReport()))
         if output_loading_info:
