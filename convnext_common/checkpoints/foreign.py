@@ -132,8 +132,8 @@ RULES: dict[str, list[Rule]] = {
         Rule(rf"stages\.{_S}\.blocks\.{_J}\.mlp\.grn\.(?:bias|beta)", _BLOCK + "grn.bias", "grn"),
         Rule(rf"stages\.{_S}\.blocks\.{_J}\.gamma", _BLOCK + "layer_scale_parameter", "vector"),
         Rule(rf"head\.norm\.{_P}", "{trunk}layernorm.{p}", "vector"),
-        Rule(rf"head\.fc\.weight", "classifier.weight", "linear"),
-        Rule(rf"head\.fc\.bias", "classifier.bias", "vector"),
+        Rule(r"head\.fc\.weight", "classifier.weight", "linear"),
+        Rule(r"head\.fc\.bias", "classifier.bias", "vector"),
     ],
     "official": [
         Rule(rf"downsample_layers\.0\.0\.{_P}", _STEM + "patch_embeddings.{p}"),
@@ -150,8 +150,8 @@ RULES: dict[str, list[Rule]] = {
         Rule(rf"stages\.{_S}\.{_J}\.grn\.beta", _BLOCK + "grn.bias", "grn"),
         Rule(rf"stages\.{_S}\.{_J}\.gamma", _BLOCK + "layer_scale_parameter", "vector"),
         Rule(rf"norm\.{_P}", "{trunk}layernorm.{p}", "vector"),
-        Rule(rf"head\.weight", "classifier.weight", "linear"),
-        Rule(rf"head\.bias", "classifier.bias", "vector"),
+        Rule(r"head\.weight", "classifier.weight", "linear"),
+        Rule(r"head\.bias", "classifier.bias", "vector"),
     ],
     "torchvision": [
         # features.0 is the stem, odd features are stages (s = f // 2), even ones downsample (s = f // 2).
@@ -173,8 +173,8 @@ RULES: dict[str, list[Rule]] = {
         Rule(rf"features\.(?P<f>\d*[13579])\.{_J}\.layer_scale", _BLOCK + "layer_scale_parameter", "vector",
              {"s": ("f", 2, 0)}),
         Rule(rf"classifier\.0\.{_P}", "{trunk}layernorm.{p}", "vector"),
-        Rule(rf"classifier\.2\.weight", "classifier.weight", "linear"),
-        Rule(rf"classifier\.2\.bias", "classifier.bias", "vector"),
+        Rule(r"classifier\.2\.weight", "classifier.weight", "linear"),
+        Rule(r"classifier\.2\.bias", "classifier.bias", "vector"),
     ],
     "keras": [
         Rule(r"stem_conv/kernel", _STEM + "patch_embeddings.weight", "conv_hwio"),
@@ -262,13 +262,13 @@ def canonical_name(name: str, fmt: str, trunk: str) -> tuple[str, str] | None:
     return None
 
 
-def _uses_grn(state: Mapping[str, np.ndarray], fmt: str) -> bool:
-    return any(("grn" in k) for k in state)
+def _uses_grn(state: Mapping[str, np.ndarray]) -> bool:
+    return any(".grn." in k or "_grn/" in k for k in state)
 
 
 def _has_head(state: Mapping[str, np.ndarray], fmt: str) -> bool:
-    return any(canonical_name(k, fmt, "") == ("classifier.weight", layout)
-               for k in state for layout in ("linear", "dense_io"))
+    """Whether some tensor maps to ``classifier.weight`` under the rules of ``fmt``."""
+    return any((canonical_name(k, fmt, "") or ("",))[0] == "classifier.weight" for k in state)
 
 
 def to_canonical(state: MutableMapping[str, np.ndarray], fmt: str, source: str = "checkpoint",
@@ -286,7 +286,7 @@ def to_canonical(state: MutableMapping[str, np.ndarray], fmt: str, source: str =
     if fmt not in RULES:
         raise ValueError(f"unknown checkpoint format {fmt!r}; known: {', '.join(FORMATS)}")
     _check_refusals(state, fmt, source)
-    trunk = ("convnextv2." if _uses_grn(state, fmt) else "convnext.") if _has_head(state, fmt) else ""
+    trunk = ("convnextv2." if _uses_grn(state) else "convnext.") if _has_head(state, fmt) else ""
     plan: list[tuple[str, str, str]] = []
     unknown: list[str] = []
     for name in list(state):
