@@ -681,7 +681,7 @@ class ConvNextImageProcessor:
         self._warn_if_prescaled(items, opts)
         n = len(items)
         out = None
-        if opts.do_resize and opts.affine() is not None:  # every result has one size and dtype: one buffer
+        if opts.do_resize and (opts.do_rescale or opts.do_normalize):  # one size, float32: one buffer
             s = opts.shortest_edge
             shape = (n, 3, s, s) if opts.data_format == CHANNELS_FIRST else (n, s, s, 3)
             out = np.empty(shape, dtype=np.float32)
@@ -843,39 +843,79 @@ class ConvNextImageProcessor:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
 
+@lru_cache(maxsize=64)
+def pixel_lut(do_rescale: bool, rescale_factor: float, do_normalize: bool, image_mean: tuple, image_std: tuple,
+              value_scale: float) -> np.ndarray | None:
+    """(3, 256) float32: the output value of each uint8 pixel value, per channel, computed with
+    transformers' exact sequence of operations (so a table lookup reproduces it bit for bit):
+    ``rescale(resized, value_scale)`` (float [0, 1] inputs only), ``rescale(x, rescale_factor)``
+    (float64 product cast to float32), then ``(x - mean) / std`` in float32. None: the output is
+    the uint8 pixels themselves (no rescale, no normalise)."""
+    v: np.ndarray = np.arange(256, dtype=np.uint8)
+    if value_scale != 1.0:
+        v = (v.astype(np.float64) * value_scale).astype(np.float32)
+    v = _transformers_rescale_normalize(v[None, :], do_rescale, rescale_factor, do_normalize, image_mean, image_std,
+                                        channel_axis=0)
+    if v.dtype == np.uint8:
+        return None
+    return np.ascontiguousarray(np.broadcast_to(v, (3, 256)), dtype=np.float32)
+
+
+def _transformers_rescale_normalize(x: np.ndarray, do_rescale: bool, rescale_factor: float, do_normalize: bool,
+                                    mean: tuple, std: tuple, channel_axis: int) -> np.ndarray:
+    """transformers' ``rescale`` then ``normalize``, operation for operation. ``x`` has its channel
+    axis (1 or 3 entries, 1 broadcasting to 3) at ``channel_axis``."""
+    if do_rescale:
+        x = (x.astype(np.float64) * rescale_factor).astype(np.float32)
+    if do_normalize:
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float32)
+        shape = [1] * x.ndim
+        shape[channel_axis] = 3
+        x = (x - np.asarray(mean, dtype=x.dtype).reshape(shape)) / np.asarray(std, dtype=x.dtype).reshape(shape)
+    return x
+
+
 def _write_output(region: np.ndarray, crop: CropPlan | None, size: tuple[int, int], opts: ProcessorOptions,
                   value_scale: float, out: np.ndarray | None) -> np.ndarray:
-    """Rescale + normalise ``region`` (H, W, 1|3) in one pass into a (3, H, W) / (H, W, 3) result.
+    """Rescale + normalise ``region`` (H, W, 1|3) into a (3, H, W) / (H, W, 3) result.
 
-    Padding (crop larger than the image) gets the value of a zero pixel, as in transformers.
+    uint8 pixels (the usual case) go through a per-channel lookup table: one pass, and exactly
+    transformers' float32 values. Padding (crop larger than the image) gets the value of a zero
+    pixel, as in transformers.
     """
     first = opts.data_format == CHANNELS_FIRST
-    affine = opts.affine(value_scale)
+    if region.dtype == np.uint8:
+        lut = pixel_lut(opts.do_rescale, opts.rescale_factor, opts.do_normalize, opts.image_mean, opts.image_std,
+                        value_scale)
+        if lut is None:
+            lut = np.broadcast_to(np.arange(256, dtype=np.uint8), (3, 256))
+        values = None
+    else:  # float or wide-integer arrays that were not resized: transformers' operations as they are
+        lut = None
+        values = _transformers_rescale_normalize(region, opts.do_rescale, opts.rescale_factor, opts.do_normalize,
+                                                 opts.image_mean, opts.image_std, channel_axis=2)
+        if not np.issubdtype(values.dtype, np.floating):
+            values = values.astype(np.float32)
     if out is None:
-        if affine is not None or value_scale != 1.0 or region.dtype.kind == "f":
-            dtype = np.float32
-        else:
-            dtype = region.dtype
+        dtype = lut.dtype if lut is not None else np.float32
         out = np.empty((3, *size) if first else (*size, 3), dtype=dtype)
-    src = region.transpose(2, 0, 1) if first else region
+    dst = out
     if crop is not None and crop.padded:
-        pad = affine[1] if affine is not None else np.zeros(3)
-        out[...] = pad.astype(out.dtype)[:, None, None] if first else pad.astype(out.dtype)
+        out[...] = (lut[:, 0][:, None, None] if first else lut[:, 0]) if lut is not None else 0
         dst = out[:, crop.dst_y:crop.dst_y + crop.h, crop.dst_x:crop.dst_x + crop.w] if first else \
             out[crop.dst_y:crop.dst_y + crop.h, crop.dst_x:crop.dst_x + crop.w]
-    else:
-        dst = out
-    if affine is None:
-        if value_scale != 1.0:  # transformers: rescale(resized, 1/255) = float64 product cast to float32
-            dst[...] = src.astype(np.float64) * value_scale
-        else:
-            dst[...] = src
+    if values is not None:
+        dst[...] = values.transpose(2, 0, 1) if first else values
         return out
-    scale, offset = (a.astype(np.float32) for a in affine)
-    if first:
-        scale, offset = scale[:, None, None], offset[:, None, None]
-    np.multiply(src, scale, out=dst, casting="unsafe")
-    np.add(dst, offset, out=dst)
+    channels = region.shape[2]
+    for c in range(3):
+        src = region[:, :, c if channels == 3 else 0]
+        target = dst[c] if first else dst[:, :, c]
+        if target.flags.c_contiguous:
+            np.take(lut[c], src, out=target)
+        else:
+            target[...] = lut[c][src]
     return out
 
 
