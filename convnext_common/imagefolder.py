@@ -148,7 +148,7 @@ def load_image(path: str | os.PathLike):
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return _to_8_bits(img, path).convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such image file") from None
     except UnidentifiedImageError:
@@ -157,6 +157,22 @@ def load_image(path: str | os.PathLike):
         raise ImageReadError(f"{path}: could not read the image ({e})") from None
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: {e}") from None
+
+
+def _to_8_bits(img, path: Path):
+    """16-bit grayscale (PNG, TIFF) scaled to 8 bits. PIL's own ``convert("RGB")`` clips such images
+    at 255, which turns all but the darkest pixels white."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img, dtype=np.int64)
+        if img.mode == "I" and values.min() >= 0 and values.max() <= 255:
+            return img  # 8-bit data stored in a 32-bit image: nothing to scale
+        if values.min() < 0 or values.max() > 65535:
+            raise ImageReadError(f"{path}: a 32-bit integer image with values outside [0, 65535]; convert it to "
+                                 f"8-bit RGB first")
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+    return img
 
 
 class ImageReadError(OSError):
