@@ -171,7 +171,7 @@ def _to_8_bits(img, path: Path):
         if values.min() < 0 or values.max() > 65535:
             raise ImageReadError(f"{path}: a 32-bit integer image with values outside [0, 65535]; convert it to "
                                  f"8-bit RGB first")
-        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))  # 2-D uint8: mode L
     return img
 
 
