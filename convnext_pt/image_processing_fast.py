@@ -11,8 +11,9 @@ How close it is to the PIL processor: the resize reproduces PIL's resampling rat
   (box, hamming, lanczos, MKS), the resize is PIL's algorithm re-implemented: PIL's filter
   weights, quantised to PIL's 22-bit fixed point, applied per axis as a matrix product in float64
   (exact for these integers), rounded and clamped to uint8 after each pass, in PIL's pass order.
-  Results equal the PIL processor's bit for bit (float32 on devices without float64, e.g. MPS:
-  then a pixel may differ by one level).
+  The resized pixels equal PIL's bit for bit, so outputs agree with the PIL processor to float32
+  rounding (< 1e-6). On devices without float64 (e.g. MPS) float32 is used and a pixel may be one
+  level off.
 - On the CPU, bilinear and bicubic use torch's uint8 antialiased ``interpolate`` kernel (about
   10x faster than PIL), called one axis at a time in PIL's order: pixels differ from PIL's by at
   most one level (two for strong upscaling), measured on the shared fixture images at every
