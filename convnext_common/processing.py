@@ -326,11 +326,13 @@ def _as_numpy(x: Any, what: str) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     if _is_torch(x):
+        import torch
+
         t = x.detach().cpu()
-        if not t.dtype.is_floating_point and t.dtype.is_signed is False and t.dtype.itemsize > 1:
-            t = t.long()  # uint16/32/64: numpy conversion of these is not always available
-        if t.dtype.is_floating_point and t.dtype not in _numpy_float_dtypes(t):
-            t = t.float()  # bfloat16 and friends have no numpy dtype
+        if t.dtype in (torch.uint16, torch.uint32, torch.uint64):
+            t = t.long()  # not every torch build converts these to numpy
+        elif t.dtype.is_floating_point and t.dtype not in (torch.float16, torch.float32, torch.float64):
+            t = t.float()  # bfloat16 and the float8 types have no numpy dtype
         return t.numpy()
     if _is_tf(x) and hasattr(x, "numpy"):
         return np.asarray(x.numpy())
@@ -338,12 +340,6 @@ def _as_numpy(x: Any, what: str) -> np.ndarray:
         return np.asarray(x)
     raise ValueError(f"{what}: unsupported image type {type(x).__module__}.{type(x).__name__}; expected a PIL "
                      "image, a numpy array, a torch or TensorFlow tensor, or a list of them")
-
-
-def _numpy_float_dtypes(t: Any) -> tuple:
-    import torch
-
-    return (torch.float16, torch.float32, torch.float64)
 
 
 def flatten_images(images: Any) -> list:

@@ -464,7 +464,8 @@ def _normalise(x: torch.Tensor, value_scales: list[float], crop: CropPlan | None
         scale = torch.tensor(np.stack([a[0] for a in affine]), dtype=torch.float32).view(b, 3, 1, 1).to(x.device)
         pad = torch.tensor(np.stack([a[1] for a in affine]), dtype=torch.float32).view(b, 3, 1, 1).to(x.device)
         y = torch.empty((b, 3, *x.shape[-2:]), dtype=torch.float32, device=x.device)
-        torch.mul(x, scale, out=y)  # x * scale + offset in float32, written in the output's layout
+        torch.mul(x if x.dtype == torch.uint8 else x.to(torch.float32), scale, out=y)  # x * scale + offset,
+        # in float32, written in the output's layout
         y.add_(pad)
     elif all(s == 1.0 for s in value_scales) and not x.is_floating_point():
         y = x.expand(b, 3, *x.shape[-2:])  # neither rescale nor normalise: pixels as they are

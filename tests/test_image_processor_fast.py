@@ -126,7 +126,8 @@ def test_float_and_grayscale_inputs_match_slow():
     rng = np.random.default_rng(3)
     x = rng.random((150, 110, 3)).astype(np.float32)
     gray = rng.integers(0, 256, (90, 70), dtype=np.uint8)
-    for inp, kwargs in ((x, {"do_rescale": False}), (x, {}), (gray, {}), (gray[None], {}), (x, {"do_resize": False})):
+    for inp, kwargs in ((x, {"do_rescale": False}), (x, {}), (gray, {}), (gray[None], {}), (x, {"do_resize": False}),
+                        (x.astype(np.float64), {"do_resize": False})):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "already rescaled" (checked below)
             slow = ConvNextImageProcessor(**HUB)(inp, **kwargs).pixel_values[0]
