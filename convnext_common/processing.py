@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -137,13 +137,6 @@ class ProcessorOptions:
     @property
     def shortest_edge(self) -> int:
         return self.size["shortest_edge"]
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """(H, W) of the processed image for an input of (height, width)."""
-        if not self.do_resize:
-            return height, width
-        s = self.shortest_edge
-        return s, s
 
     def affine(self, value_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-channel (scale, offset), float64, such that output = pixel * scale + offset.
