@@ -105,6 +105,14 @@ def _shapes(model: nn.Module, check_shapes: Optional[Sequence[Sequence[int]]], b
     return verification_shapes(model.config, batch_size, image_size)
 
 
+def _trace_shape(model: nn.Module, shape: Sequence[int]) -> tuple[int, ...]:
+    """``shape`` raised to a batch of 2 and sizes of :func:`min_dynamic_size`: torch.export treats
+    a size of 1 (a batch of 1, or a 1x1 last feature map) as a constant and would freeze it."""
+    least = min_dynamic_size(model)
+    b, c, h, w = shape
+    return max(b, 2), c, max(h, least), max(w, least)
+
+
 # ------------------------------------------------------------------------------------------------
 # ONNX
 # ------------------------------------------------------------------------------------------------
@@ -196,7 +204,7 @@ def export_onnx(model: nn.Module, path: Union[str, os.PathLike], *, opset: int =
         raise ValueError(f"opset must be >= 17 (native LayerNormalization), got {opset}")
     _check_float32(model)
     shapes = _shapes(model, check_shapes, batch_size, image_size)
-    x = torch.from_numpy(random_pixels(shapes[0], seed=0)).to(_device(model))
+    x = torch.from_numpy(random_pixels(_trace_shape(model, shapes[0]), seed=0)).to(_device(model))
     with _eval_mode(model), staged_output(path, overwrite=overwrite) as tmp:
         wrapper = TensorOutputs(model)
         (_export_dynamo if exporter == "dynamo" else _export_torchscript)(wrapper, x, tmp, int(opset))
@@ -226,9 +234,12 @@ def export_program(model: nn.Module, *, batch_size: int = 2, image_size: Optiona
                    dynamic: bool = True) -> "torch.export.ExportedProgram":
     """``torch.export.export`` of the model (outputs as a tensor tuple, :func:`output_names` order).
 
-    With ``dynamic`` the batch (>= 1), height and width (>= :func:`min_dynamic_size`) are symbolic.
+    With ``dynamic`` the batch (>= 1), height and width (>= :func:`min_dynamic_size`) are symbolic;
+    the example input then needs ``batch_size`` >= 2 (torch.export freezes a size of 1).
     """
     _check_float32(model)
+    if dynamic and batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2 for a dynamic export (a batch of 1 is frozen), got {batch_size}")
     size = trace_image_size(model.config) if dynamic else default_image_size(model.config)
     h, w = image_size if image_size is not None else (size, size)
     x = torch.from_numpy(random_pixels((batch_size, model.config.num_channels, h, w))).to(_device(model))
