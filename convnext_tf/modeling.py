@@ -227,14 +227,20 @@ class TFConvNextLayer(_ConfiguredLayer):
     def call(self, hidden_states, training=None):
         residual = hidden_states
         x = self.dwconv(hidden_states)
+        shape = ops.shape(x)
+        # NHWC -> rows of channels: the 1x1 convs become 2-D matmuls, which TensorFlow's graph
+        # optimizer fuses with the bias add and GELU (the PyTorch original permutes here instead).
+        x = ops.reshape(x, (-1, self.dim))
         x = self.layernorm(x)
         x = self.pwconv1(x)
         x = self.act(x)
-        if self.grn is not None:
-            x = self.grn(x)
+        if self.grn is not None:  # GRN needs the spatial layout back: it pools over H and W
+            x = self.grn(ops.reshape(x, (shape[0], shape[1], shape[2], MLP_RATIO * self.dim)))
+            x = ops.reshape(x, (-1, MLP_RATIO * self.dim))
         x = self.pwconv2(x)
         if self.layer_scale_parameter is not None:
             x = self.layer_scale_parameter * x
+        x = ops.reshape(x, shape)
         return residual + self.drop_path(x, training=training)
 
     def compute_output_shape(self, input_shape):
