@@ -1,0 +1,183 @@
+"""PyTorch twin <-> Keras twin: the same weights give the same outputs (DESIGN.md: rel <= 1e-4),
+over a matrix of configs with every parameter re-drawn (not the default init), at odd input sizes;
+losses, activations, drop path and weights moving both ways."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import rel_err
+from convnext_common import ConvNextConfig, ConvNextV2Config
+from helpers import redraw_
+
+tf = pytest.importorskip("tensorflow")
+convnext_tf = pytest.importorskip("convnext_tf")
+import convnext_pt  # noqa: E402
+from convnext_pt.activations import get_activation as pt_activation  # noqa: E402
+from convnext_tf.activations import get_activation as tf_activation  # noqa: E402
+
+pytestmark = pytest.mark.tf
+TOL = 1e-4
+
+# (name, config class, config kwargs, input (C, H, W))
+CONFIGS = [
+    ("v1-4-stages", ConvNextConfig, dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5), (3, 70, 90)),
+    ("v1-2-stages-gelu_new", ConvNextConfig,
+     dict(depths=[2, 1], hidden_sizes=[12, 20], num_stages=2, hidden_act="gelu_new", num_labels=3), (3, 45, 37)),
+    ("v1-3-stages-1ch-relu-no-layer-scale", ConvNextConfig,
+     dict(depths=[1, 2, 1], hidden_sizes=[6, 10, 14], num_stages=3, num_channels=1, hidden_act="relu",
+          layer_scale_init_value=0.0, num_labels=4), (1, 70, 90)),
+    ("v1-4ch-patch2-silu", ConvNextConfig,
+     dict(depths=[1, 1, 1], hidden_sizes=[8, 12, 16], num_stages=3, num_channels=4, patch_size=2, hidden_act="silu",
+          num_labels=2), (4, 33, 41)),
+    ("v2-4-stages", ConvNextV2Config, dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5),
+     (3, 70, 90)),
+    ("v2-3-stages-quick_gelu", ConvNextV2Config,
+     dict(depths=[2, 1, 1], hidden_sizes=[6, 10, 16], num_stages=3, hidden_act="quick_gelu", num_labels=3),
+     (3, 50, 66)),
+]
+TASKS = ["Model", "ForImageClassification", "Backbone"]
+
+
+def pt_class(config, task):
+    return getattr(convnext_pt, ("ConvNextV2" if config.model_type == "convnextv2" else "ConvNext") + task)
+
+
+def tf_twin(pt_model, **kwargs):
+    """The Keras twin of a PyTorch model, with its weights (PT -> TF through canonical arrays)."""
+    model = getattr(convnext_tf, "TF" + type(pt_model).__name__)(pt_model.config, **kwargs)
+    model.load_numpy_state_dict(pt_model.numpy_state_dict())
+    return model
+
+
+def named_outputs(out) -> dict[str, np.ndarray]:
+    named = {}
+    for field in ("logits", "last_hidden_state", "pooler_output", "loss"):
+        if getattr(out, field, None) is not None:
+            named[field] = getattr(out, field)
+    for group in ("feature_maps", "hidden_states"):
+        for i, t in enumerate(getattr(out, group, None) or ()):
+            named[f"{group}_{i}"] = t
+    return {k: (v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in named.items()}
+
+
+def assert_same(pt_out, tf_out, what):
+    ref, ours = named_outputs(pt_out), named_outputs(tf_out)
+    assert set(ref) == set(ours), (what, sorted(ref), sorted(ours))
+    for name in ref:
+        assert rel_err(ours[name], ref[name]) <= TOL, (what, name)
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("name, config_cls, kwargs, shape", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_pt_tf_parity(name, config_cls, kwargs, shape, task):
+    config = config_cls(**kwargs)
+    if task == "Backbone":  # several maps, the stem included where the config allows
+        config.out_features = config.stage_names[:: max(1, len(config.stage_names) // 3)]
+    pt = pt_class(config, task)(config).eval()
+    redraw_(pt, seed=len(name))
+    model = tf_twin(pt)
+    x = np.random.default_rng(1).standard_normal((2,) + shape).astype(np.float32)
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x), output_hidden_states=True)
+    assert_same(ref, model(x, output_hidden_states=True, training=False), f"{name}/{task}")
+
+
+@pytest.mark.parametrize("name, config_cls, kwargs, shape", CONFIGS[::3], ids=[c[0] for c in CONFIGS[::3]])
+def test_tf_to_pt_through_tf_model_h5_is_exact(name, config_cls, kwargs, shape, tmp_path):
+    """save_pretrained writes tf_model.h5; the PyTorch twin reads it with the very same weights, and back."""
+    config = config_cls(**kwargs)
+    pt = pt_class(config, "ForImageClassification")(config).eval()
+    redraw_(pt, seed=3)
+    model = tf_twin(pt)
+    model.save_pretrained(tmp_path / "tf")
+    assert sorted(p.name for p in (tmp_path / "tf").iterdir()) == ["config.json", "tf_model.h5"]
+    back = type(pt).from_pretrained(tmp_path / "tf")
+    for k, v in pt.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+    back.save_pretrained(tmp_path / "pt")
+    again = type(model).from_pretrained(tmp_path / "pt")  # from model.safetensors
+    ours, theirs = model.numpy_state_dict(), again.numpy_state_dict()
+    assert set(ours) == set(theirs) == set(pt.state_dict())
+    for k in ours:
+        np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)
+
+
+def test_canonical_state_has_pytorch_names_and_layouts():
+    config = ConvNextV2Config(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=3)
+    pt = convnext_pt.ConvNextV2ForImageClassification(config)
+    ours = convnext_tf.TFConvNextV2ForImageClassification(config).numpy_state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: tuple(v.shape) for k, v in pt.state_dict().items()}
+    # inside, the depthwise conv is a DepthwiseConv2D (kernel (7, 7, C, 1)), not a grouped Conv2D
+    block = convnext_tf.TFConvNextV2ForImageClassification(config).convnextv2.encoder.stages[0].layers[0]
+    assert type(block.dwconv).__name__ == "DepthwiseConv2D" and tuple(block.dwconv.kernel.shape) == (7, 7, 8, 1)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "quick_gelu", "relu", "relu6",
+                                 "silu", "swish", "sigmoid", "tanh", "mish", "leaky_relu", "linear"])
+def test_activations_match_pytorch(act):
+    x = np.linspace(-8, 8, 4001, dtype=np.float32)
+    with torch.no_grad():
+        ref = pt_activation(act)(torch.from_numpy(x)).numpy()
+    assert np.abs(np.asarray(tf_activation(act)(x)) - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+    with pytest.raises(ValueError, match="hidden_act 'nope'"):
+        tf_activation("nope")
+
+
+@pytest.mark.parametrize("problem, num_labels, labels", [
+    ("regression (1 label)", 1, np.array([0.5, -1.25], np.float32)),
+    ("regression (3 labels)", 3, np.array([[0.5, 1.0, -2.0], [0.0, 0.3, 1.0]], np.float32)),
+    ("single_label_classification", 3, np.array([2, 0], np.int64)),
+    ("multi_label_classification", 3, np.array([[1, 0, 1], [0, 0, 1]], np.float32)),
+])
+def test_losses_equal_pytorch(problem, num_labels, labels):
+    problem_type = "regression" if problem.startswith("regression") else problem
+    config = ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=num_labels,
+                            problem_type=problem_type)
+    pt = convnext_pt.ConvNextForImageClassification(config).eval()
+    redraw_(pt, seed=5)
+    model = tf_twin(pt)
+    x = np.random.default_rng(2).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x), labels=torch.from_numpy(labels)).loss.item()
+    ours = float(model(x, labels=labels, training=False).loss)
+    assert ours == pytest.approx(ref, rel=1e-5, abs=1e-6)
+    # inferred problem type (config.problem_type unset) gives the same
+    model.config.problem_type = None
+    pt.config.problem_type = None
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x), labels=torch.from_numpy(labels)).loss.item()
+    assert float(model(x, labels=labels, training=False).loss) == pytest.approx(ref, rel=1e-5, abs=1e-6)
+
+
+def test_drop_path_is_per_sample_and_training_only():
+    drop = convnext_tf.TFConvNextDropPath(0.5, seed=0)
+    x = np.ones((256, 4, 4, 3), np.float32)
+    np.testing.assert_array_equal(np.asarray(drop(x, training=False)), x)
+    out = np.asarray(drop(x, training=True))
+    per_sample = out.reshape(256, -1)
+    assert (per_sample == per_sample[:, :1]).all()  # the whole sample is kept or dropped
+    assert set(np.unique(per_sample)) == {0.0, 2.0}  # kept samples are scaled by 1 / keep
+    assert 0.3 < (per_sample[:, 0] == 0).mean() < 0.7
+
+    config = ConvNextConfig(depths=[2, 2], hidden_sizes=[8, 16], num_stages=2, num_labels=3, drop_path_rate=0.5)
+    pt = convnext_pt.ConvNextForImageClassification(config).eval()
+    redraw_(pt, seed=7)
+    model = tf_twin(pt)
+    x = np.random.default_rng(3).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x)).logits.numpy()
+    assert rel_err(np.asarray(model(x, training=False).logits), ref) <= TOL  # eval: no drop
+    trained = [np.asarray(model(x, training=True).logits) for _ in range(3)]
+    assert any(rel_err(t, ref) > 1e-3 for t in trained)
+
+
+def test_bad_inputs_are_clear_value_errors():
+    config = ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=3)
+    model = convnext_tf.TFConvNextForImageClassification(config)
+    with pytest.raises(ValueError, match=r"pixel_values must be \(batch, 3, height, width\).*\(2, 32, 32, 3\)"):
+        model(np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="data_format must be channels_first or channels_last"):
+        convnext_tf.TFConvNextModel(config, data_format="NCHW")
+    with pytest.raises(TypeError, match="needs a ConvNextV2Config"):
+        convnext_tf.TFConvNextV2Model(config)
