@@ -388,6 +388,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last_checkpoint.pt")
+    p.add_argument("--stop-after", type=_positive_int, default=None, metavar="N",
+                   help="stop after N epochs of this invocation (e.g. to fit a job time limit); "
+                        "the schedule still spans --epochs, continue later with --resume")
     p.add_argument("--overwrite", action="store_true", help="start over even if OUT holds a previous run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -415,6 +418,10 @@ register("convert", "convert a checkpoint (transformers, timm, official, torchvi
          "convnext_common.checkpoints.convert:add_convert_arguments", "convnext_common.checkpoints.convert:run_convert",
          description="Convert a ConvNeXt checkpoint into a hub-layout folder (config.json, model.safetensors, "
                      "tf_model.h5) that both twins and transformers load. Example: convnext convert INPUT OUT")
+
+register("export", "export to ONNX, TensorFlow SavedModel or TFLite, verified against the source model",
+         "convnext_common.export_cli:add_export_arguments", "convnext_common.export_cli:run_export",
+         description="Export a ConvNeXt folder for deployment and check the result against the model it came from.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -94,6 +94,7 @@ def load_classifier(folder: str | os.PathLike, framework: str = "pt") -> Classif
             with torch.inference_mode():
                 return model(torch.from_numpy(x)).logits.float().numpy()
     else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
         try:
             import tensorflow  # noqa: F401
         except ImportError:

@@ -80,6 +80,7 @@ class TrainOptions:
     device: str = "auto"
     amp: bool = False
     resume: bool = False
+    stop_after: Optional[int] = None
     overwrite: bool = False
     quiet: bool = False
 
@@ -104,6 +105,7 @@ class TrainOptions:
             (0 < self.min_scale <= 1, f"--min-scale must be in (0, 1], got {self.min_scale}"),
             (0 < self.val_fraction < 1, f"--val-fraction must be between 0 and 1, got {self.val_fraction}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (self.stop_after is None or self.stop_after >= 1, f"--stop-after must be >= 1, got {self.stop_after}"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other"),
         ]
         for ok, message in checks:
@@ -621,7 +623,14 @@ def _train(options: TrainOptions, dist: Distributed, resume_from: Optional[Path]
                        f"{dist.device.type}, {options.batch_size} per step per process, from {setup.source}"
                        + (" (new head)" if setup.new_head else "")
                        + (f", resuming after epoch {start_epoch}" if state is not None else ""))
-    for epoch in range(start_epoch, options.epochs):
+    if state is not None:
+        saved_epochs = json.loads(state["options_json"]).get("epochs")
+        if saved_epochs != options.epochs:
+            _log(dist, stream, f"note: the checkpoint's run was planned for {saved_epochs} epochs, now {options.epochs}: "
+                               "the learning-rate schedule is stretched from here on")
+    last_epoch = options.epochs if options.stop_after is None else min(options.epochs,
+                                                                       start_epoch + options.stop_after)
+    for epoch in range(start_epoch, last_epoch):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         train_set.epoch = epoch
@@ -647,6 +656,7 @@ def _train(options: TrainOptions, dist: Distributed, resume_from: Optional[Path]
         "classes": list(setup.classes), "source": setup.source, "new_head": setup.new_head,
         "images": {"train": len(train_folder), "val": len(val_folder)},
         "epochs": history, "final": history[-1] if history else {},
+        "completed": len(history) >= options.epochs,
         "world_size": dist.world_size, "samples_per_process_per_epoch": len(sampler),
         "weights_sha256_per_rank": digests, "replicas_identical": len(set(digests)) == 1,
         "options": asdict(options),
@@ -657,7 +667,8 @@ def _train(options: TrainOptions, dist: Distributed, resume_from: Optional[Path]
         atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
         final = metrics["final"]
         _log(dist, stream, f"saved {out} (val accuracy {final.get('val_accuracy', float('nan')) * 100:.2f}%"
-                           f", metrics in {METRICS_NAME})")
+                           f", metrics in {METRICS_NAME})" + ("" if metrics["completed"] else
+                           f"; stopped after epoch {len(history)} of {options.epochs}, continue with --resume"))
     dist.barrier()
     if not metrics["replicas_identical"]:
         raise RuntimeError(f"data-parallel replicas ended with different weights: {digests}")
