@@ -1,0 +1,128 @@
+"""The Keras twin as a Keras model: .keras files, SavedModel export, fit on CPU, dtype policies,
+and hub-folder options (new heads, loading info)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import rel_err
+from convnext_common import ConvNextConfig, ConvNextV2Config
+from convnext_common.checkpoints import CheckpointError
+from helpers import redraw_
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+convnext_tf = pytest.importorskip("convnext_tf")
+import convnext_pt  # noqa: E402
+
+pytestmark = pytest.mark.tf
+
+
+def small_pair(task="ForImageClassification", v2=False, **kw):
+    """A re-drawn PyTorch model and its Keras twin with the same weights."""
+    config_cls = ConvNextV2Config if v2 else ConvNextConfig
+    config = config_cls(**{"depths": [1, 1], "hidden_sizes": [8, 16], "num_stages": 2, "num_labels": 3, **kw})
+    name = ("ConvNextV2" if v2 else "ConvNext") + task
+    pt = getattr(convnext_pt, name)(config).eval()
+    redraw_(pt, seed=11)
+    model = getattr(convnext_tf, "TF" + name)(config)
+    model.load_numpy_state_dict(pt.numpy_state_dict())
+    return pt, model
+
+
+def pixels(n=2, c=3, h=32, w=40, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(np.float32)
+
+
+@pytest.mark.parametrize("task, v2", [("ForImageClassification", False), ("Backbone", True)])
+def test_keras_file_round_trip(task, v2, tmp_path):
+    kw = {"out_features": ["stem", "stage2"]} if task == "Backbone" else {}
+    _, model = small_pair(task, v2=v2, **kw)
+    x = pixels()
+    before = model(x, training=False)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert type(loaded) is type(model) and loaded.config == model.config and loaded.data_format == model.data_format
+    after = loaded(x, training=False)
+    main = "logits" if task == "ForImageClassification" else "feature_maps"
+    for a, b in zip(tf.nest.flatten(getattr(before, main)), tf.nest.flatten(getattr(after, main))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    ours, theirs = model.numpy_state_dict(), loaded.numpy_state_dict()
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_saved_model_serves_logits_from_nchw_float32(tmp_path):
+    pt, model = small_pair()
+    model.export(str(tmp_path / "sm"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "sm"))
+    for x in (pixels(2, h=32, w=40), pixels(1, h=45, w=37, seed=1)):  # any batch and size
+        with torch.no_grad():
+            ref = pt(torch.from_numpy(x)).logits.numpy()
+        out = served.serve(tf.constant(x))
+        assert rel_err(out["logits"].numpy(), ref) <= 1e-4
+        sig = served.signatures["serving_default"](pixel_values=tf.constant(x))
+        assert rel_err(sig["logits"].numpy(), ref) <= 1e-4
+
+
+@pytest.mark.parametrize("own_loss", [True, False])
+def test_fit_trains_on_cpu_and_lowers_the_loss(own_loss):
+    _, model = small_pair(drop_path_rate=0.1, num_labels=3)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    if own_loss:  # compile without a loss: the model's own (transformers' TF behaviour)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    before = float(model(x, labels=y, training=False).loss)
+    history = model.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0).history
+    after = float(model(x, labels=y, training=False).loss)
+    assert np.isfinite(history["loss"]).all()
+    assert after < before
+    assert model.predict(x, verbose=0).shape == (16, 3)  # predict gives logits
+
+
+def test_mixed_precision_keeps_norm_statistics_in_float32(fixtures_dir, inputs):
+    folder = fixtures_dir / "hf-convnextv2"
+    ref = np.asarray(convnext_tf.TFConvNextV2ForImageClassification.from_pretrained(folder)(
+        inputs["pixel_values"], training=False).logits)
+    model = convnext_tf.TFConvNextV2ForImageClassification.from_pretrained(folder, dtype="mixed_float16")
+    norm = model.convnextv2.embeddings.layernorm
+    assert model.convnextv2.encoder.stages[0].layers[0].pwconv1.kernel.dtype == "float32"
+    assert norm.gamma.dtype == "float32"
+    out = model(inputs["pixel_values"], output_hidden_states=True, training=False)
+    assert out.logits.dtype == tf.float16 and all(h.dtype == tf.float16 for h in out.hidden_states)
+    assert rel_err(np.asarray(tf.cast(out.logits, tf.float32)), ref) <= 2e-2
+    # activations that overflow float16 sums of squares (GRN) and variances (LayerNorm) stay finite
+    big = model(inputs["pixel_values"] * 300, training=False).logits
+    assert np.isfinite(np.asarray(tf.cast(big, tf.float32))).all()
+
+
+def test_new_head_and_loading_info(fixtures_dir, tmp_path):
+    folder = fixtures_dir / "hf-convnext"
+    with pytest.raises(CheckpointError, match="classifier"):
+        convnext_tf.TFConvNextForImageClassification.from_pretrained(folder, num_labels=4)
+    with pytest.warns(UserWarning, match="newly initialised"):
+        model, info = convnext_tf.TFConvNextForImageClassification.from_pretrained(
+            folder, num_labels=4, ignore_mismatched_sizes=True, output_loading_info=True)
+    assert [k for k, _, _ in info["mismatched_keys"]] == ["classifier.weight", "classifier.bias"]
+    assert model(pixels(), training=False).logits.shape == (2, 4)
+    # the trunk of a classification checkpoint loads into the base model and the backbone
+    base, info = convnext_tf.TFConvNextModel.from_pretrained(folder / "tf_model.h5", output_loading_info=True)
+    assert info["unexpected_keys"] == ["classifier.weight", "classifier.bias"]
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["architectures"] == ["ConvNextForImageClassification"] and saved["dtype"] == "float32"
+    assert len(saved["id2label"]) == 4
+
+
+def test_refuses_mismatched_checkpoints_naming_the_file(fixtures_dir):
+    with pytest.raises(CheckpointError, match=r"tf_model.h5: holds a convnext checkpoint"):
+        convnext_tf.TFConvNextV2ForImageClassification.from_pretrained(
+            fixtures_dir / "hf-convnext", config=ConvNextV2Config(depths=[2, 2, 3, 2], hidden_sizes=[16, 32, 64, 128]))
+    with pytest.raises(CheckpointError, match=r"tf_model.h5: does not fit the model"):
+        convnext_tf.TFConvNextForImageClassification.from_pretrained(
+            fixtures_dir / "hf-convnext", config=ConvNextConfig(depths=[2, 2, 2, 2], hidden_sizes=[16, 32, 64, 128]))
