@@ -225,8 +225,8 @@ def run_predict(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     paths = _expand_images(args.images) if args.images else sample_image_paths()
     if not paths:
         raise FileNotFoundError("no images given and no bundled samples found")
-    processor = load_processor(model_dir, warn=_warn)
     classifiers = [load_classifier(model_dir, fw) for fw in frameworks]
+    processor = load_processor(model_dir, warn=_warn)
     labels = classifiers[0].labels
     logits = batched_logits(classifiers, processor, paths, batch_size=args.batch_size)
     probs = [softmax(lg) for lg in logits]
@@ -304,8 +304,8 @@ def run_evaluate(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     out = out or sys.stdout
     model_dir = _model_dir(args)
     framework = _resolve_framework(args.framework)[0]
-    processor = load_processor(model_dir, warn=_warn)
     classifier = load_classifier(model_dir, framework)
+    processor = load_processor(model_dir, warn=_warn)
     labels = classifier.labels
     folder = scan_image_folder(args.data, classes=labels, allow_missing_classes=True)
     paths = [p for p, _ in folder.samples]

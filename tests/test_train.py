@@ -1,0 +1,192 @@
+"""`convnext train`: schedule, augmentation, data splits, single-process runs, resume and torchrun (2 CPU processes).
+
+The data are held-out digits written as small PNGs into an ImageFolder (three classes); the model is a
+tiny random ConvNeXt saved as a hub folder, fine-tuned with a new head, so every run takes seconds.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convnext_common import ConvNextConfig, cli
+from convnext_common.digits import Rendering, load_heldout, render
+from convnext_common.imagefolder import ImageFolderError, find_splits, scan_image_folder, split_holdout
+from convnext_common.processing import ConvNextImageProcessor
+from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
+from convnext_pt.training import (
+    TrainTransform, random_resized_crop_box, warmup_cosine, weights_digest,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HELDOUT = Path(__file__).parent / "fixtures" / "digits_heldout.npz"
+CLASSES = ["one", "seven", "zero"]  # folder names; sorted, so "one" is label 0
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory):
+    """ImageFolder: 10 images per class, 36 px, written from held-out 8x8 digits 1, 7 and 0."""
+    held = load_heldout(HELDOUT)
+    root = tmp_path_factory.mktemp("digits_folder")
+    for name, digit in zip(CLASSES, (1, 7, 0)):
+        (root / name).mkdir()
+        for k, i in enumerate(np.flatnonzero(held.labels == digit)[:10]):
+            render(held.images[i], Rendering("nearest" if k % 2 else "bilinear", 36, "L")).save(root / name / f"{k}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny random V1 classifier with 5 labels (so fine-tuning on 3 classes needs a new head)."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    torch.manual_seed(0)
+    config = ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], num_labels=5, image_size=32)
+    ConvNextForImageClassification(config).save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(folder)
+    return folder
+
+
+def train_args(data, model, out, *extra):
+    return ["train", "--data", str(data), "--model", str(model), "--out", str(out), "--batch-size", "8",
+            "--no-flip", "--quiet", "--val-fraction", "0.2", "--drop-path", "0", *extra]
+
+
+# ---- pieces -------------------------------------------------------------------------------------
+def test_warmup_cosine_schedule():
+    lrs = [warmup_cosine(s, 100, 10, 1.0, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)            # linear warmup
+    assert lrs[10] == pytest.approx(1.0)                                              # cosine starts at the peak
+    assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))  # half way: the midpoint
+    assert warmup_cosine(100, 100, 10, 1.0, 0.1) == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_random_resized_crop_box_stays_inside():
+    g = torch.Generator().manual_seed(0)
+    for h, w in [(40, 40), (30, 90), (224, 160), (5, 300)]:
+        for _ in range(50):
+            top, left, ch, cw = random_resized_crop_box(h, w, g, min_scale=0.25)
+            assert 0 <= top and top + ch <= h and 0 <= left and left + cw <= w and ch > 0 and cw > 0
+
+
+def test_train_transform_normalises_like_the_processor():
+    """With the crop forced to the whole image and no resize, augmentation == processor output."""
+    processor = ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0, image_mean=[0.2, 0.4, 0.6],
+                                       image_std=[0.3, 0.2, 0.1])
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    image = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    t = TrainTransform(processor, 32, min_scale=1.0, flip=False)
+    ours = t(image, torch.Generator().manual_seed(1)).numpy()
+    ref = processor(image, return_tensors="np")["pixel_values"][0]
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_split_holdout_is_stratified_and_seeded(digit_folder):
+    folder = scan_image_folder(digit_folder)
+    assert folder.classes == CLASSES and len(folder) == 30
+    train, val = split_holdout(folder, 0.2, seed=3)
+    assert sorted(val.class_counts().values()) == [2, 2, 2]
+    assert not {p for p, _ in train.samples} & {p for p, _ in val.samples}
+    assert split_holdout(folder, 0.2, seed=3)[1].samples == val.samples
+    assert split_holdout(folder, 0.2, seed=4)[1].samples != val.samples
+
+
+def test_find_splits_and_folder_errors(tmp_path):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "val" / "a").mkdir(parents=True)
+    assert find_splits(tmp_path) == (tmp_path / "train", tmp_path / "val")
+    with pytest.raises(ImageFolderError, match="hold no images"):
+        scan_image_folder(tmp_path / "train")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageFolderError, match="no class sub-folders"):
+        scan_image_folder(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        scan_image_folder(tmp_path / "nowhere")
+
+
+# ---- runs ---------------------------------------------------------------------------------------
+def logits_of(model, n=4, size=32):
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32))
+    with torch.no_grad():
+        return model(x).logits.numpy()
+
+
+def test_fine_tune_single_process_loads_in_both_twins(digit_folder, tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(train_args(digit_folder, tiny_model, out, "--epochs", "2", "--lr", "2e-3")) == 0
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "one", "1": "seven", "2": "zero"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and metrics["new_head"] is True
+    assert metrics["images"] == {"train": 24, "val": 6}
+    assert all(np.isfinite(e["train_loss"]) for e in metrics["epochs"])
+
+    model = ConvNextForImageClassification.from_pretrained(out)
+    assert model.config.num_labels == 3
+    # the trunk moved away from the starting weights, and the head is new
+    start = ConvNextForImageClassification.from_pretrained(tiny_model)
+    assert not torch.equal(model.convnext.embeddings.patch_embeddings.weight,
+                           start.convnext.embeddings.patch_embeddings.weight)
+    tf_mod = pytest.importorskip("convnext_tf")
+    tf_model = tf_mod.TFConvNextForImageClassification.from_pretrained(out)
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    ref = logits_of(model)
+    got = np.asarray(tf_model(x, training=False).logits)
+    assert np.abs(got - ref).max() / max(1.0, np.abs(ref).max()) <= 1e-4
+
+
+def test_resume_equals_an_uninterrupted_run(digit_folder, tiny_model, tmp_path, capsys):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli.main(train_args(digit_folder, tiny_model, straight, "--epochs", "2")) == 0
+    assert cli.main(train_args(digit_folder, tiny_model, split, "--epochs", "2", "--stop-after", "1")) == 0
+    assert json.loads((split / "metrics.json").read_text())["completed"] is False
+    # a second run into the same folder must be explicit
+    assert cli.main(train_args(digit_folder, tiny_model, split, "--epochs", "2")) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main(train_args(digit_folder, tiny_model, split, "--epochs", "2", "--resume")) == 0
+    a = ConvNextForImageClassification.from_pretrained(straight)
+    b = ConvNextForImageClassification.from_pretrained(split)
+    assert weights_digest(a) == weights_digest(b)
+    def without_timing(path):
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in json.loads(path.read_text())["epochs"]]
+
+    assert [e["epoch"] for e in without_timing(split / "metrics.json")] == [1, 2]
+    assert without_timing(split / "metrics.json") == without_timing(straight / "metrics.json")
+
+
+def test_variant_from_scratch_keeps_folder_labels(digit_folder, tmp_path, capsys):
+    out = tmp_path / "v2"
+    assert cli.main(train_args(digit_folder, "convnextv2-atto", out, "--epochs", "1", "--image-size", "32")) == 0
+    model = ConvNextV2ForImageClassification.from_pretrained(out)
+    assert model.config.hidden_sizes == [40, 80, 160, 320] and model.config.id2label == dict(enumerate(CLASSES))
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"shortest_edge": 32}
+
+
+def test_torchrun_two_processes_end_with_identical_weights(digit_folder, tiny_model, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "convnext_common", *train_args(digit_folder, tiny_model, out, "--epochs", "2")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    digests = metrics["weights_sha256_per_rank"]
+    assert len(digests) == 2 and digests[0] == digests[1] and metrics["replicas_identical"]
+    assert metrics["samples_per_process_per_epoch"] == 12  # 24 training images split over 2 ranks
+    model = ConvNextForImageClassification.from_pretrained(out)
+    assert weights_digest(model) == digests[0]  # what rank 0 saved is what both ranks held
+    start = ConvNextForImageClassification.from_pretrained(tiny_model)
+    assert not torch.equal(model.convnext.encoder.stages[0].layers[0].dwconv.weight,
+                           start.convnext.encoder.stages[0].layers[0].dwconv.weight)
