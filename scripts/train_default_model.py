@@ -185,6 +185,13 @@ def write_samples(folder: Path, images: np.ndarray, chosen: list[int]) -> list[s
     return names
 
 
+def _portable(value) -> str:
+    """Paths inside the repository relative to it, so the log does not record this machine's layout."""
+    if isinstance(value, Path) and value.resolve().is_relative_to(ROOT):
+        return value.resolve().relative_to(ROOT).as_posix()
+    return str(value)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "convnext_common" / "data" / "default_model")
@@ -250,7 +257,7 @@ def main(argv=None) -> int:
           f"{minutes:.1f} min", file=sys.stderr)
     model.eval()
     log = {"heldout_accuracy": final["heldout_accuracy"], "minutes": round(minutes, 2), "parameters": n_params,
-           "history": history, "args": {k: str(v) for k, v in vars(args).items()},
+           "history": history, "args": {k: _portable(v) for k, v in vars(args).items()},
            "torch": torch.__version__}
     with atomic_directory(args.out, overwrite=True) as tmp:
         model.save_pretrained(tmp)
