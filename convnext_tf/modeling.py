@@ -13,6 +13,7 @@ transformers and return NCHW maps, transposing once at the input and once per re
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Optional, Union
 
 import keras
@@ -22,7 +23,8 @@ from keras import ops
 from convnext_common.architecture import (
     DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
 )
-from convnext_common.config import ConvNextConfig, ConvNextV2Config
+from convnext_common.checkpoints.h5 import tf_model_name
+from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_class_for
 from convnext_common.outputs import (
     BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
 )
@@ -43,6 +45,28 @@ def _check_data_format(data_format: str) -> str:
 def _kernel_initializer(config: ConvNextConfig) -> keras.initializers.Initializer:
     """transformers' PyTorch init for conv and dense kernels: N(0, initializer_range); biases start at 0."""
     return keras.initializers.RandomNormal(stddev=config.initializer_range)
+
+
+def _as_config(config: Union[ConvNextConfig, dict]) -> ConvNextConfig:
+    if isinstance(config, dict):  # as stored by get_config()
+        return config_class_for(config.get("model_type", "convnext")).from_dict(config)
+    return config
+
+
+def _default_name(class_name: str) -> str:
+    """Keras' name for the class, as transformers' TF models get it: ``tf_conv_next_model``."""
+    return tf_model_name(class_name)
+
+
+class _ConfiguredLayer(keras.layers.Layer):
+    """A layer built from a ConvNextConfig; serialises the config as its dict."""
+
+    def __init__(self, config: Union[ConvNextConfig, dict], **kwargs):
+        super().__init__(**kwargs)
+        self.config = _as_config(config)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "config": self.config.to_dict()}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -138,25 +162,6 @@ class TFConvNextV2GRN(keras.layers.Layer):
         return {**super().get_config(), "dim": self.dim}
 
 
-class _ConfiguredLayer(keras.layers.Layer):
-    """A layer built from a ConvNextConfig; serialises the config as its dict."""
-
-    def __init__(self, config: Union[ConvNextConfig, dict], **kwargs):
-        super().__init__(**kwargs)
-        self.config = _as_config(config)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-
-def _as_config(config: Union[ConvNextConfig, dict]) -> ConvNextConfig:
-    if isinstance(config, dict):
-        from convnext_common.config import config_class_for
-
-        return config_class_for(config.get("model_type", "convnext")).from_dict(config)
-    return config
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextEmbeddings(_ConfiguredLayer):
     """The stem: a patch_size x patch_size conv with the same stride (a "patchify" layer), then LayerNorm.
@@ -225,6 +230,14 @@ class TFConvNextLayer(_ConfiguredLayer):
         self.pwconv2.build((None, None, None, MLP_RATIO * self.dim))
 
     def call(self, hidden_states, training=None):
+        if tf.executing_eagerly():
+            # An eager call runs the block as a graph traced once per block: there TensorFlow fuses
+            # the 1x1 convs with their bias add and GELU (~30% faster on CPU than op by op). Inside
+            # tf.function (fit, predict, export) the block is part of the caller's graph anyway.
+            return _traced_forward(self)(hidden_states, training=bool(training))
+        return self.forward(hidden_states, training=training)
+
+    def forward(self, hidden_states, training=None):
         residual = hidden_states
         x = self.dwconv(hidden_states)
         shape = ops.shape(x)
@@ -248,6 +261,20 @@ class TFConvNextLayer(_ConfiguredLayer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dim": self.dim, "drop_path": self.drop_path_rate}
+
+
+_TRACED_BLOCKS: "weakref.WeakKeyDictionary[TFConvNextLayer, Any]" = weakref.WeakKeyDictionary()
+
+
+def _traced_forward(block: TFConvNextLayer):
+    """``block.forward`` as a tf.function of its own, kept outside the layer (nothing for Keras or
+    SavedModel to track) and holding the layer only weakly."""
+    fn = _TRACED_BLOCKS.get(block)
+    if fn is None:
+        ref = weakref.ref(block)
+        fn = tf.function(lambda h, training: ref().forward(h, training=training), reduce_retracing=True)
+        _TRACED_BLOCKS[block] = fn
+    return fn
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -401,12 +428,6 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         return self._keras_outputs(outputs)
 
 
-def _default_name(class_name: str) -> str:
-    from convnext_common.checkpoints.h5 import tf_model_name
-
-    return tf_model_name(class_name)
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextModel(TFConvNextPreTrainedModel):
     """The trunk: stem, stages, and a pooled, normalised feature vector.
@@ -440,7 +461,7 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
 def classification_loss(logits, labels, config: ConvNextConfig):
     """MSE for regression, cross-entropy for single-label, BCE-with-logits for multi-label (float32)."""
     labels = ops.convert_to_tensor(labels)
-    is_int = "int" in str(labels.dtype)
+    is_int = keras.backend.standardize_dtype(labels.dtype).startswith(("int", "uint"))
     problem_type = infer_problem_type(config, is_int)
     logits = ops.cast(logits, "float32")
     num_labels = logits.shape[-1]
