@@ -339,8 +339,8 @@ class ProgressBar:
     def close(self, **metrics: float) -> None:
         if not self.enabled:
             return
-        self.stream.write(("\r" if self.interactive else "") + self._line(metrics) + ("\x1b[K" if self.interactive else "")
-                          + "\n")
+        line = self._line(metrics)
+        self.stream.write(f"\r{line}\x1b[K\n" if self.interactive else f"{line}\n")
         self.stream.flush()
 
 
@@ -626,8 +626,8 @@ def _train(options: TrainOptions, dist: Distributed, resume_from: Optional[Path]
     if state is not None:
         saved_epochs = json.loads(state["options_json"]).get("epochs")
         if saved_epochs != options.epochs:
-            _log(dist, stream, f"note: the checkpoint's run was planned for {saved_epochs} epochs, now {options.epochs}: "
-                               "the learning-rate schedule is stretched from here on")
+            _log(dist, stream, f"note: the checkpoint's run was planned for {saved_epochs} epochs, now "
+                               f"{options.epochs}: the learning-rate schedule changes from here on")
     last_epoch = options.epochs if options.stop_after is None else min(options.epochs,
                                                                        start_epoch + options.stop_after)
     for epoch in range(start_epoch, last_epoch):

@@ -21,7 +21,7 @@ from convnext_common.imagefolder import ImageFolderError, find_splits, scan_imag
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
 from convnext_pt.training import (
-    TrainTransform, random_resized_crop_box, warmup_cosine, weights_digest,
+    ProgressBar, TrainTransform, random_resized_crop_box, warmup_cosine, weights_digest,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,8 @@ def digit_folder(tmp_path_factory):
     for name, digit in zip(CLASSES, (1, 7, 0)):
         (root / name).mkdir()
         for k, i in enumerate(np.flatnonzero(held.labels == digit)[:10]):
-            render(held.images[i], Rendering("nearest" if k % 2 else "bilinear", 36, "L")).save(root / name / f"{k}.png")
+            way = Rendering("nearest" if k % 2 else "bilinear", 36, "L")
+            render(held.images[i], way).save(root / name / f"{k}.png")
     return root
 
 
@@ -87,6 +88,20 @@ def test_train_transform_normalises_like_the_processor():
     ours = t(image, torch.Generator().manual_seed(1)).numpy()
     ref = processor(image, return_tensors="np")["pixel_values"][0]
     np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_progress_bar_logs_one_line_per_epoch_off_a_terminal():
+    import io
+
+    stream = io.StringIO()
+    bar = ProgressBar(4, "epoch 1/2", stream)
+    for i in range(4):
+        bar.update(1, loss=1.0 / (i + 1), acc=0.25 * i)
+    assert stream.getvalue() == ""  # not a terminal: no redraws
+    bar.close(loss=0.5, acc=0.75)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/2 [") and "4/4" in lines[0]
+    assert "loss 0.5000" in lines[0] and "acc 0.7500" in lines[0]
 
 
 def test_split_holdout_is_stratified_and_seeded(digit_folder):
