@@ -102,7 +102,8 @@ def bench_tf(folder: Path, work: Path, embedded: bool) -> list[tuple[str, str, s
 
         pixels, labels = heldout
         logits = np.concatenate([eager_outputs(model, pixels[i:i + 256])["logits"] for i in range(0, len(pixels), 256)])
-        rows.append(("(Keras eager, reference)", "-", "-", f"held-out accuracy {(logits.argmax(-1) == labels).mean() * 100:.2f}%"))
+        accuracy = float((logits.argmax(-1) == labels).mean())
+        rows.append(("(Keras eager, reference)", "-", "-", f"held-out accuracy {accuracy * 100:.2f}%"))
     return rows
 
 

@@ -27,8 +27,8 @@ EPILOG = """examples:
 
 ONNX comes from the PyTorch twin and is checked with onnxruntime (pip install "convnext-twins[export]");
 SavedModel and TFLite come from the Keras twin (pip install "convnext-twins[tf]"). Every export runs
-the written model on random inputs (the export shape, another batch and size) and reports rel = max|export - model| / max(1, max|model|);
-nothing is written when a float32 export misses its tolerance (ONNX 1e-5, SavedModel 1e-5, TFLite 1e-4)."""
+the written model on random inputs (the export shape, another batch and size) and reports
+rel = max|export - model| / max(1, max|model|); nothing is written when a float32 export misses its tolerance (ONNX 1e-5, SavedModel 1e-5, TFLite 1e-4)."""
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -59,7 +59,8 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", default=None,
                    help="a hub-layout ConvNeXt folder (config.json + weights); default: the embedded digits model")
     p.add_argument("--format", required=True, choices=FORMATS, help="onnx, savedmodel (a folder) or tflite")
-    p.add_argument("--out", required=True, metavar="PATH", help="the file (onnx, tflite) or folder (savedmodel) to write")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="the file (onnx, tflite) or folder (savedmodel) to write")
     p.add_argument("--int8", action="store_true",
                    help="tflite only: dynamic-range int8 weights (about 4x smaller; agreement is reported)")
     p.add_argument("--opset", type=_positive_int, default=None,

@@ -135,7 +135,8 @@ def tflite_interpreter(path: Union[str, os.PathLike]):
         return Interpreter(model_path=str(path))
 
 
-def run_tflite(path: Union[str, os.PathLike], pixel_values: np.ndarray, interpreter: Any = None) -> dict[str, np.ndarray]:
+def run_tflite(path: Union[str, os.PathLike], pixel_values: np.ndarray,
+               interpreter: Any = None) -> dict[str, np.ndarray]:
     """Outputs of a .tflite file's ``serving_default`` signature, by name (the input is resized to
     ``pixel_values``' shape: batch and image size are free)."""
     interpreter = interpreter if interpreter is not None else tflite_interpreter(path)
