@@ -93,7 +93,6 @@ def eager_outputs(model: nn.Module, pixel_values: np.ndarray) -> dict[str, np.nd
     """The reference: the eager model's outputs for a numpy NCHW batch, by output name."""
     with _eval_mode(model):
         wrapper = TensorOutputs(model)
-    with _eval_mode(model):
         outs = wrapper(torch.from_numpy(pixel_values).to(_device(model)))
     return {name: t.detach().cpu().numpy() for name, t in zip(wrapper.names, outs)}
 
