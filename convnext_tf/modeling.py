@@ -165,15 +165,16 @@ class TFConvNextV2GRN(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextEmbeddings(_ConfiguredLayer):
     """The stem: a patch_size x patch_size conv with the same stride (a "patchify" layer), then LayerNorm.
-    (B, num_channels, H, W) (or NHWC with ``data_format="channels_last"``) -> NHWC (B, H/patch, W/patch, hidden_sizes[0])."""
+    (B, num_channels, H, W) (NHWC with ``data_format="channels_last"``) -> NHWC (B, H/patch, W/patch, C0)."""
 
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, **kwargs)
         config = self.config
         self.patch_embeddings = keras.layers.Conv2D(
             config.hidden_sizes[0], kernel_size=config.patch_size, strides=config.patch_size,
-            kernel_initializer=_kernel_initializer(config), name="patch_embeddings")
-        self.layernorm = TFConvNextLayerNorm(config.hidden_sizes[0], eps=NORM_EPS, name="layernorm")
+            kernel_initializer=_kernel_initializer(config), name="patch_embeddings", dtype=self.dtype_policy)
+        self.layernorm = TFConvNextLayerNorm(config.hidden_sizes[0], eps=NORM_EPS, name="layernorm",
+                                             dtype=self.dtype_policy)
         self.num_channels = config.num_channels
         self.data_format = _check_data_format(data_format)
 
@@ -207,14 +208,16 @@ class TFConvNextLayer(_ConfiguredLayer):
         self.drop_path_rate = float(drop_path)
         init = _kernel_initializer(config)
         self.dwconv = keras.layers.DepthwiseConv2D(DWCONV_KERNEL, padding="same", depthwise_initializer=init,
-                                                   name="dwconv")
-        self.layernorm = TFConvNextLayerNorm(dim, eps=NORM_EPS, name="layernorm")
-        self.pwconv1 = keras.layers.Dense(MLP_RATIO * dim, kernel_initializer=init, name="pwconv1")
-        self.act = get_activation(config.hidden_act, name="act")
-        self.grn = TFConvNextV2GRN(MLP_RATIO * dim, name="grn") if uses_grn(config) else None
-        self.pwconv2 = keras.layers.Dense(dim, kernel_initializer=init, name="pwconv2")
+                                                   name="dwconv", dtype=self.dtype_policy)
+        self.layernorm = TFConvNextLayerNorm(dim, eps=NORM_EPS, name="layernorm", dtype=self.dtype_policy)
+        self.pwconv1 = keras.layers.Dense(MLP_RATIO * dim, kernel_initializer=init, name="pwconv1",
+                                          dtype=self.dtype_policy)
+        self.act = get_activation(config.hidden_act, name="act", dtype=self.dtype_policy)
+        self.grn = (TFConvNextV2GRN(MLP_RATIO * dim, name="grn", dtype=self.dtype_policy)
+                    if uses_grn(config) else None)
+        self.pwconv2 = keras.layers.Dense(dim, kernel_initializer=init, name="pwconv2", dtype=self.dtype_policy)
         self.layer_scale_init_value = float(config.layer_scale_init_value)
-        self.drop_path = TFConvNextDropPath(drop_path, name="drop_path")
+        self.drop_path = TFConvNextDropPath(drop_path, name="drop_path", dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         # Created first, as transformers does, so that Keras lists it before the sub-layers' weights.
@@ -289,13 +292,15 @@ class TFConvNextStage(_ConfiguredLayer):
         self.drop_path_rates = list(drop_path_rates or [0.0] * depth)
         if in_channels != out_channels or stride > 1:
             self.downsampling_layer = [
-                TFConvNextLayerNorm(in_channels, eps=NORM_EPS, name="downsampling_layer.0"),
+                TFConvNextLayerNorm(in_channels, eps=NORM_EPS, name="downsampling_layer.0", dtype=self.dtype_policy),
                 keras.layers.Conv2D(out_channels, kernel_size=stride, strides=stride,
-                                    kernel_initializer=_kernel_initializer(config), name="downsampling_layer.1"),
+                                    kernel_initializer=_kernel_initializer(config), name="downsampling_layer.1",
+                                    dtype=self.dtype_policy),
             ]
         else:
             self.downsampling_layer = []
-        self.layers = [TFConvNextLayer(config, out_channels, self.drop_path_rates[j], name=f"layers.{j}")
+        self.layers = [TFConvNextLayer(config, out_channels, self.drop_path_rates[j], name=f"layers.{j}",
+                                       dtype=self.dtype_policy)
                        for j in range(depth)]
 
     def build(self, input_shape=None):
@@ -325,7 +330,7 @@ class TFConvNextEncoder(_ConfiguredLayer):
         super().__init__(config, **kwargs)
         self.stages = [
             TFConvNextStage(self.config, s.in_channels, s.out_channels, s.stride, s.depth, s.drop_path_rates,
-                            name=f"stages.{i}")
+                            name=f"stages.{i}", dtype=self.dtype_policy)
             for i, s in enumerate(stage_specs(self.config))
         ]
 
@@ -439,10 +444,11 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
 
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, data_format, **kwargs)
-        self.embeddings = TFConvNextEmbeddings(self.config, data_format=self.data_format, name="embeddings")
-        self.encoder = TFConvNextEncoder(self.config, name="encoder")
+        self.embeddings = TFConvNextEmbeddings(self.config, data_format=self.data_format, name="embeddings",
+                                               dtype=self.dtype_policy)
+        self.encoder = TFConvNextEncoder(self.config, name="encoder", dtype=self.dtype_policy)
         self.layernorm = TFConvNextLayerNorm(self.config.hidden_sizes[-1], eps=self.config.layer_norm_eps,
-                                             name="layernorm")
+                                             name="layernorm", dtype=self.dtype_policy)
         self.build()
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
@@ -490,10 +496,12 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
         super().__init__(config, data_format, **kwargs)
         self.num_labels = self.config.num_labels
         setattr(self, self.base_model_prefix,
-                self.trunk_class(self.config, data_format=self.data_format, name=self.base_model_prefix))
-        self.classifier = (keras.layers.Dense(self.num_labels, kernel_initializer=_kernel_initializer(self.config),
-                                              name="classifier")
-                           if self.num_labels > 0 else keras.layers.Identity(name="classifier"))
+                self.trunk_class(self.config, data_format=self.data_format, name=self.base_model_prefix,
+                                 dtype=self.dtype_policy))
+        self.classifier = (
+            keras.layers.Dense(self.num_labels, kernel_initializer=_kernel_initializer(self.config), name="classifier",
+                               dtype=self.dtype_policy)
+            if self.num_labels > 0 else keras.layers.Identity(name="classifier", dtype=self.dtype_policy))
         self.build()
 
     def build(self, input_shape=None):
@@ -541,13 +549,14 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, data_format, **kwargs)
         config = self.config
-        self.embeddings = TFConvNextEmbeddings(config, data_format=self.data_format, name="embeddings")
-        self.encoder = TFConvNextEncoder(config, name="encoder")
+        self.embeddings = TFConvNextEmbeddings(config, data_format=self.data_format, name="embeddings",
+                                               dtype=self.dtype_policy)
+        self.encoder = TFConvNextEncoder(config, name="encoder", dtype=self.dtype_policy)
         self.stage_names = list(config.stage_names)
         self.out_features = config.out_features
         self.channels = backbone_channels(config)
         self.hidden_states_norms = {
-            stage: TFConvNextLayerNorm(c, eps=NORM_EPS, name=f"hidden_states_norms.{stage}")
+            stage: TFConvNextLayerNorm(c, eps=NORM_EPS, name=f"hidden_states_norms.{stage}", dtype=self.dtype_policy)
             for stage, c in zip(self.out_features, self.channels)
         }
         self.build()
