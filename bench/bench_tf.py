@@ -93,9 +93,9 @@ def build_contenders(args) -> dict[str, Callable[[], object]]:
     out["pt-twin"] = pt_run
 
     if args.train:
-        opt = keras.optimizers.SGD(1e-4)
-
         def tf_step(model, inputs, logits_of):
+            opt = keras.optimizers.SGD(1e-4)  # one per model: a Keras optimizer is built for its variables
+
             @tf.function
             def step():
                 with tf.GradientTape() as tape:
@@ -133,7 +133,8 @@ def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dic
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - a contender that cannot run this workload is reported
-            stats[name] = {"error": f"{type(e).__name__}: {e}".splitlines()[0][:200]}
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            stats[name] = {"error": f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]}
             contenders.pop(name)
             continue
         stats[name] = {"first_call_s": time.perf_counter() - t, "times_s": []}
