@@ -443,6 +443,8 @@ def _check_finite(arr: np.ndarray, where: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # Resize + crop through PIL, computing only what the crop keeps when that is exact
 # --------------------------------------------------------------------------------------------------
+#: above this many pixels, a full resize before the crop is replaced by a boxed resize (see below).
+MAX_INTERMEDIATE_PIXELS = 1 << 26
 _FILTER_SUPPORT = {1: 3.0, 2: 1.0, 3: 2.0, 4: 0.5, 5: 1.0, 6: 2.5, 7: 4.5}
 
 
@@ -522,6 +524,13 @@ def resize_and_crop(img: Image.Image, out_h: int, out_w: int, crop: CropPlan | N
     plan = None
     if crop is not None and (region[2] < out_w or region[3] < out_h) and resample != Image.Resampling.NEAREST:
         plan = _split_plan(w, h, out_w, out_h, region, resample)
+    if plan is None and crop is not None and out_w * out_h > MAX_INTERMEDIATE_PIXELS:
+        # A degenerate aspect ratio (e.g. 1 x 10000) would need a gigapixel intermediate: resize
+        # only the kept box. PIL's float box makes this agree to rounding, not bit for bit.
+        x, y, cw, ch = region
+        sx, sy = w / out_w, h / out_h
+        box = (x * sx, y * sy, (x + cw) * sx, (y + ch) * sy)
+        return _pil_to_hwc(img.resize((cw, ch), resample, box=box))
     if plan is None:
         out = img.resize((out_w, out_h), resample)
         if region != (0, 0, out_w, out_h):
