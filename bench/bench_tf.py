@@ -16,7 +16,8 @@ Contenders (same random-init ConvNeXt-T shape, 1000 classes, same input batch):
 - ``pt-twin``: this project's ``ConvNextForImageClassification`` under ``torch.inference_mode``.
 
 Timings are medians of interleaved rounds (A B C ... A B C ...), so that a slow phase of a shared
-machine hits every contender alike. Prints a table and writes JSON (``--json``). Benchmarks report;
+machine hits every contender alike. Prints a table and writes JSON (``--json``, default
+``bench-results/bench_tf.json``). Benchmarks report;
 tests never assert timings.
 """
 
@@ -51,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--xla", action="store_true", help="also time the twin under tf.function(jit_compile=True)")
     p.add_argument("--train", action="store_true", help="also time one SGD training step per contender")
     p.add_argument("--skip", nargs="*", default=[], help="contender names to leave out")
-    p.add_argument("--json", type=Path, default=ROOT / "bench" / "bench_tf.json", help="where to write results")
+    p.add_argument("--json", type=Path, default=ROOT / "bench-results" / "bench_tf.json", help="where to write results")
     return p.parse_args(argv)
 
 
