@@ -129,6 +129,8 @@ class TFPreTrainedMixin:
             if isinstance(layer, TFPreTrainedMixin):
                 out.update({f"{layer.name}/{k}": v for k, v in layer._variables_by_tf_path().items()})
                 continue
+            if not layer.weights:  # e.g. the Identity head of a num_labels=0 classifier
+                continue
             root = layer.path + "/"
             for v in layer.weights:
                 if not v.path.startswith(root):

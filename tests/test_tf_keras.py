@@ -66,9 +66,9 @@ def test_saved_model_serves_logits_from_nchw_float32(tmp_path):
         assert rel_err(sig["logits"].numpy(), ref) <= 1e-4
 
 
-@pytest.mark.parametrize("own_loss", [True, False])
-def test_fit_trains_on_cpu_and_lowers_the_loss(own_loss):
-    _, model = small_pair(drop_path_rate=0.1, num_labels=3)
+@pytest.mark.parametrize("own_loss, v2", [(True, False), (False, True)])
+def test_fit_trains_on_cpu_and_lowers_the_loss(own_loss, v2):
+    _, model = small_pair(v2=v2, drop_path_rate=0.1, num_labels=3)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((16, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 3, 16)

@@ -103,6 +103,22 @@ def test_tf_to_pt_through_tf_model_h5_is_exact(name, config_cls, kwargs, shape, 
         np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)
 
 
+def test_headless_classifier_round_trips(tmp_path):
+    """num_labels=0: the classifier is an identity (logits are the pooled features), as in PyTorch."""
+    config = ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=0)
+    pt = convnext_pt.ConvNextForImageClassification(config).eval()
+    redraw_(pt, seed=9)
+    model = tf_twin(pt)
+    x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x)).logits.numpy()
+    assert ref.shape == (2, 16) and rel_err(np.asarray(model(x).logits), ref) <= TOL
+    model.save_pretrained(tmp_path)
+    back = convnext_pt.ConvNextForImageClassification.from_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(back(torch.from_numpy(x)).logits, pt(torch.from_numpy(x)).logits)
+
+
 def test_canonical_state_has_pytorch_names_and_layouts():
     config = ConvNextV2Config(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=3)
     pt = convnext_pt.ConvNextV2ForImageClassification(config)
