@@ -37,7 +37,8 @@ def outputs_by_name(out, channels_last=False) -> dict[str, np.ndarray]:
 
 
 def expected_names(expected, suffix):
-    return [k[: len(k) - len(suffix)] for k in expected.files if k.endswith(suffix) and (suffix or not k.endswith("_odd"))]
+    return [k[: len(k) - len(suffix)] for k in expected.files
+            if k.endswith(suffix) and (suffix or not k.endswith("_odd"))]
 
 
 @pytest.mark.parametrize("weights", WEIGHTS)

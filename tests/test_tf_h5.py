@@ -13,7 +13,9 @@ from conftest import rel_err
 from convnext_common import ConvNextV2Config, load_config
 from convnext_common.checkpoints import CheckpointError, load_state_dict
 from convnext_common.checkpoints.h5 import is_transformers_tf_h5, load_h5_state_dict, save_hf_tf_h5
-from convnext_pt import ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextV2ForImageClassification
+from convnext_pt import (
+    ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextV2ForImageClassification,
+)
 
 H5_FIXTURES = ["hf-convnext", "hf-convnext-base", "hf-convnextv2"]
 

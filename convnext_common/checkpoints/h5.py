@@ -238,7 +238,8 @@ def load_h5_state_dict(path: str | os.PathLike, config: Optional[ConvNextConfig]
 # --- writing ------------------------------------------------------------------------------------
 
 def tf_model_name(architecture: str) -> str:
-    """Keras' default name of a TF class: ``"TFConvNextForImageClassification"`` -> ``"tf_conv_next_for_image_classification"``."""
+    """Keras' default name of a TF class (transformers' model names in tf_model.h5):
+    ``"TFConvNextForImageClassification"`` -> ``"tf_conv_next_for_image_classification"``."""
     name = architecture if architecture.startswith("TF") else "TF" + architecture
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
