@@ -111,6 +111,9 @@ class ConvNextEmbeddings(nn.Module):
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
             raise ValueError(
                 f"pixel_values must be (batch, {self.num_channels}, height, width), got {tuple(pixel_values.shape)}")
+        # Work channels-last in memory from here on: each block's NCHW <-> NHWC permute is then a
+        # free view instead of a copy before every Linear. Shapes stay NCHW.
+        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         return self.layernorm(self.patch_embeddings(pixel_values))
 
 
@@ -184,6 +187,14 @@ class ConvNextEncoder(nn.Module):
         return hidden_states, all_hidden_states
 
 
+def as_contiguous(maps):
+    """Returned maps in the default NCHW memory layout, so that ``.view`` works on them as on
+    transformers' outputs (the trunk computes channels-last, see ConvNextEmbeddings)."""
+    if maps is None or isinstance(maps, torch.Tensor):
+        return None if maps is None else maps.contiguous()
+    return tuple(m.contiguous() for m in maps)
+
+
 class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
     """Weight init as transformers', and hub-layout loading/saving (see hub.py)."""
 
@@ -236,7 +247,8 @@ class ConvNextModel(ConvNextPreTrainedModel):
         embedding_output = self.embeddings(pixel_values)
         last_hidden_state, hidden_states = self.encoder(embedding_output, bool(output_hidden_states))
         pooled_output = self.layernorm(last_hidden_state.mean(dim=(-2, -1)))
-        out = BaseModelOutputWithPoolingAndNoAttention(last_hidden_state, pooled_output, hidden_states)
+        out = BaseModelOutputWithPoolingAndNoAttention(
+            as_contiguous(last_hidden_state), pooled_output, as_contiguous(hidden_states))
         return out if return_dict else out.to_tuple()
 
 
@@ -308,7 +320,7 @@ class ConvNextBackbone(ConvNextPreTrainedModel):
         _, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states=True)
         feature_maps = tuple(self.hidden_states_norms[stage](h)
                              for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
-        out = BackboneOutput(feature_maps, hidden_states if output_hidden_states else None)
+        out = BackboneOutput(as_contiguous(feature_maps), as_contiguous(hidden_states) if output_hidden_states else None)
         return out if return_dict else out.to_tuple()
 
 

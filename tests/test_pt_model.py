@@ -176,3 +176,16 @@ def test_low_precision_large_activations_stay_finite(dtype):
     assert torch.isfinite(low).all()
     scale = max(1.0, ref.abs().max().item())
     assert (low - ref).abs().max().item() / scale < 0.1
+
+
+def test_returned_maps_have_the_default_memory_layout():
+    """The trunk computes channels-last internally; what it returns must still ``.view`` like NCHW."""
+    model = ConvNextBackbone(small(out_features=["stage1", "stage4"])).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64), output_hidden_states=True)
+    for t in out.feature_maps + out.hidden_states:
+        assert t.is_contiguous()
+        t.view(t.shape[0], t.shape[1], -1)
+    trunk = ConvNextModel(small()).eval()
+    with torch.no_grad():
+        assert trunk(torch.randn(1, 3, 64, 64)).last_hidden_state.is_contiguous()
