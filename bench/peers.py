@@ -73,11 +73,12 @@ def model_contenders(variant: str, x: np.ndarray, only: list[str] | None = None,
     def ours_tf():
         from convnext_tf import TFConvNextForImageClassification
 
+        import tensorflow as tf
+
         model = TFConvNextForImageClassification(config)
-        fast = getattr(model, "predict_logits", None)
-        if fast is not None:
-            return lambda: np.asarray(fast(x))
-        return lambda: model(x, training=False).logits.numpy()
+        # the graph mode that Keras' predict/fit use; outputs as a tuple inside tf.function
+        fn = tf.function(lambda v: model(v, training=False, return_dict=False)[0])
+        return lambda: fn(x).numpy()
 
     def keras_applications():
         import keras
@@ -86,6 +87,16 @@ def model_contenders(variant: str, x: np.ndarray, only: list[str] | None = None,
         model = builder(weights=None, include_preprocessing=False)
         nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return lambda: model(nhwc, training=False).numpy()
+
+    def keras_applications_xla():
+        import keras
+        import tensorflow as tf
+
+        builder = getattr(keras.applications, f"ConvNeXt{variant.capitalize()}")
+        model = builder(weights=None, include_preprocessing=False)
+        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        fn = tf.function(lambda v: model(v, training=False), jit_compile=True)
+        return lambda: fn(nhwc).numpy()
 
     def transformers_tf():
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -98,7 +109,8 @@ def model_contenders(variant: str, x: np.ndarray, only: list[str] | None = None,
     builders = {"ours-pt": ours_pt, "timm": timm_, "torchvision": torchvision_, "transformers-pt": transformers_pt}
     if compile_pt:
         builders["ours-pt-compiled"] = ours_pt_compiled
-    builders.update({"ours-tf": ours_tf, "keras-applications": keras_applications, "transformers-tf": transformers_tf})
+    builders.update({"ours-tf": ours_tf, "keras-applications": keras_applications,
+                     "keras-applications-xla": keras_applications_xla, "transformers-tf": transformers_tf})
     out: dict[str, Callable[[], object]] = {}
     errors: dict[str, str] = {}
     for name, build in builders.items():

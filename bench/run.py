@@ -31,6 +31,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402  (before tensorflow, always)
 
+try:  # CUDA builds of torch ship triton, which crashes when it loads after tensorflow
+    import triton  # noqa: E402,F401
+except ImportError:
+    pass
+
 from bench.flops import convnext_flops  # noqa: E402
 from bench.peers import model_contenders, processor_contenders  # noqa: E402
 

@@ -24,6 +24,7 @@ from convnext_common.outputs import (
     BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
 )
 
+from . import fused
 from .activations import get_activation
 from .hub import PreTrainedMixin
 
@@ -131,17 +132,24 @@ class ConvNextLayer(nn.Module):
         scale = config.layer_scale_init_value
         self.layer_scale_parameter = nn.Parameter(scale * torch.ones(dim)) if scale > 0 else None
         self.drop_path = ConvNextDropPath(drop_path)
+        self._act_post_op = fused.post_op_for(self.act)  # for CPU inference, see fused.py
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         residual = hidden_states
         x = self.dwconv(hidden_states)
         x = x.permute(0, 2, 3, 1)  # NCHW -> NHWC
         x = self.layernorm(x)
-        x = self.pwconv1(x)
-        x = self.act(x)
-        if self.grn is not None:
-            x = self.grn(x)
-        x = self.pwconv2(x)
+        if self._act_post_op is not None and fused.usable(x, self.pwconv1.weight):
+            x = fused.linear(x, self.pwconv1, self._act_post_op)  # pwconv1 + act in one pass
+            if self.grn is not None:
+                x = self.grn(x)
+            x = fused.linear(x, self.pwconv2)
+        else:
+            x = self.pwconv1(x)
+            x = self.act(x)
+            if self.grn is not None:
+                x = self.grn(x)
+            x = self.pwconv2(x)
         if self.layer_scale_parameter is not None:
             x = self.layer_scale_parameter * x
         x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW

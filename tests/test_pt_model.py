@@ -189,3 +189,33 @@ def test_returned_maps_have_the_default_memory_layout():
     trunk = ConvNextModel(small()).eval()
     with torch.no_grad():
         assert trunk(torch.randn(1, 3, 64, 64)).last_hidden_state.is_contiguous()
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "relu", "silu", "quick_gelu"])
+def test_fused_cpu_inference_path_equals_the_eager_ops(act, monkeypatch):
+    """oneDNN's fused Linear+activation (no-grad CPU inference) against the plain modules."""
+    from convnext_pt import fused
+
+    model = ConvNextForImageClassification(small(hidden_act=act)).eval()
+    redraw_(model)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        fast = model(x, output_hidden_states=True)
+        monkeypatch.setattr(fused, "usable", lambda *args: False)
+        plain = model(x, output_hidden_states=True)
+    for a, b in zip((fast.logits,) + fast.hidden_states, (plain.logits,) + plain.hidden_states):
+        assert (a - b).abs().max().item() <= 1e-5 * max(1.0, b.abs().max().item())
+
+
+def test_fused_path_is_not_used_when_gradients_are_needed(monkeypatch):
+    from convnext_pt import fused
+
+    model = ConvNextForImageClassification(small())
+    calls = []
+    real = fused.linear
+    monkeypatch.setattr(fused, "linear", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model(torch.randn(1, 3, 32, 32)).logits.sum().backward()  # training graph: eager ops only
+    assert not calls and model.classifier.weight.grad is not None
+    with torch.inference_mode():
+        model(torch.randn(1, 3, 32, 32))
+    assert calls or not fused._HAS_ONEDNN
