@@ -151,11 +151,18 @@ def bench_conversion(args) -> list[dict]:
     script = ROOT / "bench" / "bench_convert.py"
     if not script.exists():
         return [{"workload": "convert convnext-large pt->tf", "impl": "ours", "error": "bench_convert.py missing"}]
-    out = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True)
-    if out.returncode != 0:
-        return [{"workload": "convert convnext-large pt->tf", "impl": "ours", "error": out.stderr.strip()[-300:]}]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    return [{"workload": "convert convnext-large pt->tf", "impl": "ours", **result}]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "convert.json"
+        out = subprocess.run([sys.executable, str(script), "--to", "tf", "--json", str(report)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            return [{"workload": "convert convnext-large pt->tf", "impl": "ours", "error": out.stderr.strip()[-300:]}]
+        result = json.loads(report.read_text())
+    return [{"workload": "convert convnext-large pt->tf", "impl": "ours", "seconds": result["seconds"],
+             "checkpoint_mb": round(result["checkpoint_mb"], 1), "peak_rss_mb": round(result["peak_rss_mb"], 1),
+             "peak_rss_over_checkpoint": round(result["peak_over_ckpt"], 3)}]
 
 
 def print_table(rows: list[dict]) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from convnext_common.checkpoints.io import (
-    PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, CheckpointError, find_weights_file, load_state_dict,
+    PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, CheckpointError, read_canonical,
     save_sharded_safetensors,
 )
 from convnext_common.checkpoints.matching import LoadReport, match_state_dict
@@ -37,12 +37,7 @@ def resolve_dtype(torch_dtype: Union[str, torch.dtype, None], config: ConvNextCo
 def read_checkpoint(path: Union[str, os.PathLike], config: ConvNextConfig) -> tuple[dict[str, np.ndarray], Path]:
     """Canonical (PyTorch-layout) weights from a hub folder or file; a folder with only tf_model.h5
     is converted in memory."""
-    file = find_weights_file(path, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,))
-    if file.name.endswith((".h5", ".hdf5")):
-        from convnext_common.checkpoints.h5 import load_h5_state_dict
-
-        return load_h5_state_dict(file, config=config), file
-    return load_state_dict(file), file
+    return read_canonical(path, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,), config=config)
 
 
 class PreTrainedMixin:

@@ -17,7 +17,7 @@ import numpy as np
 
 from convnext_common.checkpoints.h5 import canonical_to_tf, save_hf_tf_h5, tf_name_to_canonical, tf_to_canonical
 from convnext_common.checkpoints.io import (
-    PT_WEIGHT_FILES, TF_WEIGHTS_NAME, CheckpointError, find_weights_file, load_state_dict, save_sharded_safetensors,
+    PT_WEIGHT_FILES, TF_WEIGHTS_NAME, CheckpointError, read_canonical, save_sharded_safetensors,
 )
 from convnext_common.checkpoints.matching import LoadReport, match_state_dict
 from convnext_common.config import ConvNextConfig, ConfigError
@@ -76,12 +76,7 @@ def _global_dtype_policy(policy: Optional[str]):
 def read_checkpoint(path: Union[str, os.PathLike], config: ConvNextConfig) -> tuple[dict[str, np.ndarray], Path]:
     """Canonical (PyTorch-layout) weights from a hub folder or file: tf_model.h5 preferred, else the
     PyTorch files (model.safetensors, sharded safetensors, pytorch_model.bin), converted in memory."""
-    file = find_weights_file(path, TF_WEIGHT_FILES)
-    if file.name.endswith((".h5", ".hdf5")):
-        from convnext_common.checkpoints.h5 import load_h5_state_dict
-
-        return load_h5_state_dict(file, config=config), file
-    return load_state_dict(file), file
+    return read_canonical(path, TF_WEIGHT_FILES, config=config)
 
 
 class TFPreTrainedMixin:

@@ -31,6 +31,7 @@ import numpy as np
 from ..config import ConvNextConfig
 from ..fileio import atomic_write
 from .io import CheckpointError
+from .keras_applications import str_list_attr
 
 #: the kind of a module, from the last part of its path; the kind decides variable names and layouts.
 MODULE_KINDS: tuple[tuple[re.Pattern, str], ...] = (
@@ -132,20 +133,6 @@ def tf_to_canonical(path: str, array: np.ndarray) -> tuple[str, np.ndarray]:
 
 # --- reading ------------------------------------------------------------------------------------
 
-def _str_list_attr(obj, name: str) -> Optional[list[str]]:
-    """A list-of-strings attribute, also when Keras split a long one into ``name0``, ``name1``, ..."""
-    if name in obj.attrs:
-        values = list(obj.attrs[name])
-    elif f"{name}0" in obj.attrs:
-        values, i = [], 0
-        while f"{name}{i}" in obj.attrs:
-            values.extend(obj.attrs[f"{name}{i}"])
-            i += 1
-    else:
-        return None
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
-
-
 def _open_h5(path: Path):
     import h5py
 
@@ -163,12 +150,12 @@ def is_transformers_tf_h5(path: str | os.PathLike) -> bool:
     """Whether ``path`` looks like a transformers ``tf_model.h5`` of a ConvNeXt (names checked, not values)."""
     try:
         with _open_h5(Path(path)) as f:
-            layer_names = _str_list_attr(f, "layer_names")
+            layer_names = str_list_attr(f, "layer_names")
             if not layer_names:
                 return False
             for layer in layer_names:
                 group = f.get(layer)
-                for weight in (_str_list_attr(group, "weight_names") or []) if group is not None else []:
+                for weight in (str_list_attr(group, "weight_names") or []) if group is not None else []:
                     _parse_weight_name(weight)
             return True
     except (CheckpointError, OSError, KeyError, ValueError):
@@ -195,7 +182,7 @@ def load_h5_state_dict(path: str | os.PathLike, config: Optional[ConvNextConfig]
     """
     path = Path(path)
     with _open_h5(path) as f:
-        layer_names = _str_list_attr(f, "layer_names")
+        layer_names = str_list_attr(f, "layer_names")
         if not layer_names:
             raise CheckpointError(
                 f"{path}: not a transformers TF checkpoint (no 'layer_names' attribute; a Keras 3 .weights.h5 "
@@ -207,7 +194,7 @@ def load_h5_state_dict(path: str | os.PathLike, config: Optional[ConvNextConfig]
             group = f.get(layer)
             if group is None:
                 raise CheckpointError(f"{path}: layer {layer!r} is listed in layer_names but has no group")
-            for weight in _str_list_attr(group, "weight_names") or []:
+            for weight in str_list_attr(group, "weight_names") or []:
                 try:
                     _, rel = _parse_weight_name(weight)
                 except KeyError:

@@ -184,3 +184,14 @@ def save_sharded_safetensors(state: Mapping[str, np.ndarray], directory: str | o
 
     atomic_write_text(directory / SAFE_WEIGHTS_INDEX_NAME, json.dumps(index, indent=2) + "\n")
     return written + [directory / SAFE_WEIGHTS_INDEX_NAME]
+
+
+def read_canonical(path: str | os.PathLike, candidates: tuple[str, ...], config=None) -> tuple[dict[str, np.ndarray], Path]:
+    """Canonical (PyTorch-layout) weights from a hub folder or file, trying ``candidates`` in order;
+    a transformers tf_model.h5 is converted in memory. Returns the arrays and the file read."""
+    file = find_weights_file(path, candidates)
+    if file.name.endswith((".h5", ".hdf5")):
+        from .h5 import load_h5_state_dict
+
+        return load_h5_state_dict(file, config=config), file
+    return load_state_dict(file), file
