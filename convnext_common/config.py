@@ -345,6 +345,21 @@ class ConvNextV2Config(ConvNextConfig):
         return 0.0
 
 
+def config_for_model(config_class: type[ConvNextConfig], path: str | os.PathLike,
+                     config: ConvNextConfig | None, overrides: dict[str, Any], model_name: str) -> ConvNextConfig:
+    """The config a model class's ``from_pretrained(path, config=..., **overrides)`` builds from:
+    the given one (with overrides) or the folder's config.json; refused unless it is a
+    ``config_class`` (a V2 config for a V1 model, say)."""
+    if config is None:
+        config = config_class.from_pretrained(path, **overrides)
+    elif overrides:
+        config = config.copy(**overrides)
+    if not isinstance(config, config_class):
+        raise ConfigError(f"{path}: config is a {type(config).__name__} ({config.model_type}); "
+                          f"{model_name} needs {config_class.__name__}")
+    return config
+
+
 def config_class_for(model_type: str) -> type[ConvNextConfig]:
     for cls in (ConvNextConfig, ConvNextV2Config):
         if cls.model_type == model_type:

@@ -20,7 +20,7 @@ from convnext_common.checkpoints.io import (
     PT_WEIGHT_FILES, TF_WEIGHTS_NAME, CheckpointError, read_canonical, save_sharded_safetensors,
 )
 from convnext_common.checkpoints.matching import LoadReport, match_state_dict
-from convnext_common.config import ConvNextConfig, ConfigError
+from convnext_common.config import ConvNextConfig, config_for_model
 
 M = TypeVar("M", bound="TFPreTrainedMixin")
 
@@ -99,13 +99,7 @@ class TFPreTrainedMixin:
         ``num_labels=5`` with ``ignore_mismatched_sizes=True`` for a new head).
         """
         path = pretrained_model_name_or_path
-        if config is None:
-            config = cls.config_class.from_pretrained(path, **config_overrides)
-        elif config_overrides:
-            config = config.copy(**config_overrides)
-        if not isinstance(config, cls.config_class):
-            raise ConfigError(f"{path}: config is a {type(config).__name__} ({config.model_type}); "
-                              f"{cls.__name__} needs {cls.config_class.__name__}")
+        config = config_for_model(cls.config_class, path, config, config_overrides, cls.__name__)
         state, file = read_checkpoint(path, config)
         policy = resolve_dtype(dtype, config)
         with _global_dtype_policy(policy):
