@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -335,11 +335,14 @@ def _as_numpy(x: Any, what: str) -> np.ndarray:
                      "image, a numpy array, a torch or TensorFlow tensor, or a list of them")
 
 
-def flatten_images(images: Any) -> list:
+def flatten_images(images: Any, as_array: Callable[[Any, str], Any] | None = None) -> list:
     """One image, a list (possibly nested) of images, or a 4-D batch -> a flat list of single images.
 
-    Single images are PIL images or 2-D/3-D numpy arrays (tensors are converted to numpy).
+    Single images are PIL images or 2-D/3-D arrays. ``as_array(x, where)`` turns anything else into
+    an array with ``ndim``/``shape`` and row indexing (default: a numpy array; the torch processor
+    keeps torch tensors).
     """
+    as_array = as_array or _as_numpy
     flat: list = []
 
     def visit(x: Any, where: str) -> None:
@@ -352,16 +355,16 @@ def flatten_images(images: Any) -> list:
             for i, item in enumerate(x):
                 visit(item, f"{where}[{i}]")
             return
-        arr = _as_numpy(x, where)
+        arr = as_array(x, where)
         if arr.ndim == 4:
             if arr.shape[0] == 0:
-                raise ValueError(f"{where}: empty batch (shape {arr.shape})")
-            flat.extend(arr)
+                raise ValueError(f"{where}: empty batch (shape {tuple(arr.shape)})")
+            flat.extend(arr[i] for i in range(arr.shape[0]))
         elif arr.ndim in (2, 3):
             flat.append(arr)
         else:
             raise ValueError(f"{where}: an image array must be 2-D (H, W), 3-D (H, W, C) / (C, H, W) or a 4-D "
-                             f"batch, got shape {arr.shape}")
+                             f"batch, got shape {tuple(arr.shape)}")
 
     if images is None:
         raise ValueError("images: got None")

@@ -40,7 +40,7 @@ from PIL import Image
 
 from convnext_common.processing import (
     CHANNELS_FIRST, WARP_THRESHOLD, BatchFeature, ConvNextImageProcessor, CropPlan, ProcessorOptions,
-    center_crop_plan, channel_layout, pil_to_rgb, resize_output_size,
+    center_crop_plan, channel_layout, flatten_images, pil_to_rgb, resize_output_size,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -260,35 +260,9 @@ def resize_crop_tensor(x: torch.Tensor, out_h: int, out_w: int, crop: CropPlan |
 # --------------------------------------------------------------------------------------------------
 # Inputs -> (C, H, W) tensors
 # --------------------------------------------------------------------------------------------------
-def _flatten(images: Any) -> list:
-    """A flat list of single images: PIL images, (C, H, W)/(H, W, C)/(H, W) tensors or arrays."""
-    flat: list = []
-
-    def visit(x: Any, where: str) -> None:
-        if isinstance(x, Image.Image):
-            flat.append(x)
-        elif isinstance(x, (list, tuple)):
-            if len(x) == 0:
-                raise ValueError(f"{where}: empty list of images")
-            for i, item in enumerate(x):
-                visit(item, f"{where}[{i}]")
-        else:
-            if not isinstance(x, torch.Tensor):
-                x = _array_to_tensor(x, where)
-            if x.ndim == 4:
-                if x.shape[0] == 0:
-                    raise ValueError(f"{where}: empty batch (shape {tuple(x.shape)})")
-                flat.extend(x.unbind(0))
-            elif x.ndim in (2, 3):
-                flat.append(x)
-            else:
-                raise ValueError(f"{where}: an image must be 2-D (H, W), 3-D (H, W, C) / (C, H, W) or a 4-D batch, "
-                                 f"got shape {tuple(x.shape)}")
-
-    if images is None:
-        raise ValueError("images: got None")
-    visit(images, "images")
-    return flat
+def _as_tensor(x: Any, where: str) -> torch.Tensor:
+    """A single image or batch that is not a PIL image, as a torch tensor (tensors stay as they are)."""
+    return x if isinstance(x, torch.Tensor) else _array_to_tensor(x, where)
 
 
 def _array_to_tensor(x: Any, where: str) -> torch.Tensor:
@@ -380,7 +354,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
     def preprocess(self, images: Any, **kwargs: Any) -> BatchFeature:
         device = kwargs.pop("device", None) or self.device
         opts = self._options(kwargs)
-        raw = _flatten(images)
+        raw = flatten_images(images, _as_tensor)
         n = len(raw)
         if device is None:
             device = next((x.device for x in raw if isinstance(x, torch.Tensor)), torch.device("cpu"))
