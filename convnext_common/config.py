@@ -269,17 +269,10 @@ class ConvNextConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "ConvNextConfig":
+        from .fileio import read_json_file
+
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such config file") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason})") from None
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        d = read_json_file(path, "config file", ConfigError)
         if isinstance(d, dict) and isinstance(d.get("id2label"), dict) and "num_labels" in d \
                 and d["num_labels"] != len(d["id2label"]):  # the file contradicts itself (overrides may not)
             raise ConfigError(f"{path}: num_labels={d['num_labels']!r} disagrees with id2label "
@@ -371,11 +364,10 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
     """Read a config.json of either version, choosing the class by its ``model_type``."""
     from .hub import resolve_file
 
+    from .fileio import read_json_file
+
     file = resolve_file(path, CONFIG_NAME)
-    try:
-        d = json.loads(Path(file).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{file}: not valid JSON ({e})") from None
+    d = read_json_file(file, "config file", ConfigError)
     if not isinstance(d, dict):
         raise ConfigError(f"{file}: a config must be a JSON object")
     try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -61,3 +62,19 @@ def atomic_directory(directory: str | os.PathLike, overwrite: bool = False) -> I
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json_file(path: str | os.PathLike, what: str, error: type[ValueError] = ValueError) -> Any:
+    """Parsed JSON of ``path``; a missing file is FileNotFoundError, undecodable text or invalid
+    JSON is ``error``, each naming the file (``what`` says which kind of file was expected)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {what}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not a UTF-8 text file ({e.reason})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None

@@ -55,6 +55,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from .fileio import atomic_write_text, read_json_file
+
 PREPROCESSOR_CONFIG_NAME = "preprocessor_config.json"
 
 #: transformers' IMAGENET_STANDARD_MEAN / _STD: the defaults of its ConvNextImageProcessor.
@@ -370,6 +372,15 @@ def flatten_images(images: Any, as_array: Callable[[Any, str], Any] | None = Non
         raise ValueError("images: got None")
     visit(images, "images")
     return flat
+
+
+def check_stackable(shapes: list, return_tensors: str) -> None:
+    """Processed images become one batch tensor only when they share a shape."""
+    distinct = {tuple(s) for s in shapes}
+    if len(distinct) > 1:
+        raise ValueError(f"images have different sizes {sorted(distinct)} after processing, so they cannot be "
+                         f"stacked for return_tensors={return_tensors!r}; resize them (do_resize=True) or "
+                         "use return_tensors=None for a list")
 
 
 def channel_layout(shape: tuple[int, ...], input_data_format: str | None, where: str = "image") -> str:
@@ -750,11 +761,7 @@ class ConvNextImageProcessor:
         if return_tensors is None:
             return results
         if batch is None:
-            shapes = {r.shape for r in results}
-            if len(shapes) > 1:
-                raise ValueError(f"images have different sizes {sorted(shapes)} after processing, so they cannot be "
-                                 f"stacked for return_tensors={return_tensors!r}; resize them (do_resize=True) or "
-                                 "use return_tensors=None for a list")
+            check_stackable([r.shape for r in results], return_tensors)
             batch = np.stack(results)
         if return_tensors == "np":
             return batch
@@ -800,16 +807,7 @@ class ConvNextImageProcessor:
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **kwargs: Any) -> "ConvNextImageProcessor":
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such preprocessor config file") from None
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: not a UTF-8 text file ({e.reason})") from None
-        try:
-            config = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        config = read_json_file(path, "preprocessor config file")
         try:
             return cls.from_dict(config, **kwargs)
         except (ValueError, TypeError) as e:
@@ -828,7 +826,6 @@ class ConvNextImageProcessor:
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/preprocessor_config.json`` (atomically); returns its path."""
-        from .fileio import atomic_write_text
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

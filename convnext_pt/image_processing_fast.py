@@ -40,7 +40,7 @@ from PIL import Image
 
 from convnext_common.processing import (
     CHANNELS_FIRST, WARP_THRESHOLD, BatchFeature, ConvNextImageProcessor, CropPlan, ProcessorOptions,
-    center_crop_plan, channel_layout, flatten_images, pil_to_rgb, resize_output_size,
+    center_crop_plan, channel_layout, check_stackable, flatten_images, pil_to_rgb, resize_output_size,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -413,11 +413,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
         if return_tensors is None:
             return items
         if stacked is None:
-            shapes = {tuple(t.shape) for t in items}
-            if len(shapes) > 1:
-                raise ValueError(f"images have different sizes {sorted(shapes)} after processing, so they cannot be "
-                                 f"stacked for return_tensors={return_tensors!r}; resize them (do_resize=True) or "
-                                 "use return_tensors=None for a list")
+            check_stackable([t.shape for t in items], return_tensors)
             stacked = torch.stack(items)
         if return_tensors == "pt":
             return stacked

@@ -24,3 +24,20 @@ def redraw_(model, seed: int = 0) -> None:
             else:
                 fan_in = int(np.prod(p.shape[1:]))
                 p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(fan_in))
+
+
+def outputs_by_name(out, channels_last: bool = False) -> dict[str, np.ndarray]:
+    """A model output's tensors under the fixtures' expected.npz names (logits, hidden_states_0, ...),
+    as numpy; ``channels_last`` maps are transposed to the fixtures' NCHW layout."""
+    named = {}
+    for field in ("logits", "last_hidden_state", "pooler_output"):
+        if getattr(out, field, None) is not None:
+            named[field] = getattr(out, field)
+    for i, f in enumerate(getattr(out, "feature_maps", None) or ()):
+        named[f"feature_maps_{i}"] = f
+    for i, h in enumerate(out.hidden_states or ()):
+        named[f"hidden_states_{i}"] = h
+    named = {k: v.detach().numpy() if hasattr(v, "detach") else np.asarray(v) for k, v in named.items()}
+    if channels_last:
+        named = {k: v.transpose(0, 3, 1, 2) if v.ndim == 4 else v for k, v in named.items()}
+    return named

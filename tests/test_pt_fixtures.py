@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import rel_err
+from helpers import outputs_by_name
 from convnext_pt import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextV2ForImageClassification,
 )
@@ -16,18 +17,6 @@ CASES = [
     ("hf-convnext-backbone", ConvNextBackbone),
     ("hf-convnextv2", ConvNextV2ForImageClassification),
 ]
-
-
-def outputs_by_name(out) -> dict[str, np.ndarray]:
-    named = {}
-    for field in ("logits", "last_hidden_state", "pooler_output"):
-        if getattr(out, field, None) is not None:
-            named[field] = getattr(out, field)
-    for i, f in enumerate(getattr(out, "feature_maps", None) or ()):
-        named[f"feature_maps_{i}"] = f
-    for i, h in enumerate(out.hidden_states or ()):
-        named[f"hidden_states_{i}"] = h
-    return {k: v.detach().numpy() for k, v in named.items()}
 
 
 @pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import rel_err
+from helpers import outputs_by_name
 
 tf = pytest.importorskip("tensorflow")
 convnext_tf = pytest.importorskip("convnext_tf")
@@ -19,21 +20,6 @@ CASES = [
     ("hf-convnextv2", "TFConvNextV2ForImageClassification"),
 ]
 WEIGHTS = ["tf_model.h5", "model.safetensors", "pytorch_model.bin"]
-
-
-def outputs_by_name(out, channels_last=False) -> dict[str, np.ndarray]:
-    named = {}
-    for field in ("logits", "last_hidden_state", "pooler_output"):
-        if getattr(out, field, None) is not None:
-            named[field] = getattr(out, field)
-    for i, f in enumerate(getattr(out, "feature_maps", None) or ()):
-        named[f"feature_maps_{i}"] = f
-    for i, h in enumerate(out.hidden_states or ()):
-        named[f"hidden_states_{i}"] = h
-    named = {k: np.asarray(v) for k, v in named.items()}
-    if channels_last:  # compare maps in the fixtures' NCHW layout
-        named = {k: v.transpose(0, 3, 1, 2) if v.ndim == 4 else v for k, v in named.items()}
-    return named
 
 
 def expected_names(expected, suffix):
