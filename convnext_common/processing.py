@@ -589,14 +589,17 @@ def _pil_to_hwc(img: Image.Image) -> np.ndarray:
 # The processor
 # --------------------------------------------------------------------------------------------------
 _POOL_LOCK = threading.Lock()
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
+    """A shared pool of ``n`` threads, per process: a forked child (e.g. a DataLoader worker)
+    inherits the parent's pool objects without their threads, so it makes its own."""
+    key = (os.getpid(), n)
     with _POOL_LOCK:
-        if n not in _POOLS:
-            _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="convnext-preprocess")
-        return _POOLS[n]
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="convnext-preprocess")
+        return _POOLS[key]
 
 
 def _default_threads() -> int:

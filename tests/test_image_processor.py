@@ -97,6 +97,24 @@ def test_threads_do_not_change_results():
     assert np.array_equal(one, many)
 
 
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_thread_pool_works_in_a_forked_child():
+    # a DataLoader worker forked after the parent used the pool must not wait on the parent's threads
+    code = (
+        "import os, numpy as np\n"
+        "from convnext_common import ConvNextImageProcessor\n"
+        "p = ConvNextImageProcessor(size=64, num_threads=2)\n"
+        "imgs = [np.full((50, 70, 3), 9, np.uint8)] * 4\n"
+        "ref = p(imgs, return_tensors='np').pixel_values\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if np.array_equal(p(imgs, return_tensors='np').pixel_values, ref) else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "raise SystemExit(os.waitstatus_to_exitcode(status))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=FIXTURES.parent.parent)
+
 # --- the crop-only resize is PIL's full resize, bit for bit -------------------------------------------
 def test_partial_resize_equals_full_resize_then_crop():
     rng = np.random.default_rng(0)
