@@ -96,6 +96,16 @@ def test_mixed_sizes_are_grouped_and_kept_in_order():
     assert isinstance(listed, list) and all(torch.equal(a, b) for a, b in zip(listed, out))
 
 
+def test_threaded_groups_equal_serial_and_leave_torch_threads_alone():
+    rng = np.random.default_rng(7)
+    arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((97, 131), (300, 41), (64, 64), (97, 131))]
+    before = torch.get_num_threads()
+    serial = ConvNextImageProcessorFast(**HUB, num_threads=1)(arrays, return_tensors="pt").pixel_values
+    threaded = ConvNextImageProcessorFast(**HUB, num_threads=3)(arrays, return_tensors="pt").pixel_values
+    assert torch.equal(serial, threaded)
+    assert torch.get_num_threads() == before
+
+
 def test_input_kinds_agree():
     img = load("flower.png")
     hwc = np.asarray(img)
