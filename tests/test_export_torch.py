@@ -12,7 +12,9 @@ import torch
 
 from conftest import rel_err
 from convnext_common import ConvNextConfig, ConvNextV2Config
+from convnext_common.export import random_pixels
 from convnext_pt import ConvNextBackbone, ConvNextForImageClassification, ConvNextV2ForImageClassification
+from convnext_pt import fused
 from convnext_pt.export import check_compile, check_program, eager_outputs, export_program, min_dynamic_size
 from helpers import redraw_
 
@@ -48,6 +50,64 @@ def test_compile_reports_a_graph_break():
     model.classifier.forward = breaking_forward
     with pytest.raises(Exception, match="(?i)graph.?break"):
         check_compile(model, backend="aot_eager", shapes=[(1, 3, 32, 32)])
+
+
+def _compiled_ops(model, x):
+    """The call targets dynamo hands to the backend for ``model(x)`` under inference_mode, and the output."""
+    seen = []
+
+    def capture(gm, example_inputs):
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        out = torch.compile(model, fullgraph=True, backend=capture)(x).logits
+    return seen, out
+
+
+@pytest.mark.skipif(fused._compiled_linear is None, reason="needs oneDNN and torch.library.custom_op")
+def test_compiled_inference_keeps_the_fused_linear():
+    model = tiny()
+    x = torch.from_numpy(random_pixels((2, 3, 64, 96)))
+    seen, out = _compiled_ops(model, x)
+    # two per block (pwconv1 + act, pwconv2), four blocks; the classifier stays a plain linear
+    assert seen.count("convnext.linear_pointwise.default") == 8
+    with torch.inference_mode():
+        assert rel_err(out.numpy(), model(x).logits.numpy()) <= TOL
+
+
+def test_compile_with_gradients_uses_plain_ops():
+    model = tiny()
+    seen = []
+
+    def capture(gm, example_inputs):
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(model, fullgraph=True, backend=capture)(torch.zeros(1, 3, 32, 32)).logits.sum().backward()
+    assert seen and not any("linear_pointwise" in s for s in seen)
+
+
+@pytest.mark.skipif(fused._compiled_linear is None, reason="needs oneDNN and torch.library.custom_op")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's own
+def test_inductor_compiled_inference_matches_eager():
+    # the real backend once, on a small model: the custom op's fake (shape) function must agree
+    # with the kernel for inductor's generated code around it to be right
+    torch._dynamo.reset()
+    model = tiny(v2=True)
+    x = torch.from_numpy(random_pixels((2, 3, 64, 96)))
+    with torch.inference_mode():
+        out = torch.compile(model, fullgraph=True)(x).logits
+        assert rel_err(out.numpy(), model(x).logits.numpy()) <= TOL
+
+
+def test_export_without_gradients_holds_standard_ops_only():
+    with torch.no_grad():
+        program = export_program(tiny())
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert targets and not any("linear_pointwise" in t for t in targets)
 
 
 @pytest.fixture(scope="module")
