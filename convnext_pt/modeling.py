@@ -29,6 +29,17 @@ from .activations import get_activation
 from .hub import PreTrainedMixin
 
 
+def channels_last_weight(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` with its weight stored channels-last in memory (shape and values unchanged).
+
+    The trunk computes channels-last (see ConvNextEmbeddings); a dense conv whose weight is not
+    re-lays the weight out on every call, which costs more than the conv itself for the last
+    downsampling layer at batch 1. Loading copies into the parameter and keeps this layout.
+    """
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+    return conv
+
+
 class ConvNextLayerNorm(nn.Module):
     """LayerNorm over channels for NHWC (``channels_last``) or NCHW (``channels_first``) tensors.
 
@@ -103,8 +114,8 @@ class ConvNextEmbeddings(nn.Module):
 
     def __init__(self, config: ConvNextConfig):
         super().__init__()
-        self.patch_embeddings = nn.Conv2d(config.num_channels, config.hidden_sizes[0],
-                                          kernel_size=config.patch_size, stride=config.patch_size)
+        self.patch_embeddings = channels_last_weight(nn.Conv2d(config.num_channels, config.hidden_sizes[0],
+                                                               kernel_size=config.patch_size, stride=config.patch_size))
         self.layernorm = ConvNextLayerNorm(config.hidden_sizes[0], eps=NORM_EPS, data_format="channels_first")
         self.num_channels = config.num_channels
 
@@ -165,7 +176,7 @@ class ConvNextStage(nn.Module):
         if in_channels != out_channels or stride > 1:
             self.downsampling_layer = nn.Sequential(
                 ConvNextLayerNorm(in_channels, eps=NORM_EPS, data_format="channels_first"),
-                nn.Conv2d(in_channels, out_channels, kernel_size=stride, stride=stride),
+                channels_last_weight(nn.Conv2d(in_channels, out_channels, kernel_size=stride, stride=stride)),
             )
         else:
             self.downsampling_layer = nn.Identity()
