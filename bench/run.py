@@ -105,6 +105,7 @@ def bench_models(args, roofline: float) -> list[dict]:
             flops = convnext_flops(variant, args.size) * batch
             ours = stats.get("ours-pt", {}).get("median_s")
             ours_tf = stats.get("ours-tf", {}).get("median_s")
+            timm_t = stats.get("timm", {}).get("median_s")  # the PyTorch targets are against timm eager
             for name, s in stats.items():
                 row = {"workload": f"convnext-{variant} b{batch} {args.size}px fp32", "impl": name}
                 if "error" in s:
@@ -119,6 +120,8 @@ def bench_models(args, roofline: float) -> list[dict]:
                         row["ours_tf_over_peer"] = round(ours_tf / t, 3)
                     if ours and name.startswith("ours") and name != "ours-pt":
                         row["over_ours_pt"] = round(t / ours, 3)
+                    if timm_t and name.startswith("ours-pt"):
+                        row["over_timm"] = round(t / timm_t, 3)
                 rows.append(row)
     return rows
 
@@ -167,8 +170,8 @@ def bench_conversion(args) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     cols = ["workload", "impl", "img_s", "median_s", "ours_pt_over_peer", "ours_tf_over_peer", "over_ours_pt",
-            "ours_slow_over_peer", "ours_fast_over_peer", "gflops", "roofline_frac", "peak_rss_mb", "seconds",
-            "checkpoint_mb", "peak_rss_over_checkpoint", "error"]
+            "over_timm", "ours_slow_over_peer", "ours_fast_over_peer", "gflops", "roofline_frac", "peak_rss_mb",
+            "seconds", "checkpoint_mb", "peak_rss_over_checkpoint", "error"]
     cols = [c for c in cols if any(c in r for r in rows)]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
     print(" | ".join(c.ljust(widths[c]) for c in cols))
