@@ -592,7 +592,7 @@ _POOL_LOCK = threading.Lock()
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
-def _pool(n: int) -> ThreadPoolExecutor:
+def thread_pool(n: int) -> ThreadPoolExecutor:
     """A shared pool of ``n`` threads, per process: a forked child (e.g. a DataLoader worker)
     inherits the parent's pool objects without their threads, so it makes its own."""
     key = (os.getpid(), n)
@@ -711,7 +711,7 @@ class ConvNextImageProcessor:
                                      None if out is None else out[i])
 
         threads = min(self.num_threads or _default_threads(), n)
-        results = list(_pool(threads).map(work, range(n))) if threads > 1 else [work(i) for i in range(n)]
+        results = list(thread_pool(threads).map(work, range(n))) if threads > 1 else [work(i) for i in range(n)]
         if out is not None:
             results = list(out)
         return BatchFeature({"pixel_values": self._to_tensors(results, opts.return_tensors, out)})

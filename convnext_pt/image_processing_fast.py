@@ -42,7 +42,8 @@ from PIL import Image
 
 from convnext_common.processing import (
     CHANNELS_FIRST, WARP_THRESHOLD, BatchFeature, ConvNextImageProcessor, CropPlan, ProcessorOptions,
-    _pool, center_crop_plan, channel_layout, check_stackable, flatten_images, pil_to_rgb, resize_output_size,
+    center_crop_plan, channel_layout, check_stackable, flatten_images, pil_to_rgb, resize_output_size,
+    thread_pool,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -381,6 +382,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
         groups: dict[tuple, list[int]] = {}
         for i, t in enumerate(chw):
             groups.setdefault((tuple(t.shape), t.dtype, t.device), []).append(i)
+
         def work(idx: list[int]) -> torch.Tensor:
             return self._process_group([chw[i] for i in idx], idx, opts, device, n)
 
@@ -389,7 +391,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
         # are spread over our own threads, each running torch single-threaded.
         threads = min(self.num_threads or torch.get_num_threads(), len(groups)) if device.type == "cpu" else 1
         if threads > 1:
-            outs = list(_pool(threads).map(_single_threaded(work), groups.values()))
+            outs = list(thread_pool(threads).map(_single_threaded(work), groups.values()))
         else:
             outs = [work(idx) for idx in groups.values()]
         items: list = [None] * n
