@@ -41,14 +41,10 @@ def _timed(fn):
 
 
 def _heldout_pixels(folder: Path):
-    from convnext_common.digits import EVAL_RENDERINGS, load_heldout, render
+    from convnext_common.digits import heldout_batch, load_heldout
     from convnext_common.inference import load_processor
 
-    heldout = load_heldout(HELDOUT)
-    processor = load_processor(folder)
-    images = [render(d, r) for r in EVAL_RENDERINGS for d in heldout.images]
-    pixels = np.asarray(processor(images, return_tensors="np")["pixel_values"], dtype=np.float32)
-    return pixels, np.tile(heldout.labels, len(EVAL_RENDERINGS))
+    return heldout_batch(load_heldout(HELDOUT), load_processor(folder))
 
 
 def bench_pt(folder: Path, work: Path, inductor: bool) -> list[tuple[str, str, str, str]]:

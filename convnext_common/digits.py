@@ -92,3 +92,11 @@ def load_heldout(path: str | os.PathLike) -> HeldOut:
         if missing:
             raise ValueError(f"{path}: missing arrays {sorted(missing)}")
         return HeldOut(z["images"], z["labels"].astype(np.int64), z["indices"].astype(np.int64))
+
+
+def heldout_batch(heldout: HeldOut, processor) -> tuple[np.ndarray, np.ndarray]:
+    """Each held-out digit in every evaluation rendering, through ``processor`` (the model's own
+    preprocessing): (pixels (N, 3, H, W) float32, labels (N,)), N = len(EVAL_RENDERINGS) * digits."""
+    images = [render(d, r) for r in EVAL_RENDERINGS for d in heldout.images]
+    pixels = np.asarray(processor(images, return_tensors="np")["pixel_values"], dtype=np.float32)
+    return pixels, np.tile(heldout.labels, len(EVAL_RENDERINGS))

@@ -98,15 +98,10 @@ def test_random_weight_v2_matches_pytorch_twin(tmp_path):
 
 
 def _heldout_pixels(folder: Path):
-    """Each held-out digit in every evaluation rendering, through the model's own preprocessing."""
-    from convnext_common.digits import EVAL_RENDERINGS, load_heldout, render
+    from convnext_common.digits import heldout_batch, load_heldout
     from convnext_common.inference import load_processor
 
-    heldout = load_heldout(HELDOUT)
-    processor = load_processor(folder)
-    images = [render(d, r) for r in EVAL_RENDERINGS for d in heldout.images]
-    pixels = np.asarray(processor(images, return_tensors="np")["pixel_values"], dtype=np.float32)
-    return pixels, np.tile(heldout.labels, len(EVAL_RENDERINGS))
+    return heldout_batch(load_heldout(HELDOUT), load_processor(folder))
 
 
 def test_embedded_model_saved_model_tflite_and_int8(tmp_path):

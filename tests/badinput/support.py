@@ -106,6 +106,18 @@ class RunsOpen:
         return open, (str(self.marker), "w")
 
 
+def convert_leaving_nothing(source: Path, tmp_path: Path):
+    """``convert(source -> tmp_path/converted, to="pt")``; on failure, also assert that no output
+    folder was left behind."""
+    from convnext_common.checkpoints.convert import convert
+
+    out = tmp_path / "converted"
+    try:
+        return convert(source, out, to="pt", progress=False)
+    finally:
+        assert not out.exists(), "a failed conversion left its output folder behind"
+
+
 def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``python -m convnext_common ARGS`` (or a script path given as the first arg) from the repo."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from badinput.support import FIXTURES, HF, expect_error, hf_config, hf_state, save_weights, write_folder
+from badinput.support import (
+    FIXTURES, HF, convert_leaving_nothing, expect_error, hf_config, hf_state, save_weights, write_folder,
+)
 from convnext_common.checkpoints.convert import convert
 from convnext_common.checkpoints.io import CheckpointError, load_state_dict
 from convnext_common.config import ConfigError
@@ -113,11 +115,7 @@ def _from_pretrained(folder: Path, tmp_path: Path):
 
 
 def _convert(folder: Path, tmp_path: Path):
-    out = tmp_path / "converted"
-    try:
-        return convert(folder, out, to="pt", progress=False)
-    finally:
-        assert not out.exists(), "a failed conversion left its output folder behind"
+    return convert_leaving_nothing(folder, tmp_path)
 
 
 ENTRY_POINTS = {"from_pretrained": _from_pretrained, "convert": _convert}

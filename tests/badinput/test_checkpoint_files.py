@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from badinput.support import HF, expect_error, write_folder
-from convnext_common.checkpoints.convert import convert
+from badinput.support import HF, convert_leaving_nothing, expect_error, write_folder
 from convnext_common.checkpoints.io import CheckpointError, load_state_dict
 from convnext_pt import ConvNextForImageClassification
 
@@ -107,11 +106,7 @@ def _from_pretrained(folder: Path, file: Path, tmp_path: Path):
 
 
 def _convert(folder: Path, file: Path, tmp_path: Path):
-    out = tmp_path / "converted"
-    try:
-        return convert(file, out, to="pt", progress=False)
-    finally:
-        assert not out.exists(), "a failed conversion left its output folder behind"
+    return convert_leaving_nothing(file, tmp_path)
 
 
 ENTRY_POINTS = {"load_state_dict": _load, "from_pretrained": _from_pretrained, "convert": _convert}

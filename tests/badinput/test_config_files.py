@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from badinput.support import HF, expect_error, hf_config
+from badinput.support import HF, convert_leaving_nothing, expect_error, hf_config
 from convnext_common.checkpoints.convert import convert
 from convnext_common.config import ConfigError, ConvNextConfig, load_config
 from convnext_pt import ConvNextForImageClassification
@@ -99,11 +99,7 @@ def _model_from_pretrained(folder: Path, tmp_path: Path):
 
 
 def _convert(folder: Path, tmp_path: Path):
-    out = tmp_path / "converted"
-    try:
-        return convert(folder, out, to="pt", progress=False)
-    finally:
-        assert not out.exists(), "a failed conversion left its output folder behind"
+    return convert_leaving_nothing(folder, tmp_path)
 
 
 ENTRY_POINTS = {"load_config": _load_config, "ConvNextConfig.from_pretrained": _config_from_pretrained,

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
