@@ -285,7 +285,11 @@ def _array_to_tensor(x: Any, where: str) -> torch.Tensor:
         raise ValueError(f"{where}: unsupported dtype {arr.dtype}")
     if arr.dtype == np.uint16 or arr.dtype == np.uint32 or arr.dtype == np.uint64:
         arr = arr.astype(np.int64)
-    return torch.from_numpy(np.ascontiguousarray(arr) if not arr.flags.writeable else arr)
+    if any(stride < 0 for stride in arr.strides):  # e.g. cv2's BGR flipped to RGB: torch has no negative strides
+        arr = np.ascontiguousarray(arr)
+    with warnings.catch_warnings():  # a read-only array (e.g. a TensorFlow tensor's) is only read
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr)
 
 
 def _to_chw(x: Any, input_data_format: str | None, where: str) -> torch.Tensor:

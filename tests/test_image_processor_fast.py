@@ -115,6 +115,14 @@ def test_input_kinds_agree():
     for inp in (hwc, np.ascontiguousarray(hwc.transpose(2, 0, 1)), chw, chw.contiguous(), chw.float(),
                 torch.from_numpy(hwc.copy()), chw[None], [chw], hwc.astype(np.float64)):
         assert torch.equal(fast(inp, return_tensors="pt").pixel_values, want)
+    # views torch cannot wrap as they are: negative strides (cv2's BGR flipped to RGB) and read-only memory
+    bgr = np.ascontiguousarray(hwc[..., ::-1])
+    read_only = hwc.copy()
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning about either
+        for inp in (bgr[..., ::-1], read_only):
+            assert torch.equal(fast(inp, return_tensors="pt").pixel_values, want)
     as_np = fast(img, return_tensors="np").pixel_values
     assert isinstance(as_np, np.ndarray) and np.array_equal(as_np, want.numpy())
     last = fast(img, return_tensors="pt", data_format="channels_last").pixel_values
