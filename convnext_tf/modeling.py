@@ -14,6 +14,9 @@ transformers and return NCHW maps, transposing once at the input and once per re
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import weakref
 from typing import Any, Optional, Union
 
@@ -70,6 +73,63 @@ class _ConfiguredLayer(keras.layers.Layer):
         return {**super().get_config(), "config": self.config.to_dict()}
 
 
+_PORTABLE_OPS = contextvars.ContextVar("convnext_tf_portable_ops", default=False)
+
+
+@contextlib.contextmanager
+def portable_ops():
+    """Within this context the models trace standard TensorFlow ops only, leaving out the
+    CPU-specific form of :func:`_onednn_layer_norm`: for graphs that other runtimes load
+    (``export()`` traces its SavedModel so, for TFLite, GPUs and builds without oneDNN)."""
+    token = _PORTABLE_OPS.set(True)
+    try:
+        yield
+    finally:
+        _PORTABLE_OPS.reset(token)
+
+
+def _use_onednn_layer_norm() -> bool:
+    # Only graphs get the rewrite; run eagerly, op by op, the plain form is the faster one.
+    return not tf.executing_eagerly() and not _PORTABLE_OPS.get() and _onednn_layer_norm_available()
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_layer_norm_available() -> bool:
+    """Whether TensorFlow's graph optimizer can turn :func:`_onednn_layer_norm` into its one-pass
+    oneDNN LayerNorm kernel: oneDNN on (TensorFlow's default on x86 CPUs) and no GPU (the kernel
+    is CPU-only; cuDNN's batch norm also rejects eps < 1e-5)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        onednn = bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):  # a TensorFlow build without the flag: keep the plain form
+        return False
+    return onednn and not tf.config.list_physical_devices("GPU")
+
+
+def _onednn_layer_norm(rows, gamma, beta, eps: float):
+    """LayerNorm of float32 ``rows`` (N, C) over C, written as the subgraph TensorFlow's remapper
+    fuses into one oneDNN kernel (``_MklLayerNorm``; it was Keras 2's fused LayerNormalization):
+    a training-mode FusedBatchNormV3 over an NCHW view (1, N, C, 1) (per-row statistics, scale
+    and offset Fill ops of ones and zeros), reshaped back, times gamma, plus beta. Op by op
+    (eager, or without the rewrite) it computes the same LayerNorm; fused it is ~1.7x faster at
+    ConvNeXt's sizes than the mean/variance/normalise ops of the plain form.
+
+    The rewrite wants a 2-D input that is not itself a reshape (the optimizer merges reshape
+    chains, and a block's rows are a reshape of the 4-D depthwise conv output), and Fill ops
+    that constant folding has not turned into constants (it does whenever N is static). Passing
+    the rows, and N, through PlaceholderWithDefault (an identity that the optimizer leaves alone)
+    does both.
+    """
+    channels = rows.shape[-1]
+    rows = tf.raw_ops.PlaceholderWithDefault(input=rows, shape=rows.shape)
+    n = tf.raw_ops.PlaceholderWithDefault(input=tf.shape(rows)[:1], shape=[1])
+    y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=tf.reshape(rows, tf.concat([[1], n, [channels, 1]], axis=0)),
+        scale=tf.fill(n, 1.0), offset=tf.fill(n, 0.0), mean=tf.constant([], tf.float32),
+        variance=tf.constant([], tf.float32), epsilon=eps, data_format="NCHW", is_training=True)
+    return tf.reshape(y, tf.shape(rows)) * gamma + beta
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextLayerNorm(keras.layers.Layer):
     """LayerNorm over channels for NHWC (``channels_last``) or NCHW (``channels_first``) tensors.
@@ -93,9 +153,14 @@ class TFConvNextLayerNorm(keras.layers.Layer):
     def call(self, x):
         dtype = x.dtype
         x = ops.cast(x, "float32")
+        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
+        if self.data_format == "channels_last" and _use_onednn_layer_norm():
+            shape = ops.shape(x)
+            x = ops.reshape(_onednn_layer_norm(ops.reshape(x, (-1, self.normalized_shape)), gamma, beta, self.eps),
+                            shape)
+            return ops.cast(x, dtype)
         axis = -1 if self.data_format == "channels_last" else 1
         mean, variance = ops.moments(x, axes=[axis], keepdims=True)
-        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
         if self.data_format == "channels_first":
             gamma, beta = ops.reshape(gamma, (-1, 1, 1)), ops.reshape(beta, (-1, 1, 1))
         x = (x - mean) * ops.rsqrt(variance + self.eps) * gamma + beta
@@ -429,8 +494,9 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         def serve(pixel_values):
             return self._serving_outputs(self(pixel_values, training=False))
 
-        archive.add_endpoint("serve", serve, input_signature=input_signature)
-        archive.write_out(filepath, verbose=verbose)
+        with portable_ops():  # a SavedModel is for any runtime, not only this CPU's
+            archive.add_endpoint("serve", serve, input_signature=input_signature)
+            archive.write_out(filepath, verbose=verbose)
 
     def _serving_outputs(self, outputs) -> dict:
         return self._keras_outputs(outputs)

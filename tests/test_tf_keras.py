@@ -125,3 +125,76 @@ def test_refuses_mismatched_checkpoints_naming_the_file(fixtures_dir):
     with pytest.raises(CheckpointError, match=r"tf_model.h5: does not fit the model"):
         convnext_tf.TFConvNextForImageClassification.from_pretrained(
             fixtures_dir / "hf-convnext", config=ConvNextConfig(depths=[2, 2, 2, 2], hidden_sizes=[16, 32, 64, 128]))
+
+
+def _reference_layer_norm(x, gamma, beta, eps):
+    x = x.astype(np.float64)
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+@pytest.mark.parametrize("shape", [(300, 24), (2, 9, 7, 24)])
+def test_layer_norm_forms_agree_with_float64_reference_forward_and_backward(shape):
+    """The channels-last LayerNorm traces as TensorFlow's fusable batch-norm form on oneDNN CPUs and
+    as mean/variance ops under portable_ops(); both are the float64 LayerNorm, and so are their
+    gradients (checked against each other: the plain form's autodiff is the reference)."""
+    from convnext_tf.modeling import portable_ops
+
+    rng = np.random.default_rng(5)
+    x = tf.constant((rng.standard_normal(shape) * 4 + 2).astype(np.float32))
+    norm = convnext_tf.TFConvNextLayerNorm(24, eps=1e-6)
+    norm.build(None)
+    norm.set_weights([rng.standard_normal(24).astype(np.float32) for _ in range(2)])
+    gamma, beta = (w.numpy() for w in norm.weights)
+
+    def forward_and_grads(portable: bool):
+        @tf.function
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = norm(x)
+                loss = tf.reduce_sum(y * tf.sin(y))  # a non-trivial upstream gradient
+            return y, tape.gradient(loss, [x, *norm.trainable_weights])
+
+        if portable:
+            with portable_ops():
+                return run(x)
+        return run(x)
+
+    y, grads = forward_and_grads(False)
+    y_plain, grads_plain = forward_and_grads(True)
+    want = _reference_layer_norm(x.numpy(), gamma, beta, 1e-6)
+    np.testing.assert_allclose(y.numpy(), want, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(y_plain.numpy(), want, rtol=0, atol=2e-5)
+    for g, g_plain in zip(grads, grads_plain):
+        assert rel_err(g.numpy(), g_plain.numpy()) < 1e-4
+
+
+def test_layer_norm_runs_as_one_onednn_kernel_in_graphs_and_saved_models_stay_portable(tmp_path):
+    """In a tf.function on a oneDNN CPU every channels-last LayerNorm of the model runs as
+    TensorFlow's fused _MklLayerNorm kernel; an exported SavedModel has no batch-norm op at all
+    (TFLite and GPUs need the plain form)."""
+    import glob
+
+    from convnext_tf.modeling import _onednn_layer_norm_available
+
+    _, model = small_pair()  # 2 stages of 1 block: stem, downsampling and block norms, and the head's
+    x = tf.constant(pixels())
+    if _onednn_layer_norm_available():
+        fn = tf.function(lambda v: model(v, training=False).logits)
+        fn(x)
+        tf.profiler.experimental.start(str(tmp_path / "trace"))
+        fn(x)
+        tf.profiler.experimental.stop()
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(open(glob.glob(str(tmp_path / "trace/**/*.xplane.pb"), recursive=True)[0], "rb").read())
+        ops = [m.name.rsplit(":", 1)[-1] for plane in space.planes for m in plane.event_metadata.values()]
+        assert ops.count("_MklLayerNorm") == 5 and "FusedBatchNormV3" not in " ".join(ops)
+    model.export(str(tmp_path / "sm"), verbose=False)
+    graph_ops = {node.op for f in tf.saved_model.load(str(tmp_path / "sm")).serve.concrete_functions
+                 for node in f.graph.as_graph_def().node}
+    graph_ops |= {node.op for f in tf.saved_model.load(str(tmp_path / "sm")).serve.concrete_functions
+                  for lib in [f.graph.as_graph_def().library] for fn in lib.function for node in fn.node_def}
+    assert graph_ops and not any("BatchNorm" in op for op in graph_ops)
