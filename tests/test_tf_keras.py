@@ -138,8 +138,6 @@ def test_layer_norm_forms_agree_with_float64_reference_forward_and_backward(shap
     """The channels-last LayerNorm traces as TensorFlow's fusable batch-norm form on oneDNN CPUs and
     as mean/variance ops under portable_ops(); both are the float64 LayerNorm, and so are their
     gradients (checked against each other: the plain form's autodiff is the reference)."""
-    from convnext_tf.modeling import portable_ops
-
     rng = np.random.default_rng(5)
     x = tf.constant((rng.standard_normal(shape) * 4 + 2).astype(np.float32))
     norm = convnext_tf.TFConvNextLayerNorm(24, eps=1e-6)
@@ -157,7 +155,7 @@ def test_layer_norm_forms_agree_with_float64_reference_forward_and_backward(shap
             return y, tape.gradient(loss, [x, *norm.trainable_weights])
 
         if portable:
-            with portable_ops():
+            with convnext_tf.portable_ops():
                 return run(x)
         return run(x)
 
