@@ -29,15 +29,24 @@ from .activations import get_activation
 from .hub import PreTrainedMixin
 
 
-def channels_last_weight(conv: nn.Conv2d) -> nn.Conv2d:
-    """``conv`` with its weight stored channels-last in memory (shape and values unchanged).
+@torch.fx.wrap
+def layer_norm_float32(x: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch.Tensor,
+                       bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """``F.layer_norm`` with float32 statistics for float16/bfloat16 inputs (output in the input's dtype).
 
-    The trunk computes channels-last (see ConvNextEmbeddings); a dense conv whose weight is not
-    re-lays the weight out on every call, which costs more than the conv itself for the last
-    downsampling layer at batch 1. Loading copies into the parameter and keeps this layout.
+    A leaf for torch.fx (its dtype test cannot be traced symbolically); torch.export and
+    torch.compile trace through it.
     """
-    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
-    return conv
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return F.layer_norm(x.float(), normalized_shape, weight.float(), bias.float(), eps).to(x.dtype)
+    return F.layer_norm(x, normalized_shape, weight, bias, eps)
+
+
+@torch.fx.wrap
+def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
+    """A clear error for input of the wrong rank or channel count (a leaf for torch.fx)."""
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != num_channels:
+        raise ValueError(f"pixel_values must be (batch, {num_channels}, height, width), got {tuple(pixel_values.shape)}")
 
 
 class ConvNextLayerNorm(nn.Module):
@@ -60,12 +69,7 @@ class ConvNextLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.data_format == "channels_first":
             x = x.permute(0, 2, 3, 1)
-        dtype = x.dtype
-        if dtype in (torch.float16, torch.bfloat16):
-            x = F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps)
-            x = x.to(dtype)
-        else:
-            x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        x = layer_norm_float32(x, self.normalized_shape, self.weight, self.bias, self.eps)
         if self.data_format == "channels_first":
             x = x.permute(0, 3, 1, 2)
         return x
@@ -114,15 +118,13 @@ class ConvNextEmbeddings(nn.Module):
 
     def __init__(self, config: ConvNextConfig):
         super().__init__()
-        self.patch_embeddings = channels_last_weight(nn.Conv2d(config.num_channels, config.hidden_sizes[0],
-                                                               kernel_size=config.patch_size, stride=config.patch_size))
+        self.patch_embeddings = nn.Conv2d(config.num_channels, config.hidden_sizes[0], kernel_size=config.patch_size,
+                                          stride=config.patch_size)
         self.layernorm = ConvNextLayerNorm(config.hidden_sizes[0], eps=NORM_EPS, data_format="channels_first")
         self.num_channels = config.num_channels
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
-            raise ValueError(
-                f"pixel_values must be (batch, {self.num_channels}, height, width), got {tuple(pixel_values.shape)}")
+        check_pixel_values(pixel_values, self.num_channels)
         # Work channels-last in memory from here on: each block's NCHW <-> NHWC permute is then a
         # free view instead of a copy before every Linear. Shapes stay NCHW.
         pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
@@ -143,24 +145,18 @@ class ConvNextLayer(nn.Module):
         scale = config.layer_scale_init_value
         self.layer_scale_parameter = nn.Parameter(scale * torch.ones(dim)) if scale > 0 else None
         self.drop_path = ConvNextDropPath(drop_path)
-        self._act_post_op = fused.post_op_for(self.act)  # for CPU inference, see fused.py
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         residual = hidden_states
         x = self.dwconv(hidden_states)
         x = x.permute(0, 2, 3, 1)  # NCHW -> NHWC
         x = self.layernorm(x)
-        if self._act_post_op is not None and fused.usable(x, self.pwconv1.weight):
-            x = fused.linear(x, self.pwconv1, self._act_post_op)  # pwconv1 + act in one pass
-            if self.grn is not None:
-                x = self.grn(x)
-            x = fused.linear(x, self.pwconv2)
-        else:
-            x = self.pwconv1(x)
-            x = self.act(x)
-            if self.grn is not None:
-                x = self.grn(x)
-            x = self.pwconv2(x)
+        # self.act(self.pwconv1(x)) and self.pwconv2(x); one oneDNN call each where that is
+        # provably the same computation (no-grad CPU inference on unmodified modules, see fused.py)
+        x = fused.linear_act(self.pwconv1, self.act, x)
+        if self.grn is not None:
+            x = self.grn(x)
+        x = fused.linear_act(self.pwconv2, None, x)
         if self.layer_scale_parameter is not None:
             x = self.layer_scale_parameter * x
         x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
@@ -176,7 +172,7 @@ class ConvNextStage(nn.Module):
         if in_channels != out_channels or stride > 1:
             self.downsampling_layer = nn.Sequential(
                 ConvNextLayerNorm(in_channels, eps=NORM_EPS, data_format="channels_first"),
-                channels_last_weight(nn.Conv2d(in_channels, out_channels, kernel_size=stride, stride=stride)),
+                nn.Conv2d(in_channels, out_channels, kernel_size=stride, stride=stride),
             )
         else:
             self.downsampling_layer = nn.Identity()
@@ -206,11 +202,15 @@ class ConvNextEncoder(nn.Module):
         return hidden_states, all_hidden_states
 
 
-def as_contiguous(maps):
+def optional_arg(value):
+    """``value``, or None while torch.fx traces the model: its optional arguments then arrive as
+    Proxies, which cannot steer Python control flow, so the traced graph is the default call's."""
+    return None if isinstance(value, torch.fx.Proxy) else value
+
+
+def nchw_contiguous(maps: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """Returned maps in the default NCHW memory layout, so that ``.view`` works on them as on
     transformers' outputs (the trunk computes channels-last, see ConvNextEmbeddings)."""
-    if maps is None or isinstance(maps, torch.Tensor):
-        return None if maps is None else maps.contiguous()
     return tuple(m.contiguous() for m in maps)
 
 
@@ -262,12 +262,14 @@ class ConvNextModel(ConvNextPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
+        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
         return_dict = True if return_dict is None else return_dict
         embedding_output = self.embeddings(pixel_values)
         last_hidden_state, hidden_states = self.encoder(embedding_output, bool(output_hidden_states))
         pooled_output = self.layernorm(last_hidden_state.mean(dim=(-2, -1)))
         out = BaseModelOutputWithPoolingAndNoAttention(
-            as_contiguous(last_hidden_state), pooled_output, as_contiguous(hidden_states))
+            last_hidden_state.contiguous(), pooled_output,
+            nchw_contiguous(hidden_states) if hidden_states is not None else None)
         return out if return_dict else out.to_tuple()
 
 
@@ -306,6 +308,7 @@ class ConvNextForImageClassification(ConvNextPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, labels: Optional[torch.Tensor] = None,
                 output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
+        labels, output_hidden_states, return_dict = map(optional_arg, (labels, output_hidden_states, return_dict))
         return_dict = True if return_dict is None else return_dict
         outputs = self.base_model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.classifier(outputs.pooler_output)
@@ -335,11 +338,12 @@ class ConvNextBackbone(ConvNextPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, BackboneOutput]:
+        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
         return_dict = True if return_dict is None else return_dict
         _, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states=True)
         feature_maps = tuple(self.hidden_states_norms[stage](h)
                              for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
-        out = BackboneOutput(as_contiguous(feature_maps), as_contiguous(hidden_states) if output_hidden_states else None)
+        out = BackboneOutput(nchw_contiguous(feature_maps), nchw_contiguous(hidden_states) if output_hidden_states else None)
         return out if return_dict else out.to_tuple()
 
 

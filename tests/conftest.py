@@ -15,6 +15,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from helpers import make_torchvision_importable  # noqa: E402
+
+make_torchvision_importable()  # before anything imports transformers, see the function
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 

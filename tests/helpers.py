@@ -41,3 +41,37 @@ def outputs_by_name(out, channels_last: bool = False) -> dict[str, np.ndarray]:
     if channels_last:
         named = {k: v.transpose(0, 3, 1, 2) if v.ndim == 4 else v for k, v in named.items()}
     return named
+
+
+def make_torchvision_importable() -> None:
+    """Let torchvision (and transformers, which imports it when present) import beside a CPU-only
+    torch wheel.
+
+    PyPI's torchvision wheels carry C++ ops built against PyTorch's CUDA wheel; beside the CPU
+    wheel that library does not load, and torchvision's import then fails registering a fake
+    kernel for ``torchvision::nms``. What the tests use of torchvision (feature extraction) is
+    pure Python on torch.fx, so where the ops are missing their schemas are declared first
+    (without kernels: calling them would fail). Nothing happens where torchvision imports as is.
+    """
+    import sys
+
+    import torch
+
+    try:
+        import torchvision  # noqa: F401
+        return
+    except ImportError:
+        return
+    except RuntimeError as e:
+        if "torchvision::" not in str(e):
+            raise
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    global _TORCHVISION_SCHEMAS
+    _TORCHVISION_SCHEMAS = torch.library.Library("torchvision", "FRAGMENT")
+    _TORCHVISION_SCHEMAS.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _TORCHVISION_SCHEMAS.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    import torchvision  # noqa: F401,F811
+
+
+_TORCHVISION_SCHEMAS = None

@@ -42,23 +42,6 @@ def test_save_load_round_trip_is_exact(tmp_path, safe):
     assert not loaded.training
 
 
-@pytest.mark.parametrize("safe", [True, False])
-def test_dense_conv_weights_stay_channels_last_through_save_and_load(tmp_path, safe):
-    # the stem and downsampling convs keep a channels-last weight (the trunk's layout) after
-    # loading; the files hold the plain values
-    model = tiny_model()
-    model.save_pretrained(tmp_path, safe_serialization=safe)
-    loaded = ConvNextForImageClassification.from_pretrained(tmp_path)
-    convs = [loaded.convnext.embeddings.patch_embeddings, loaded.convnext.encoder.stages[1].downsampling_layer[1]]
-    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
-    assert not convs[1].weight.is_contiguous()
-    if safe:
-        stored = load_file(str(tmp_path / "model.safetensors"))
-        key = "convnext.encoder.stages.1.downsampling_layer.1.weight"
-        assert np.array_equal(stored[key], model.state_dict()[key].numpy())
-        assert np.array_equal(stored[key], convs[1].weight.detach().numpy())
-
-
 def test_saved_file_has_transformers_names(tmp_path, fixtures_dir):
     model = ConvNextForImageClassification.from_pretrained(fixtures_dir / "hf-convnext")
     model.save_pretrained(tmp_path)
