@@ -1,7 +1,14 @@
 """ConvNeXt for Keras 3 (TensorFlow backend): drop-in for transformers' TFConvNext* classes, reading
 and writing the same hub folders (tf_model.h5, model.safetensors, pytorch_model.bin)."""
 
+import keras
+
 from convnext_common import ConvNextConfig, ConvNextV2Config
+
+if keras.backend.backend() != "tensorflow":  # checked first: the layers below use TensorFlow ops
+    raise ImportError(
+        f"convnext_tf needs Keras' TensorFlow backend, but KERAS_BACKEND selects {keras.backend.backend()!r}: "
+        "set KERAS_BACKEND=tensorflow before Keras is imported (PyTorch users: convnext_pt)")
 
 from .modeling import (
     TFConvNextBackbone, TFConvNextDropPath, TFConvNextEmbeddings, TFConvNextEncoder, TFConvNextForImageClassification,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import weakref
 from typing import Any, Optional, Union
 
 import keras
@@ -293,20 +292,14 @@ class TFConvNextLayer(_ConfiguredLayer):
                             name="layer_scale_parameter") if scale > 0 else None)
         self.dwconv.build((None, None, None, self.dim))
         self.layernorm.build((None, None, None, self.dim))
-        self.pwconv1.build((None, None, None, self.dim))
+        self.pwconv1.build((None, self.dim))
+        self.act.build((None, MLP_RATIO * self.dim))
         if self.grn is not None:
             self.grn.build((None, None, None, MLP_RATIO * self.dim))
-        self.pwconv2.build((None, None, None, MLP_RATIO * self.dim))
+        self.pwconv2.build((None, MLP_RATIO * self.dim))
+        self.drop_path.build((None, None, None, self.dim))
 
     def call(self, hidden_states, training=None):
-        if tf.executing_eagerly():
-            # An eager call runs the block as a graph traced once per block: there TensorFlow fuses
-            # the 1x1 convs with their bias add and GELU (~30% faster on CPU than op by op). Inside
-            # tf.function (fit, predict, export) the block is part of the caller's graph anyway.
-            return _traced_forward(self)(hidden_states, training=bool(training))
-        return self.forward(hidden_states, training=training)
-
-    def forward(self, hidden_states, training=None):
         residual = hidden_states
         x = self.dwconv(hidden_states)
         shape = ops.shape(x)
@@ -330,22 +323,6 @@ class TFConvNextLayer(_ConfiguredLayer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dim": self.dim, "drop_path": self.drop_path_rate}
-
-
-_TRACED_BLOCKS: "weakref.WeakKeyDictionary[TFConvNextLayer, Any]" = weakref.WeakKeyDictionary()
-
-
-def _traced_forward(block: TFConvNextLayer):
-    """``block.forward`` as a tf.function of its own, kept outside the layer (nothing for Keras or
-    SavedModel to track) and holding the layer only weakly."""
-    fn = _TRACED_BLOCKS.get(block)
-    if fn is None:
-        ref = weakref.ref(block)
-        # forward() branches only on Python values: no AutoGraph needed
-        fn = tf.function(lambda h, training: ref().forward(h, training=training), reduce_retracing=True,
-                         autograph=False)
-        _TRACED_BLOCKS[block] = fn
-    return fn
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -672,18 +649,21 @@ class TFConvNextV2Backbone(TFConvNextV2PreTrainedModel, TFConvNextBackbone):
 
 
 def _register_outputs_with_keras_tree() -> None:
-    """Let Keras' structure utilities see into the output dataclasses (fit's symbolic build maps
-    over the model's outputs), as they see into dicts."""
+    """Let Keras' structure utilities see into the output dataclasses (fit's symbolic build and
+    the functional API map over the model's outputs), as they see into dicts. Fields that are
+    None are not part of the structure: Keras wants a tensor at every leaf."""
     import dataclasses
 
     import optree
 
+    def flatten(output):
+        names = tuple(f.name for f in dataclasses.fields(output) if getattr(output, f.name) is not None)
+        return tuple(getattr(output, n) for n in names), names, names
+
     for cls in (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput):
-        names = tuple(f.name for f in dataclasses.fields(cls))
         try:
-            optree.register_pytree_node(
-                cls, lambda o, names=names: (tuple(getattr(o, n) for n in names), None, names),
-                lambda _, children, cls=cls: cls(*children), namespace="keras")
+            optree.register_pytree_node(cls, flatten, lambda names, children, cls=cls: cls(**dict(zip(names, children))),
+                                        namespace="keras")
         except ValueError:
             pass  # already registered (module reloaded)
 
