@@ -6,7 +6,8 @@
 
 Contenders (same random-init ConvNeXt-T shape, 1000 classes, same input batch):
 
-- ``tf-twin eager``: ``TFConvNextForImageClassification(x, training=False)``, NCHW input, eager;
+- ``tf-twin eager``: ``TFConvNextForImageClassification(x, training=False)``, NCHW input, eager
+  (op by op, as every Keras model runs eagerly);
 - ``tf-twin tf.function``: the same call inside ``tf.function`` (the mode Keras' fit/predict use);
 - ``tf-twin XLA`` (``--xla``): ``tf.function(jit_compile=True)``; slow on CPU, where XLA's own
   depthwise convolution is ~80x slower than TensorFlow's kernel;
@@ -39,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402  (before tensorflow, always)
+
+from bench import hardware  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -189,7 +192,9 @@ def main(argv=None) -> int:
 
     title = (f"ConvNeXt-{args.variant} fp32, batch {args.batch}, {args.size}x{args.size}, {args.threads} threads "
              f"(TF inter-op {args.inter_threads}), median of {args.rounds} interleaved rounds")
+    machine = hardware.describe()
     print(title)
+    print(f"machine: {hardware.one_line(machine)}")
     print(f"{'contender':<24} {'img/s':>8} {'median s':>9} {'first call s':>13}")
     for name, s in stats.items():
         if "error" in s:
@@ -204,7 +209,7 @@ def main(argv=None) -> int:
         "benchmark": "bench/bench_tf.py", "title": title, "settings": vars(args) | {"json": str(args.json)},
         "environment": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                         "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
-                        "load_average_before": load_before, "load_average_after": load_after},
+                        "load_average_before": load_before, "load_average_after": load_after, **machine},
         "contenders": stats, "ratios": ratios,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

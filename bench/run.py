@@ -37,6 +37,7 @@ try:  # CUDA builds of torch ship triton, which crashes when it loads after tens
 except ImportError:
     pass
 
+from bench import hardware  # noqa: E402
 from bench.flops import convnext_flops  # noqa: E402
 from bench.peers import model_contenders, processor_contenders  # noqa: E402
 
@@ -212,6 +213,8 @@ def main(argv=None) -> int:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except ImportError:
         pass
+    machine = hardware.describe()
+    print(f"machine: {hardware.one_line(machine)}")
     roofline = matmul_gflops()
     print(f"fp32 2048^3 matmul: {roofline:.1f} GFLOP/s on {args.threads} threads (re-measured per workload)")
     rows: list[dict] = []
@@ -224,7 +227,7 @@ def main(argv=None) -> int:
         rows += bench_conversion(args)
     print_table(rows)
     meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "threads": args.threads, "matmul_gflops": round(roofline, 1)}
+            "cpu_count": os.cpu_count(), "threads": args.threads, "matmul_gflops": round(roofline, 1), **machine}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.json}")
