@@ -242,7 +242,7 @@ def test_cli_errors_are_one_line(tmp_path, argv, message):
     argv[1] = str(tmp_path / "out")
     code, out, err = run_cli(*argv)
     assert code == 1 and out == ""
-    assert err.count("\n") == 1 and err.startswith("convert: error: ") and message in err
+    assert err.count("\n") == 1 and err.startswith("convert_weights.py: error: ") and message in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 

@@ -11,7 +11,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -62,26 +62,47 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the install
-        raise CheckpointError(f"{path}: reading a pickled checkpoint needs torch (pip install torch)") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # a global the weights-only unpickler does not allow, or not a pickle
-        raise CheckpointError(f"{path}: refused: {_unpickling_reason(e)}") from None
-    except Exception as e:  # RuntimeError/EOFError/OSError for truncated or corrupt files
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt? {reason})") from None
+#: where training scripts keep the model's weights in a checkpoint dict, in order of preference.
+MODEL_ENTRIES = ("model", "state_dict", "model_state_dict", "module")
+#: where they keep the exponential moving average of the weights (official repos and torchvision:
+#: ``model_ema``; timm's train.py: ``state_dict_ema``).
+EMA_ENTRIES = ("model_ema", "state_dict_ema")
+
+
+def _allowed_containers() -> list:
+    """Classes a training checkpoint may hold besides tensors and builtins: the official repos',
+    timm's and torchvision's train scripts store their command line as an ``argparse.Namespace``
+    (a plain attribute bag; unpickling it runs no code of the file's choosing)."""
+    import argparse
+
+    return [argparse.Namespace]
+
+
+def load_torch_checkpoint(path: str | os.PathLike, ema: bool = False) -> tuple[dict[str, np.ndarray], Optional[str], list[str]]:
+    """(weights, the entry they were read from or None for a bare state dict, the checkpoint's other keys).
+
+    A training checkpoint (``{"model": ..., "optimizer": ..., "args": Namespace, "model_ema": ...}``)
+    gives ``model`` by default and its EMA weights with ``ema``.
+    """
+    path = Path(path)
+    obj = _unpickle(path)
+    entry = None
+    keys = [str(k) for k in obj] if isinstance(obj, Mapping) else []
     if isinstance(obj, Mapping):
-        for key in ("model", "state_dict", "model_state_dict", "module"):
+        wanted = EMA_ENTRIES if ema else MODEL_ENTRIES
+        for key in wanted:
             inner = obj.get(key)
             if isinstance(inner, Mapping) and inner and all(isinstance(k, str) for k in inner):
-                obj = inner
+                obj, entry = inner, key
                 break
+        else:
+            if ema:
+                raise CheckpointError(f"{path}: --ema given, but the checkpoint holds no EMA weights "
+                                      f"({' or '.join(EMA_ENTRIES)}); its entries: {', '.join(keys[:10]) or 'none'}")
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    import torch
+
     out: dict[str, np.ndarray] = {}
     for k, v in obj.items():
         if not isinstance(v, torch.Tensor):
@@ -91,7 +112,26 @@ def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
         out[str(k)] = v.detach().cpu().numpy()
     if not out:
         raise CheckpointError(f"{path}: holds no tensors")
-    return out
+    return out, entry, [k for k in keys if k != entry]
+
+
+def _unpickle(path: Path):
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the install
+        raise CheckpointError(f"{path}: reading a pickled checkpoint needs torch (pip install torch)") from None
+    try:
+        with torch.serialization.safe_globals(_allowed_containers()):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # a global the weights-only unpickler does not allow, or not a pickle
+        raise CheckpointError(f"{path}: refused: {_unpickling_reason(e)}") from None
+    except Exception as e:  # RuntimeError/EOFError/OSError for truncated or corrupt files
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt? {reason})") from None
+
+
+def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
+    return load_torch_checkpoint(path)[0]
 
 
 def _unpickling_reason(e: Exception) -> str:
