@@ -39,7 +39,8 @@ from .io import (EMA_ENTRIES, PT_WEIGHT_FILES, SAFE_WEIGHTS_NAME, TF_WEIGHTS_NAM
 from .keras_applications import KerasWeights, normalization_stats, read_keras_h5
 from .preprocessing import fit_to_channels, imagenet_preprocessor_config
 from .progress import Progress
-from .timm_config import TimmHubConfig, is_timm_config, read_timm_hub_config, timm_computation
+from .timm_config import (TimmHubConfig, is_timm_config, read_timm_hub_config, timm_computation,
+                          timm_train_config)
 
 TARGETS = ("pt", "tf", "all")
 #: torch pickles (state dicts or training checkpoints); other files are told by their content.
@@ -112,11 +113,12 @@ def read_input(path: str | Path, source: Optional[str] = None, config: Optional[
         if config is None and hub_dir is not None and (hub_dir / "config.json").is_file():
             config = load_config(hub_dir)
         return _Input(dict(load_h5_state_dict(file, config=config)), "hf", file, hub_dir)
-    entry, others = None, []
+    ckpt = None
     if suffix == ".safetensors":
         state = map_safetensors(file)
     elif pickled:
-        state, entry, others = load_torch_checkpoint(file, ema=ema)
+        ckpt = load_torch_checkpoint(file, ema=ema)
+        state = ckpt.weights
     else:
         state = load_state_dict(file)
     state = strip_wrappers(state)
@@ -124,7 +126,10 @@ def read_input(path: str | Path, source: Optional[str] = None, config: Optional[
     timm = None
     if fmt == "timm" and hub_dir is not None and _is_timm_config_file(hub_dir / "config.json"):
         timm = read_timm_hub_config(hub_dir / "config.json")
-    return _Input(state, fmt, file, hub_dir, None, timm, entry, others)
+    elif fmt == "timm" and ckpt is not None and ckpt.architecture is not None:
+        timm = timm_train_config(ckpt, file)
+    return _Input(state, fmt, file, hub_dir, None, timm, ckpt.entry if ckpt else None,
+                  ckpt.other_entries if ckpt else [])
 
 
 def _is_timm_config_file(path: Path) -> bool:
@@ -283,7 +288,7 @@ def _resolve_config(inp: _Input, state: dict, user: _UserConfig, notes: list[str
         config, label = infer_config(state, source, layer_norm_eps=fields["layer_norm_eps"]), source
         if "hidden_act" in fields:
             config.hidden_act = fields["hidden_act"]
-        _apply_timm_labels(config, user.timm or inp.timm, notes)
+        _apply_timm_labels(config, head_of(state), user.timm or inp.timm, notes)
         notes.append(f"config inferred from the weights: {config.model_type}, depths {config.depths}, "
                      f"hidden_sizes {config.hidden_sizes}, {_head_summary(config, head_of(state))}"
                      + (f", hidden_act {config.hidden_act}" if config.hidden_act != "gelu" else ""))
@@ -300,14 +305,15 @@ def _head_summary(config: ConvNextConfig, head: str) -> str:
     return "base model (no classifier)"
 
 
-def _apply_timm_labels(config: ConvNextConfig, timm: Optional[TimmHubConfig], notes: list[str]) -> None:
+def _apply_timm_labels(config: ConvNextConfig, head: str, timm: Optional[TimmHubConfig], notes: list[str]) -> None:
     """A timm config's num_classes must agree with the weights; its label names become id2label."""
     if timm is None:
         return
-    if timm.num_classes is not None and timm.num_classes != config.num_labels:
+    classes = config.num_labels if head == "classification" else 0
+    if timm.num_classes is not None and timm.num_classes != classes:
         raise CheckpointError(f"{timm.path}: num_classes is {timm.num_classes} but the weights have "
-                              f"{config.num_labels} classes")
-    if timm.label_names is not None and config.num_labels:
+                              f"{classes} classes")
+    if timm.label_names is not None and classes:
         if len(timm.label_names) != config.num_labels:
             notes.append(f"{timm.path}: {len(timm.label_names)} label_names for {config.num_labels} classes; ignored")
             return

@@ -193,7 +193,8 @@ RULES: dict[str, list[Rule]] = {
         Rule(rf"stage_{_S}_block_{_J}_pointwise_conv_1/bias", _BLOCK + "pwconv1.bias", "vector"),
         Rule(rf"stage_{_S}_block_{_J}_pointwise_conv_2/kernel", _BLOCK + "pwconv2.weight", "dense_io"),
         Rule(rf"stage_{_S}_block_{_J}_pointwise_conv_2/bias", _BLOCK + "pwconv2.bias", "vector"),
-        Rule(rf"stage_{_S}_block_{_J}_layer_scale/gamma", _BLOCK + "layer_scale_parameter", "vector"),
+        # tf-keras names the LayerScale variable gamma; Keras 3 leaves it unnamed (variable, variable_N)
+        Rule(rf"stage_{_S}_block_{_J}_layer_scale/(?:gamma|variable(?:_\d+)?)", _BLOCK + "layer_scale_parameter", "vector"),
         Rule(rf"stage_{_S}_block_{_J}_grn/gamma", _BLOCK + "grn.weight", "grn"),
         Rule(rf"stage_{_S}_block_{_J}_grn/beta", _BLOCK + "grn.bias", "grn"),
         Rule(r"head_layernorm/gamma", "{trunk}layernorm.weight", "vector"),

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -78,41 +79,55 @@ def _allowed_containers() -> list:
     return [argparse.Namespace]
 
 
-def load_torch_checkpoint(path: str | os.PathLike, ema: bool = False) -> tuple[dict[str, np.ndarray], Optional[str], list[str]]:
-    """(weights, the entry they were read from or None for a bare state dict, the checkpoint's other keys).
+@dataclass
+class TorchCheckpoint:
+    """A torch pickle's weights, and what a training checkpoint says beside them."""
 
-    A training checkpoint (``{"model": ..., "optimizer": ..., "args": Namespace, "model_ema": ...}``)
-    gives ``model`` by default and its EMA weights with ``ema``.
-    """
+    weights: dict[str, np.ndarray]
+    entry: Optional[str] = None          # the checkpoint entry the weights were read from; None: a bare state dict
+    other_entries: list[str] = field(default_factory=list)
+    architecture: Optional[str] = None   # timm train.py's ``arch``
+    args: dict = field(default_factory=dict)  # the training command line (``args``, an argparse.Namespace)
+
+
+def load_torch_checkpoint(path: str | os.PathLike, ema: bool = False) -> TorchCheckpoint:
+    """A state dict, or a training checkpoint (``{"model": ..., "optimizer": ..., "args": Namespace,
+    "model_ema": ...}``), whose ``model`` is read by default and its EMA weights with ``ema``."""
+    import argparse
+
     path = Path(path)
     obj = _unpickle(path)
-    entry = None
-    keys = [str(k) for k in obj] if isinstance(obj, Mapping) else []
+    ckpt = TorchCheckpoint({})
     if isinstance(obj, Mapping):
-        wanted = EMA_ENTRIES if ema else MODEL_ENTRIES
-        for key in wanted:
+        ckpt.other_entries = [str(k) for k in obj]
+        arch, args = obj.get("arch"), obj.get("args")
+        ckpt.architecture = arch if isinstance(arch, str) else None
+        ckpt.args = dict(vars(args)) if isinstance(args, argparse.Namespace) else {}
+        for key in EMA_ENTRIES if ema else MODEL_ENTRIES:
             inner = obj.get(key)
             if isinstance(inner, Mapping) and inner and all(isinstance(k, str) for k in inner):
-                obj, entry = inner, key
+                obj, ckpt.entry = inner, key
+                ckpt.other_entries.remove(key)
                 break
         else:
             if ema:
                 raise CheckpointError(f"{path}: --ema given, but the checkpoint holds no EMA weights "
-                                      f"({' or '.join(EMA_ENTRIES)}); its entries: {', '.join(keys[:10]) or 'none'}")
+                                      f"({' or '.join(EMA_ENTRIES)}); its entries: "
+                                      f"{', '.join(ckpt.other_entries[:10]) or 'none'}")
+            ckpt.other_entries = []  # a bare state dict
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
     import torch
 
-    out: dict[str, np.ndarray] = {}
     for k, v in obj.items():
         if not isinstance(v, torch.Tensor):
             continue  # e.g. optimizer step counters in training checkpoints
         if v.dtype == torch.bfloat16:
             v = v.float()
-        out[str(k)] = v.detach().cpu().numpy()
-    if not out:
+        ckpt.weights[str(k)] = v.detach().cpu().numpy()
+    if not ckpt.weights:
         raise CheckpointError(f"{path}: holds no tensors")
-    return out, entry, [k for k in keys if k != entry]
+    return ckpt
 
 
 def _unpickle(path: Path):
@@ -131,7 +146,7 @@ def _unpickle(path: Path):
 
 
 def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
-    return load_torch_checkpoint(path)[0]
+    return load_torch_checkpoint(path).weights
 
 
 def _unpickling_reason(e: Exception) -> str:

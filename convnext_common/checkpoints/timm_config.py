@@ -121,6 +121,18 @@ def timm_hub_config_from_dict(d: dict, path: Path) -> TimmHubConfig:
                          timm_preprocessor_config(pretrained_cfg))
 
 
+def timm_train_config(ckpt, path: Path) -> TimmHubConfig:
+    """What a timm train.py checkpoint says of its model: ``arch`` and the command line's
+    ``model_kwargs`` and ``gp`` (global pool), which train.py passed to ``create_model``."""
+    args = ckpt.args
+    model_args = dict(args.get("model_kwargs") or {}) if isinstance(args.get("model_kwargs") or {}, dict) else {}
+    if args.get("gp"):
+        model_args["global_pool"] = args["gp"]
+    num_classes = args.get("num_classes") if isinstance(args.get("num_classes"), int) else None
+    return TimmHubConfig(Path(f"{path} (its arch and args)"), ckpt.architecture.split(".", 1)[0], num_classes,
+                         model_args)
+
+
 def _label_names(names, descriptions, path: Path) -> Optional[list[str]]:
     if names is None:
         return None
