@@ -1,12 +1,13 @@
 """Convert any ConvNeXt checkpoint in circulation into a hub-layout folder both twins load.
 
 ``convert(INPUT, OUTPUT_DIR)`` reads INPUT (a hub folder, ``.safetensors``, a torch pickle
-``.bin``/``.pth``/``.pt`` holding a state dict, ``{"model": ...}`` or ``{"state_dict": ...}``,
-transformers' ``tf_model.h5``, or a keras-applications ``.h5``), tells which library wrote it,
-maps it to the canonical names (foreign.py), infers the config (infer.py) and writes
-``config.json``, ``model.safetensors`` and/or ``tf_model.h5``, and ``preprocessor_config.json``
-when the normalisation is known. Everything is numpy; torch is imported only to unpickle with
-``weights_only=True``.
+``.bin``/``.pth``/``.pt`` holding a state dict or a training checkpoint (``model``, ``model_ema``,
+``args``, ...), transformers' ``tf_model.h5``, or a keras-applications ``.h5``), tells which library
+wrote it, maps it to the canonical names (foreign.py), infers the config from the tensors (infer.py),
+expresses what the tensors do not show (the source's config, file layout) in that config or refuses
+it (computation.py), and writes ``config.json``, ``model.safetensors`` and/or ``tf_model.h5``, and
+``preprocessor_config.json`` when the normalisation is known. Everything is numpy; torch is
+imported only to unpickle with ``weights_only=True``.
 
 The folder is built in a temporary sibling and renamed into place, so an error or Ctrl-C leaves
 nothing behind; an existing OUTPUT_DIR is kept unless ``overwrite``.
