@@ -193,7 +193,11 @@ class ConvNextConfig:
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{name} must be a non-empty list, got {values!r}")
             for i, v in enumerate(values):
-                positive_int(f"{name}[{i}]", v)
+                if name == "depths":  # a stage without blocks only downsamples (transformers builds it too)
+                    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                        raise ConfigError(f"depths[{i}] must be a non-negative int, got {v!r}")
+                else:
+                    positive_int(f"{name}[{i}]", v)
         if len(self.hidden_sizes) != len(self.depths):
             raise ConfigError(
                 f"hidden_sizes has {len(self.hidden_sizes)} entries but depths has {len(self.depths)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -242,7 +243,7 @@ def test_cli_errors_are_one_line(tmp_path, argv, message):
     argv[1] = str(tmp_path / "out")
     code, out, err = run_cli(*argv)
     assert code == 1 and out == ""
-    assert err.count("\n") == 1 and err.startswith("convert: error: ") and message in err
+    assert err.count("\n") == 1 and err.startswith("convert_weights.py: error: ") and message in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
@@ -279,3 +280,164 @@ def test_mapped_safetensors_reader_matches_the_library(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(CheckpointError, match=r"junk\.safetensors: .*header length"):
         map_safetensors(tmp_path / "junk.safetensors")
+
+
+# --- what the tensors do not show: the source's config, file layout and training checkpoints -----------
+def timm_hub(tmp_path: Path, model_args: dict | None = None, architecture: str = "convnext_tiny", **extra) -> Path:
+    """The timm fixture's weights in a folder with a timm config.json."""
+    import json
+
+    folder = tmp_path / "timm-hub"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(TIMM.read_bytes())
+    cfg = {"architecture": architecture, "num_classes": 10, "model_args": model_args or {}, **extra}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.mark.parametrize("model_args, hidden_act", [({"act_layer": "relu"}, "relu"),
+                                                    ({"act_layer": "gelu_tanh"}, "gelu_pytorch_tanh"),
+                                                    ({"global_pool": "avg", "norm_eps": 1e-6}, "gelu")])
+def test_timm_model_args_the_hub_layout_expresses_are_mapped(tmp_path, model_args, hidden_act):
+    result = convert(timm_hub(tmp_path, model_args), tmp_path / "out", to="pt", progress=False)
+    assert result.config.hidden_act == hidden_act and result.config.layer_norm_eps == 1e-6
+
+
+@pytest.mark.parametrize("model_args, architecture, reason", [
+    ({"act_layer": "hard_swish"}, "convnext_tiny", r"model_args\.act_layer: activation 'hard_swish'"),
+    ({"global_pool": "max"}, "convnext_tiny", r"model_args\.global_pool: global pooling 'max'"),
+    ({"output_stride": 16}, "convnext_tiny", r"model_args\.output_stride: .*dilates .*stage 3 by 2"),
+    ({"norm_layer": "groupnorm1"}, "convnext_tiny", r"norm layer 'groupnorm1'"),
+    ({"norm_eps": 1e-2}, "convnext_tiny", r"model_args\.norm_eps: norm epsilon 0\.01"),
+    ({}, "test_convnext", r"timm's test_convnext: .*epsilon 1e-05"),
+    ({"layer_type": "x"}, "convnext_tiny", r"layer_type='x' is not one this converter knows"),
+    ({}, "my_convnext", r"architecture 'my_convnext' is not one"),
+])
+def test_timm_model_args_the_hub_layout_cannot_express_are_refused(tmp_path, model_args, architecture, reason):
+    with pytest.raises(UnsupportedCheckpointError, match=reason):
+        convert(timm_hub(tmp_path, model_args, architecture), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_timm_config_given_with_config_describes_a_bare_state_dict(tmp_path):
+    import json
+
+    cfg = tmp_path / "timm_config.json"
+    cfg.write_text(json.dumps({"architecture": "convnext_tiny", "model_args": {"act_layer": "silu"}}))
+    assert convert(TIMM, tmp_path / "out", config=cfg, to="pt", progress=False).config.hidden_act == "silu"
+
+
+@pytest.mark.parametrize("kernel", [8, 16])
+def test_timm_patch_stem_of_8_or_more_is_refused_as_dilated(tmp_path, kernel):
+    """timm stops striding once the total stride reaches 32 and dilates the later stages instead."""
+    state = timm_state()
+    state["stem.0.weight"] = np.zeros((16, 3, kernel, kernel), np.float32)
+    with pytest.raises(UnsupportedCheckpointError, match=rf"stem patch size {kernel}\).*dilates"):
+        convert(save(tmp_path, state), tmp_path / "out", progress=False)
+
+
+def test_conv_bias_false_converts_with_zero_biases(tmp_path):
+    state = timm_state()
+    convs = [k for k in state if k.endswith(("conv_dw.bias", "stem.0.bias")) or re.fullmatch(r"stages\.\d\.downsample\.1\.bias", k)]
+    for k in convs:
+        del state[k]
+    result = convert(save(tmp_path, state), tmp_path / "out", to="pt", progress=False)
+    saved = load_state_dict(tmp_path / "out" / "model.safetensors")
+    assert saved["convnext.embeddings.patch_embeddings.bias"].tolist() == [0.0] * 16
+    assert any(f"{len(convs)} spatial convolutions have no bias" in n for n in result.notes)
+    state = timm_state()
+    del state["stages.1.blocks.0.conv_dw.bias"]  # one bias missing is a damaged file, not conv_bias=False
+    with pytest.raises(CheckpointError, match=r"missing 1: .*stages\.1\.layers\.0\.dwconv\.bias"):
+        convert(save(tmp_path, state, "one.safetensors"), tmp_path / "out2", progress=False)
+
+
+def test_stage_without_blocks_converts(tmp_path):
+    state = {k: v for k, v in timm_state().items() if not k.startswith("stages.1.blocks.")}
+    result = convert(save(tmp_path, state), tmp_path / "out", to="pt", progress=False)
+    assert result.config.depths == [2, 0, 3, 2] and result.config.hidden_sizes == [16, 32, 64, 128]
+
+
+def _training_checkpoint(tmp_path: Path) -> Path:
+    import argparse
+
+    import torch
+
+    model = torch.load(FIXTURES / "official-convnext" / "checkpoint.pth", weights_only=True)["model"]
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in model.items()}
+    path = tmp_path / "checkpoint-9.pth"
+    torch.save({"model": model, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999)}]},
+                "epoch": 9, "scaler": {"scale": 1024.0}, "model_ema": ema,
+                "args": argparse.Namespace(model="convnext_tiny", lr=4e-3, model_ema=True, data_path="/data")}, path)
+    return path
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_training_checkpoint_with_argparse_args_loads_model_or_ema(tmp_path, ema):
+    import torch
+
+    path = _training_checkpoint(tmp_path)
+    result = convert(path, tmp_path / "out", to="pt", ema=ema, progress=False)
+    want = torch.load(path, weights_only=False)["model_ema" if ema else "model"]["head.weight"].numpy()
+    np.testing.assert_array_equal(load_state_dict(tmp_path / "out" / "model.safetensors")["classifier.weight"], want)
+    assert any(f"'{'model_ema' if ema else 'model'}' entry" in n for n in result.notes)
+    assert any("--ema converts those" in n for n in result.notes) != ema
+
+
+def test_ema_of_a_file_without_one_is_a_one_line_error(tmp_path):
+    with pytest.raises(CheckpointError, match=r"--ema given, but the checkpoint holds no EMA weights"):
+        convert(FIXTURES / "official-convnext" / "checkpoint.pth", tmp_path / "out", ema=True, progress=False)
+    with pytest.raises(CheckpointError, match=r"--ema reads a training checkpoint"):
+        convert(TIMM, tmp_path / "out", ema=True, progress=False)
+
+
+def test_timm_hub_folder_gets_timms_test_size_with_its_test_crop(tmp_path):
+    import json
+
+    cfg = {"input_size": [3, 224, 224], "crop_pct": 0.95, "test_input_size": [3, 288, 288], "test_crop_pct": 1.0,
+           "interpolation": "bicubic", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    convert(timm_hub(tmp_path, pretrained_cfg=cfg), tmp_path / "out", to="pt", progress=False)
+    pre = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
+    assert pre["size"] == {"shortest_edge": 288} and pre["crop_pct"] == 1.0
+    del cfg["test_input_size"], cfg["test_crop_pct"]
+    (tmp_path / "timm-hub" / "config.json").write_text(json.dumps({"architecture": "convnext_tiny",
+                                                                    "pretrained_cfg": cfg}))
+    convert(tmp_path / "timm-hub", tmp_path / "out2", to="pt", progress=False)
+    pre = json.loads((tmp_path / "out2" / "preprocessor_config.json").read_text())
+    assert pre["size"] == {"shortest_edge": 224} and pre["crop_pct"] == 0.95
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_mean_and_std_have_one_value_per_input_channel(tmp_path, channels):
+    import json
+
+    state = timm_state()
+    state["stem.0.weight"] = np.repeat(state["stem.0.weight"][:, :1], channels, axis=1)
+    result = convert(save(tmp_path, state), tmp_path / "out", to="pt", progress=False)
+    pre = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
+    assert result.config.num_channels == channels
+    assert len(pre["image_mean"]) == len(pre["image_std"]) == channels
+    if channels == 4:
+        assert pre["image_mean"][:3] == [0.485, 0.456, 0.406]
+
+
+def test_base_model_summary_names_no_labels(tmp_path):
+    state = {k: v for k, v in timm_state().items() if not k.startswith("head.fc")}
+    result = convert(save(tmp_path, state), tmp_path / "out", to="pt", progress=False)
+    summary = next(n for n in result.notes if n.startswith("config inferred"))
+    assert "labels" not in summary and "base model (no classifier)" in summary
+
+
+def test_verify_batch_fits_the_model():
+    from convnext_common.checkpoints.convert import verify_input_shape
+    from convnext_common.config import ConvNextConfig
+
+    assert verify_input_shape(ConvNextConfig(num_channels=1)) == (2, 1, 64, 64)
+    assert verify_input_shape(ConvNextConfig(num_channels=4, patch_size=16)) == (2, 4, 256, 256)
+
+
+def test_convnext_convert_errors_start_with_the_command_name(tmp_path, capsys):
+    from convnext_common.cli import main as cli_main
+
+    assert cli_main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("convnext convert: error: ") and err.count("\n") == 1

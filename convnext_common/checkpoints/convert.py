@@ -1,12 +1,13 @@
 """Convert any ConvNeXt checkpoint in circulation into a hub-layout folder both twins load.
 
 ``convert(INPUT, OUTPUT_DIR)`` reads INPUT (a hub folder, ``.safetensors``, a torch pickle
-``.bin``/``.pth``/``.pt`` holding a state dict, ``{"model": ...}`` or ``{"state_dict": ...}``,
-transformers' ``tf_model.h5``, or a keras-applications ``.h5``), tells which library wrote it,
-maps it to the canonical names (foreign.py), infers the config (infer.py) and writes
-``config.json``, ``model.safetensors`` and/or ``tf_model.h5``, and ``preprocessor_config.json``
-when the normalisation is known. Everything is numpy; torch is imported only to unpickle with
-``weights_only=True``.
+``.bin``/``.pth``/``.pt`` holding a state dict or a training checkpoint (``model``, ``model_ema``,
+``args``, ...), transformers' ``tf_model.h5``, or a keras-applications ``.h5``), tells which library
+wrote it, maps it to the canonical names (foreign.py), infers the config from the tensors (infer.py),
+expresses what the tensors do not show (the source's config, file layout) in that config or refuses
+it (computation.py), and writes ``config.json``, ``model.safetensors`` and/or ``tf_model.h5``, and
+``preprocessor_config.json`` when the normalisation is known. Everything is numpy; torch is
+imported only to unpickle with ``weights_only=True``.
 
 The folder is built in a temporary sibling and renamed into place, so an error or Ctrl-C leaves
 nothing behind; an existing OUTPUT_DIR is kept unless ``overwrite``.
@@ -21,6 +22,7 @@ import argparse
 import json
 import struct
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, TextIO
@@ -29,18 +31,22 @@ import numpy as np
 
 from ..config import ConvNextConfig, load_config
 from ..fileio import atomic_directory, atomic_write_text
+from .computation import Computation, hub_fields
 from .detect import detect_format, h5_kind, strip_wrappers
-from .foreign import FORMATS, to_canonical
+from .foreign import FORMATS, fill_bias_free_convs, to_canonical
 from .infer import architecture_name, check_state_fits, head_of, infer_config, trunk_prefix_of
-from .io import (PT_WEIGHT_FILES, SAFE_WEIGHTS_NAME, TF_WEIGHTS_NAME, CheckpointError, find_weights_file,
-                 load_state_dict)
-from .keras_applications import IMAGENET_MEAN, IMAGENET_STD, normalization_stats, read_keras_h5
+from .io import (EMA_ENTRIES, PT_WEIGHT_FILES, SAFE_WEIGHTS_NAME, TF_WEIGHTS_NAME, CheckpointError,
+                 find_weights_file, load_state_dict, load_torch_checkpoint)
+from .keras_applications import KerasWeights, normalization_stats, read_keras_h5
+from .preprocessing import fit_to_channels, imagenet_preprocessor_config
 from .progress import Progress
+from .timm_config import (TimmHubConfig, is_timm_config, read_timm_hub_config, timm_computation,
+                          timm_train_config)
 
 TARGETS = ("pt", "tf", "all")
+#: torch pickles (state dicts or training checkpoints); other files are told by their content.
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 PREPROCESSOR_NAME = "preprocessor_config.json"
-#: epsilon of the final pooled LayerNorm in timm, the official repos, torchvision and keras.
-FOREIGN_LAYER_NORM_EPS = 1e-6
 #: verification bound, DESIGN.md's rel on logits.
 VERIFY_REL_TOL = 1e-4
 
@@ -62,19 +68,18 @@ class _Input:
     fmt: str
     weights_file: Path
     hub_dir: Optional[Path] = None          # a hub-layout folder: its config.json and preprocessor config
-    keras_norm: Optional[dict] = None       # keras-applications Normalization weights
-
-
-def imagenet_preprocessor_config(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> dict:
-    """transformers' ConvNextImageProcessor settings of the hub's ImageNet ConvNeXt checkpoints."""
-    return {"crop_pct": 0.875, "do_normalize": True, "do_rescale": True, "do_resize": True,
-            "image_mean": list(mean), "image_processor_type": "ConvNextImageProcessor", "image_std": list(std),
-            "resample": 3, "rescale_factor": 1 / 255, "size": {"shortest_edge": 224}}
+    keras: Optional[KerasWeights] = None    # a keras-applications file: the roles of its other layers
+    timm: Optional[TimmHubConfig] = None    # a timm hub folder's config.json
+    entry: Optional[str] = None             # the training checkpoint's entry the weights came from
+    other_entries: list[str] = field(default_factory=list)
 
 
 # --- reading -------------------------------------------------------------------------------------
-def read_input(path: str | Path, source: Optional[str] = None, config: Optional[ConvNextConfig] = None) -> _Input:
-    """Load INPUT's tensors and tell its format (``source`` overrides the detection)."""
+def read_input(path: str | Path, source: Optional[str] = None, config: Optional[ConvNextConfig] = None,
+               ema: bool = False) -> _Input:
+    """Load INPUT's tensors and tell its format (``source`` overrides the detection); ``ema`` takes a
+    training checkpoint's EMA weights instead of its model's. A timm hub folder's config.json is read
+    with them (``_Input.timm``)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
@@ -90,25 +95,49 @@ def read_input(path: str | Path, source: Optional[str] = None, config: Optional[
             hub_dir = file.parent  # a hub folder's weights file: its config.json describes it
     if file.stat().st_size == 0:
         raise CheckpointError(f"{file}: the file is empty")
-    if file.suffix.lower() in (".h5", ".hdf5"):
+    suffix = file.suffix.lower()
+    pickled = suffix in PICKLE_SUFFIXES or (suffix not in (".h5", ".hdf5", ".safetensors", ".json")
+                                            and zipfile.is_zipfile(file))
+    if ema and not pickled:
+        raise CheckpointError(f"{file}: --ema reads a training checkpoint (.pth/.pt/.bin); this file holds one set "
+                              f"of weights")
+    if suffix in (".h5", ".hdf5"):
         kind = h5_kind(file)
         if source is not None and source != kind:
             raise CheckpointError(f"{file}: --from {source} given, but this h5 file is a "
                                   f"{'keras-applications' if kind == 'keras' else 'transformers tf_model.h5'} file")
         if kind == "keras":
-            weights, norm = read_keras_h5(file)
-            return _Input(weights, "keras", file, None, norm)
+            keras = read_keras_h5(file)
+            return _Input(keras.weights, "keras", file, None, keras)
         from .h5 import load_h5_state_dict  # transformers' TF layout -> canonical names
 
         if config is None and hub_dir is not None and (hub_dir / "config.json").is_file():
             config = load_config(hub_dir)
         return _Input(dict(load_h5_state_dict(file, config=config)), "hf", file, hub_dir)
-    if file.suffix == ".safetensors":
-        state = strip_wrappers(map_safetensors(file))
+    ckpt = None
+    if suffix == ".safetensors":
+        state = map_safetensors(file)
+    elif pickled:
+        ckpt = load_torch_checkpoint(file, ema=ema)
+        state = ckpt.weights
     else:
-        state = strip_wrappers(load_state_dict(file))
+        state = load_state_dict(file)
+    state = strip_wrappers(state)
     fmt = source or detect_format(state, str(file))
-    return _Input(state, fmt, file, hub_dir)
+    timm = None
+    if fmt == "timm" and hub_dir is not None and _is_timm_config_file(hub_dir / "config.json"):
+        timm = read_timm_hub_config(hub_dir / "config.json")
+    elif fmt == "timm" and ckpt is not None and ckpt.architecture is not None:
+        timm = timm_train_config(ckpt, file)
+    return _Input(state, fmt, file, hub_dir, None, timm, ckpt.entry if ckpt else None,
+                  ckpt.other_entries if ckpt else [])
+
+
+def _is_timm_config_file(path: Path) -> bool:
+    try:
+        return path.is_file() and is_timm_config(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False
 
 
 _ST_NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
@@ -206,52 +235,130 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
-def _resolve_config(inp: _Input, state: dict, user_config: Optional[ConvNextConfig], config_label: str,
-                    notes: list[str]) -> ConvNextConfig:
+@dataclass
+class _UserConfig:
+    """What ``--config`` stated: a hub config.json (or ConvNextConfig), or a timm config.json."""
+
+    hub: Optional[ConvNextConfig] = None
+    timm: Optional[TimmHubConfig] = None
+    label: str = "the given config"
+
+
+def _read_user_config(config: str | Path | ConvNextConfig | None) -> _UserConfig:
+    if config is None or isinstance(config, ConvNextConfig):
+        return _UserConfig(hub=config)
+    if _is_timm_config_file(Path(config)):
+        return _UserConfig(timm=read_timm_hub_config(config), label=str(config))
+    return _UserConfig(hub=load_config(config), label=str(config))
+
+
+def _computation(inp: _Input, state: dict, user: _UserConfig) -> Optional[Computation]:
+    """What the source computes beyond its tensors (None for a transformers checkpoint, whose config
+    is already in hub terms)."""
     source = str(inp.weights_file)
-    if user_config is not None:
-        check_state_fits(state, user_config, f"{source} with {config_label}")
-        return user_config
-    if inp.fmt == "hf" and inp.hub_dir is not None and (inp.hub_dir / "config.json").is_file():
-        config = load_config(inp.hub_dir)
-        check_state_fits(state, config, f"{source} with {inp.hub_dir / 'config.json'}")
-        return config
-    eps = 1e-12 if inp.fmt == "hf" else FOREIGN_LAYER_NORM_EPS
-    config = infer_config(state, source, layer_norm_eps=eps)
-    check_state_fits(state, config, source)
-    notes.append(f"config inferred from the weights: {config.model_type}, depths {config.depths}, "
-                 f"hidden_sizes {config.hidden_sizes}, {config.num_labels} labels")
+    if inp.fmt == "timm":
+        stated = user.timm or inp.timm
+        patch = int(np.shape(state[trunk_prefix_of(state) + "embeddings.patch_embeddings.weight"])[-1]) \
+            if trunk_prefix_of(state) + "embeddings.patch_embeddings.weight" in state else 4
+        if stated is None:
+            return timm_computation(None, {}, patch, source)
+        return timm_computation(stated.architecture, stated.model_args, patch, str(stated.path))
+    if inp.fmt == "keras" and inp.keras is not None:
+        comp = Computation()
+        if not inp.keras.top:
+            comp.state("pooling", inp.keras.pooling, f"{source} (include_top=False, pooling="
+                                                       f"{inp.keras.pooling!r} from its layers)")
+        return comp
+    if inp.fmt in ("official", "torchvision"):
+        return Computation()  # GELU, LayerNorm eps 1e-6, average pooling: fixed in their code
+    return None
+
+
+def _resolve_config(inp: _Input, state: dict, user: _UserConfig, notes: list[str]) -> ConvNextConfig:
+    """The config of the converted folder; every fact of the source is expressed in it or refused."""
+    source = str(inp.weights_file)
+    comp = _computation(inp, state, user)
+    if user.hub is not None:
+        config, label = user.hub, f"{source} with {user.label}"
+        if comp is not None:  # the user's config states the activation and final eps; the rest must hold
+            hub_fields(comp, source, stated=frozenset({"hidden_act", "layer_norm_eps"}))
+    elif inp.fmt == "hf" and inp.hub_dir is not None and (inp.hub_dir / "config.json").is_file():
+        config, label = load_config(inp.hub_dir), f"{source} with {inp.hub_dir / 'config.json'}"
+    else:
+        fields = hub_fields(comp, source) if comp is not None else {"layer_norm_eps": 1e-12}
+        config, label = infer_config(state, source, layer_norm_eps=fields["layer_norm_eps"]), source
+        if "hidden_act" in fields:
+            config.hidden_act = fields["hidden_act"]
+        _apply_timm_labels(config, head_of(state), user.timm or inp.timm, notes)
+        notes.append(f"config inferred from the weights: {config.model_type}, depths {config.depths}, "
+                     f"hidden_sizes {config.hidden_sizes}, {_head_summary(config, head_of(state))}"
+                     + (f", hidden_act {config.hidden_act}" if config.hidden_act != "gelu" else ""))
+    _fill_final_norm(state, config, notes)
+    check_state_fits(state, config, label)
     return config
 
 
-def _fill_final_norm(state: dict, notes: list[str]) -> None:
-    """A base model saved without its final norm (keras notop, timm num_classes=0 without head.norm):
-    transformers' ConvNextModel has one; identity weights keep last_hidden_state exact."""
+def _head_summary(config: ConvNextConfig, head: str) -> str:
+    if head == "classification":
+        return f"{config.num_labels} labels"
+    if head == "backbone":
+        return f"backbone ({', '.join(config.out_features)})"
+    return "base model (no classifier)"
+
+
+def _apply_timm_labels(config: ConvNextConfig, head: str, timm: Optional[TimmHubConfig], notes: list[str]) -> None:
+    """A timm config's num_classes must agree with the weights; its label names become id2label."""
+    if timm is None:
+        return
+    classes = config.num_labels if head == "classification" else 0
+    if timm.num_classes is not None and timm.num_classes != classes:
+        raise CheckpointError(f"{timm.path}: num_classes is {timm.num_classes} but the weights have "
+                              f"{classes} classes")
+    if timm.label_names is not None and classes:
+        if len(timm.label_names) != config.num_labels:
+            notes.append(f"{timm.path}: {len(timm.label_names)} label_names for {config.num_labels} classes; ignored")
+            return
+        config.id2label = dict(enumerate(timm.label_names))
+        config.label2id = {name: i for i, name in config.id2label.items()}
+
+
+def _fill_final_norm(state: dict, config: ConvNextConfig, notes: list[str]) -> None:
+    """A base model saved without its final norm (timm's fcmae weights, a trunk saved alone): the
+    source library's model still has that LayerNorm, at its initial weights (ones, zeros), which is
+    what is written; last_hidden_state does not pass through it."""
     if head_of(state) != "base":
         return
-    p = trunk_prefix_of(state)
-    name = p + "layernorm.weight"
+    name = trunk_prefix_of(state) + "layernorm.weight"
     if name in state:
         return
-    last = max((k for k in state if k.endswith(".dwconv.weight")), key=lambda k: [int(t) for t in k.split(".")
-                                                                                   if t.isdigit()], default=None)
-    if last is None:
-        return
-    c = state[last].shape[0]
+    c = config.hidden_sizes[-1]
     state[name] = np.ones((c,), np.float32)
-    state[p + "layernorm.bias"] = np.zeros((c,), np.float32)
-    notes.append("the checkpoint has no final norm (no top); wrote an identity LayerNorm for pooler_output")
+    state[name[: -len("weight")] + "bias"] = np.zeros((c,), np.float32)
+    notes.append("the checkpoint has no final norm: wrote it at its initial weights (ones, zeros), as the "
+                 "source library's model has it")
+
+
+def _entry_notes(inp: _Input, notes: list[str]) -> None:
+    if inp.entry is None:
+        return
+    notes.append(f"read the training checkpoint's '{inp.entry}' entry")
+    ema = [k for k in inp.other_entries if k in EMA_ENTRIES]
+    if ema and inp.entry not in EMA_ENTRIES:
+        notes.append(f"it also holds EMA weights ('{ema[0]}'): --ema converts those")
 
 
 def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = None, to: str = "all",
             config: str | Path | ConvNextConfig | None = None, overwrite: bool = False, verify: bool = False,
-            progress: bool = True, stream: Optional[TextIO] = None) -> ConversionResult:
+            progress: bool = True, stream: Optional[TextIO] = None, ema: bool = False) -> ConversionResult:
     """Convert INPUT into the hub-layout folder OUTPUT_DIR; see the module docstring.
 
-    ``to``: ``"pt"`` (model.safetensors), ``"tf"`` (tf_model.h5) or ``"all"``. ``config``: a
-    config.json (or ConvNextConfig) to use instead of the inferred one; it must fit the weights.
-    ``verify``: load the result in both twins and compare their logits (raises when rel > 1e-4).
-    Raises ValueError/OSError subclasses naming the file and the problem.
+    ``to``: ``"pt"`` (model.safetensors), ``"tf"`` (tf_model.h5) or ``"all"``. ``config``: a hub
+    config.json (or ConvNextConfig) to use instead of the inferred one (it must fit the weights), or
+    a timm config.json (architecture, model_args) describing a bare timm state dict. ``ema``: a
+    training checkpoint's EMA weights instead of its model's. ``verify``: load the result in both
+    twins and compare their outputs (raises when rel > 1e-4). Raises ValueError/OSError subclasses
+    naming the file and the problem; a source computing something the hub layout cannot express is
+    refused (UnsupportedCheckpointError) with the reason.
     """
     if to not in TARGETS:
         raise ValueError(f"--to {to!r} is not one of {', '.join(TARGETS)}")
@@ -261,15 +368,17 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{output_dir}: exists and is not a folder")
     stream = stream if stream is not None else sys.stderr
-    user_config = load_config(config) if isinstance(config, (str, Path)) else config
+    user = _read_user_config(config)
 
-    inp = read_input(input, source, user_config)
+    inp = read_input(input, source, user.hub, ema=ema)
     notes: list[str] = []
+    _entry_notes(inp, notes)
     state = to_canonical(inp.state, inp.fmt, str(inp.weights_file), consume=True)
     inp.state = {}  # the canonical dict now owns the arrays
-    _fill_final_norm(state, notes)
-    config_label = str(config) if isinstance(config, (str, Path)) else "the given config"
-    cfg = _resolve_config(inp, state, user_config, config_label, notes)
+    filled = fill_bias_free_convs(state)
+    if filled:
+        notes.append(f"the {filled} spatial convolutions have no bias (timm conv_bias=False): written as zero biases")
+    cfg = _resolve_config(inp, state, user, notes)
     head = head_of(state)
     if cfg.architectures is None:
         cfg.architectures = [architecture_name(cfg, head)]
@@ -294,7 +403,7 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
             files.append(TF_WEIGHTS_NAME)
         cfg.save_pretrained(tmp)
         files.append("config.json")
-        pre = _preprocessor_config(inp)
+        pre = _preprocessor_config(inp, cfg, notes)
         if pre is not None:
             atomic_write_text(tmp / PREPROCESSOR_NAME, json.dumps(pre, indent=2, sort_keys=True) + "\n")
             files.append(PREPROCESSOR_NAME)
@@ -304,45 +413,39 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     return ConversionResult(output_dir, inp.fmt, cfg, head, files, notes, verify_diff)
 
 
-def _preprocessor_config(inp: _Input) -> Optional[dict]:
-    if inp.fmt == "hf" and inp.hub_dir is not None and (inp.hub_dir / PREPROCESSOR_NAME).is_file():
+def _preprocessor_config(inp: _Input, config: ConvNextConfig, notes: list[str]) -> Optional[dict]:
+    """A hub folder's own preprocessor config verbatim; for a foreign source, its normalisation with
+    one mean and std per input channel."""
+    if inp.fmt == "hf":
+        if inp.hub_dir is None or not (inp.hub_dir / PREPROCESSOR_NAME).is_file():
+            return None
         text = (inp.hub_dir / PREPROCESSOR_NAME).read_text(encoding="utf-8")
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{inp.hub_dir / PREPROCESSOR_NAME}: not valid JSON ({e.msg})") from None
-    if inp.fmt == "keras":
-        mean, std = normalization_stats(inp.keras_norm or {})
-        return imagenet_preprocessor_config(mean, std)
-    if inp.fmt == "timm" and inp.hub_dir is not None:
-        timm_pre = _timm_preprocessor_config(inp.hub_dir / "config.json")
-        if timm_pre is not None:
-            return timm_pre
-    if inp.fmt in ("timm", "official", "torchvision"):
-        return imagenet_preprocessor_config()  # the ImageNet ConvNeXts of these libraries use it
-    return None
-
-
-def _timm_preprocessor_config(path: Path) -> Optional[dict]:
-    """A timm hub folder's config.json states its normalisation (CLIP-trained models differ from
-    ImageNet's), crop and resolution in ``pretrained_cfg``."""
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8")).get("pretrained_cfg") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(cfg, dict) or "mean" not in cfg or "std" not in cfg:
-        return None
-    pre = imagenet_preprocessor_config([float(v) for v in cfg["mean"]], [float(v) for v in cfg["std"]])
-    if isinstance(cfg.get("crop_pct"), (int, float)):
-        pre["crop_pct"] = float(cfg["crop_pct"])
-    size = cfg.get("test_input_size") or cfg.get("input_size")
-    if isinstance(size, (list, tuple)) and size and isinstance(size[-1], int):
-        pre["size"] = {"shortest_edge": int(size[-1])}
-    pre["resample"] = {"bilinear": 2, "bicubic": 3, "nearest": 0}.get(cfg.get("interpolation"), 3)
-    return pre
+    if inp.fmt == "keras" and inp.keras is not None:
+        if not inp.keras.preprocessing:
+            notes.append("the keras model has no input Normalization layer (include_preprocessing=False): no "
+                         "preprocessor_config.json written; it takes the inputs its training pipeline made")
+            return None
+        pre = imagenet_preprocessor_config(*normalization_stats(inp.keras.normalization))
+    elif inp.fmt == "timm" and inp.timm is not None and inp.timm.preprocessor is not None:
+        pre = inp.timm.preprocessor
+    else:
+        pre = imagenet_preprocessor_config()  # the ImageNet ConvNeXts of these libraries use it
+    return fit_to_channels(pre, config.num_channels, notes)
 
 
 # --- verification --------------------------------------------------------------------------------
+def verify_input_shape(config: ConvNextConfig, batch: int = 2) -> tuple[int, int, int, int]:
+    """NCHW of the random batch ``--verify`` runs: 64x64, or larger so that the last stage still has
+    a 2x2 map when the stem's patch is large."""
+    total_stride = config.patch_size * 2 ** (config.num_stages - 1)
+    side = max(64, 2 * total_stride)
+    return batch, config.num_channels, side, side
+
+
 def verify_folder(folder: Path, notes: Optional[list[str]] = None, seed: int = 0) -> float:
     """Load ``folder`` in the PyTorch twin and the TF twin, run both on one random batch and return
     max |PT - TF| over the main output; raises CheckpointError when rel exceeds 1e-4."""
@@ -359,7 +462,8 @@ def verify_folder(folder: Path, notes: Optional[list[str]] = None, seed: int = 0
     pt_cls = getattr(convnext_pt, arch, None)
     if pt_cls is None:
         raise CheckpointError(f"{folder}: the PyTorch twin has no class {arch}")
-    x = np.random.default_rng(seed).standard_normal((2, config.num_channels, 64, 64)).astype(np.float32)
+    shape = verify_input_shape(config)
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     pt_model = pt_cls.from_pretrained(folder)
     with torch.no_grad():
         pt_out = _main_output(pt_model(torch.from_numpy(x)))
@@ -373,7 +477,8 @@ def verify_folder(folder: Path, notes: Optional[list[str]] = None, seed: int = 0
     diff = float(np.abs(pt_out - tf_out).max())
     rel = diff / max(1.0, float(np.abs(pt_out).max()))
     if notes is not None:
-        notes.append(f"verify: PT vs TF max |diff| = {diff:.3g} (rel {rel:.3g}) on a random 2x3x64x64 batch")
+        notes.append(f"verify: PT vs TF max |diff| = {diff:.3g} (rel {rel:.3g}) on a random "
+                     f"{'x'.join(str(d) for d in shape)} batch")
     if rel > VERIFY_REL_TOL:
         raise CheckpointError(f"{folder}: verification failed: PT and TF outputs differ by {diff:.3g} "
                               f"(rel {rel:.3g} > {VERIFY_REL_TOL})")
@@ -392,18 +497,25 @@ def _main_output(out) -> np.ndarray:
 
 # --- command line --------------------------------------------------------------------------------
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt, tf_model.h5 or a keras-applications .h5")
+    parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt (a state dict or a training "
+                                      "checkpoint), tf_model.h5 or a keras-applications .h5")
     parser.add_argument("output_dir", help="folder to create (config.json, model.safetensors, tf_model.h5, ...)")
     parser.add_argument("--from", dest="source", choices=FORMATS, default=None,
                         help="the library that wrote INPUT (default: detected from the tensor names)")
     parser.add_argument("--to", dest="to", choices=TARGETS, default="all",
                         help="pt: model.safetensors, tf: tf_model.h5, all: both (default)")
-    parser.add_argument("--config", default=None, help="a config.json to use instead of the inferred one")
+    parser.add_argument("--config", default=None,
+                        help="a hub config.json to use instead of the inferred one, or a timm config.json "
+                             "(architecture, model_args) describing a bare timm state dict")
+    parser.add_argument("--ema", action="store_true",
+                        help="convert a training checkpoint's EMA weights (model_ema) instead of its model")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT_DIR if it exists")
     parser.add_argument("--verify", action="store_true",
                         help="load the result in both twins and print the PT vs TF max difference")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    # errors start with the program's name, as argparse's own do ("convnext convert: error: ...")
+    parser.set_defaults(convert_prog=parser.prog)
     return parser
 
 
@@ -413,18 +525,20 @@ def run_convert(args: argparse.Namespace, stdout: Optional[TextIO] = None, stder
     stderr = stderr if stderr is not None else sys.stderr
     debug = bool(getattr(args, "debug", False))
     quiet = bool(getattr(args, "quiet", False))
+    prog = getattr(args, "convert_prog", None) or "convert"
     try:
         result = convert(args.input, args.output_dir, source=args.source, to=args.to, config=args.config,
-                         overwrite=args.overwrite, verify=args.verify, progress=not quiet, stream=stderr)
+                         overwrite=args.overwrite, verify=args.verify, progress=not quiet, stream=stderr,
+                         ema=bool(getattr(args, "ema", False)))
     except KeyboardInterrupt:
         if debug:
             raise
-        print("convert: interrupted; nothing was written", file=stderr)
+        print(f"{prog}: interrupted; nothing was written", file=stderr)
         return 130
     except (ValueError, OSError, ImportError, KeyError) as e:
         if debug:
             raise
-        print(f"convert: error: {_one_line(e)}", file=stderr)
+        print(f"{prog}: error: {_one_line(e)}", file=stderr)
         return 1
     if not quiet:
         print(f"{result.output_dir}: {', '.join(result.files)} (from {result.source_format}, "

@@ -20,13 +20,18 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
 }
 #: wrappers that training scripts put around a state dict's names.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: bookkeeping tensors a wrapper keeps beside the wrapped names: torch.optim.swa_utils.AveragedModel
+#: (torchvision's EMA) counts its updates in ``n_averaged``.
+WRAPPER_BOOKKEEPING = {"module.": ("n_averaged",)}
 
 
 def strip_wrappers(state: dict) -> dict:
-    """Remove a ``module.`` (DataParallel) or ``_orig_mod.`` (torch.compile) prefix shared by every name."""
+    """Remove a ``module.`` (DataParallel, AveragedModel) or ``_orig_mod.`` (torch.compile) prefix shared by
+    every name (a wrapper's bookkeeping tensors are dropped with it)."""
     for prefix in WRAPPER_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+        names = [k for k in state if k not in WRAPPER_BOOKKEEPING.get(prefix, ())]
+        if names and all(k.startswith(prefix) for k in names):
+            state = {k[len(prefix):]: state[k] for k in names}
     return state
 
 
@@ -48,19 +53,20 @@ def detect_format(state: Mapping, source: str = "checkpoint") -> str:
 def h5_kind(path: str | Path) -> str:
     """``"hf"`` for transformers' tf_model.h5, ``"keras"`` for a keras-applications h5.
 
-    Both are Keras legacy ``save_weights`` files; transformers nests every weight under the model's
-    main layer (``convnext/.../stages.0/layers.0/...``), keras-applications has one top-level group
-    per layer (``<model>_stage_0_block_0_depthwise_conv``).
+    Both are Keras legacy h5 files; transformers nests every weight under the model's main layer
+    (``convnext/.../stages.0/layers.0/...``), keras-applications has one top-level group per layer
+    (``<model>_stage_0_block_0_depthwise_conv``), in a ``save_weights`` file or under the
+    ``model_weights`` group of a whole-model ``save``.
     """
     import h5py
 
     from .h5 import is_transformers_tf_h5
-    from .keras_applications import str_list_attr
+    from .keras_applications import str_list_attr, weights_root
 
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            names = str_list_attr(f, "layer_names")
+            names = str_list_attr(weights_root(f), "layer_names")
             if names is None and "layers" in f:
                 raise CheckpointError(f"{path}: a Keras 3 .weights.h5 file; save the model with the legacy "
                                       f"h5 format (tf-keras save_weights) or convert from the source library")

@@ -193,7 +193,8 @@ RULES: dict[str, list[Rule]] = {
         Rule(rf"stage_{_S}_block_{_J}_pointwise_conv_1/bias", _BLOCK + "pwconv1.bias", "vector"),
         Rule(rf"stage_{_S}_block_{_J}_pointwise_conv_2/kernel", _BLOCK + "pwconv2.weight", "dense_io"),
         Rule(rf"stage_{_S}_block_{_J}_pointwise_conv_2/bias", _BLOCK + "pwconv2.bias", "vector"),
-        Rule(rf"stage_{_S}_block_{_J}_layer_scale/gamma", _BLOCK + "layer_scale_parameter", "vector"),
+        # tf-keras names the LayerScale variable gamma; Keras 3 leaves it unnamed (variable, variable_N)
+        Rule(rf"stage_{_S}_block_{_J}_layer_scale/(?:gamma|variable(?:_\d+)?)", _BLOCK + "layer_scale_parameter", "vector"),
         Rule(rf"stage_{_S}_block_{_J}_grn/gamma", _BLOCK + "grn.weight", "grn"),
         Rule(rf"stage_{_S}_block_{_J}_grn/beta", _BLOCK + "grn.bias", "grn"),
         Rule(r"head_layernorm/gamma", "{trunk}layernorm.weight", "vector"),
@@ -311,3 +312,22 @@ def to_canonical(state: MutableMapping[str, np.ndarray], fmt: str, source: str =
         except ValueError as e:
             raise CheckpointError(f"{source}: {name}: {e}") from None
     return out
+
+
+#: canonical names of the spatial convolutions (stem, downsampling, depthwise): the ones timm builds
+#: without bias when ``conv_bias=False`` (its MLPs keep theirs).
+_SPATIAL_CONV_SUFFIXES = ("embeddings.patch_embeddings.weight", "downsampling_layer.1.weight", "dwconv.weight")
+
+
+def fill_bias_free_convs(state: MutableMapping[str, np.ndarray]) -> int:
+    """Give zero biases to the spatial convolutions of a model built without them (timm's
+    ``conv_bias=False``): the same outputs in a layout where every conv has a bias. Only when *every*
+    spatial conv lacks its bias; a file missing some of them is left for the config check to report.
+    Returns the number of biases written."""
+    convs = [k for k in state if k.endswith(_SPATIAL_CONV_SUFFIXES)]
+    missing = [k for k in convs if k[: -len("weight")] + "bias" not in state]
+    if not missing or len(missing) != len(convs):
+        return 0
+    for k in missing:
+        state[k[: -len("weight")] + "bias"] = np.zeros(np.shape(state[k])[0], np.asarray(state[k]).dtype)
+    return len(missing)

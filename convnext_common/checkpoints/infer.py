@@ -90,23 +90,34 @@ def infer_config(state: Mapping[str, np.ndarray], source: str = "checkpoint", la
             f"{source}: the stem conv kernel is {kh}x{kw}; a hub-layout ConvNeXt has a square patchify stem "
             f"(kernel = stride = patch_size)")
 
+    stages: set[int] = set()
     layers: dict[int, set[int]] = {}
     for k in trunk:
+        m = _STAGE.match(k)
+        if m:
+            stages.add(int(m.group(1)))
         m = _LAYER.match(k)
         if m:
             layers.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
     if not layers:
         raise CheckpointError(f"{source}: no encoder.stages.*.layers.* tensors: not a ConvNeXt checkpoint")
-    num_stages = max(layers) + 1
-    if sorted(layers) != list(range(num_stages)):
-        raise CheckpointError(f"{source}: stages {sorted(layers)} are not numbered 0..{num_stages - 1}")
+    num_stages = max(stages) + 1
     depths, widths = [], []
     for s in range(num_stages):
-        js = sorted(layers[s])
+        # a stage may have no blocks (timm depths=(1, 0, 1, 1)); it still downsamples, and stage 0 is the stem's
+        js = sorted(layers.get(s, ()))
         if js != list(range(len(js))):
             raise CheckpointError(f"{source}: stage {s} has blocks {js}, not numbered 0..{len(js) - 1}")
         depths.append(len(js))
-        widths.append(_expect_ndim(trunk, f"encoder.stages.{s}.layers.0.dwconv.weight", 4, source)[0])
+        if js:
+            widths.append(_expect_ndim(trunk, f"encoder.stages.{s}.layers.0.dwconv.weight", 4, source)[0])
+        elif s == 0:
+            widths.append(out_c)
+        elif f"encoder.stages.{s}.downsampling_layer.1.weight" in trunk:
+            widths.append(_expect_ndim(trunk, f"encoder.stages.{s}.downsampling_layer.1.weight", 4, source)[0])
+        else:
+            raise CheckpointError(f"{source}: stage {s} has neither blocks nor a downsampling layer (stages "
+                                  f"{sorted(stages)} found)")
     if widths[0] != out_c:
         raise CheckpointError(f"{source}: the stem makes {out_c} channels but stage 0 has {widths[0]}")
 

@@ -10,8 +10,9 @@ import json
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -62,36 +63,90 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the install
-        raise CheckpointError(f"{path}: reading a pickled checkpoint needs torch (pip install torch)") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # a global the weights-only unpickler does not allow, or not a pickle
-        raise CheckpointError(f"{path}: refused: {_unpickling_reason(e)}") from None
-    except Exception as e:  # RuntimeError/EOFError/OSError for truncated or corrupt files
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt? {reason})") from None
+#: where training scripts keep the model's weights in a checkpoint dict, in order of preference.
+MODEL_ENTRIES = ("model", "state_dict", "model_state_dict", "module")
+#: where they keep the exponential moving average of the weights (official repos and torchvision:
+#: ``model_ema``; timm's train.py: ``state_dict_ema``).
+EMA_ENTRIES = ("model_ema", "state_dict_ema")
+
+
+def _allowed_containers() -> list:
+    """Classes a training checkpoint may hold besides tensors and builtins: the official repos',
+    timm's and torchvision's train scripts store their command line as an ``argparse.Namespace``
+    (a plain attribute bag; unpickling it runs no code of the file's choosing)."""
+    import argparse
+
+    return [argparse.Namespace]
+
+
+@dataclass
+class TorchCheckpoint:
+    """A torch pickle's weights, and what a training checkpoint says beside them."""
+
+    weights: dict[str, np.ndarray]
+    entry: Optional[str] = None          # the checkpoint entry the weights were read from; None: a bare state dict
+    other_entries: list[str] = field(default_factory=list)
+    architecture: Optional[str] = None   # timm train.py's ``arch``
+    args: dict = field(default_factory=dict)  # the training command line (``args``, an argparse.Namespace)
+
+
+def load_torch_checkpoint(path: str | os.PathLike, ema: bool = False) -> TorchCheckpoint:
+    """A state dict, or a training checkpoint (``{"model": ..., "optimizer": ..., "args": Namespace,
+    "model_ema": ...}``), whose ``model`` is read by default and its EMA weights with ``ema``."""
+    import argparse
+
+    path = Path(path)
+    obj = _unpickle(path)
+    ckpt = TorchCheckpoint({})
     if isinstance(obj, Mapping):
-        for key in ("model", "state_dict", "model_state_dict", "module"):
+        ckpt.other_entries = [str(k) for k in obj]
+        arch, args = obj.get("arch"), obj.get("args")
+        ckpt.architecture = arch if isinstance(arch, str) else None
+        ckpt.args = dict(vars(args)) if isinstance(args, argparse.Namespace) else {}
+        for key in EMA_ENTRIES if ema else MODEL_ENTRIES:
             inner = obj.get(key)
             if isinstance(inner, Mapping) and inner and all(isinstance(k, str) for k in inner):
-                obj = inner
+                obj, ckpt.entry = inner, key
+                ckpt.other_entries.remove(key)
                 break
+        else:
+            if ema:
+                raise CheckpointError(f"{path}: --ema given, but the checkpoint holds no EMA weights "
+                                      f"({' or '.join(EMA_ENTRIES)}); its entries: "
+                                      f"{', '.join(ckpt.other_entries[:10]) or 'none'}")
+            ckpt.other_entries = []  # a bare state dict
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
-    out: dict[str, np.ndarray] = {}
+    import torch
+
     for k, v in obj.items():
         if not isinstance(v, torch.Tensor):
             continue  # e.g. optimizer step counters in training checkpoints
         if v.dtype == torch.bfloat16:
             v = v.float()
-        out[str(k)] = v.detach().cpu().numpy()
-    if not out:
+        ckpt.weights[str(k)] = v.detach().cpu().numpy()
+    if not ckpt.weights:
         raise CheckpointError(f"{path}: holds no tensors")
-    return out
+    return ckpt
+
+
+def _unpickle(path: Path):
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the install
+        raise CheckpointError(f"{path}: reading a pickled checkpoint needs torch (pip install torch)") from None
+    try:
+        with torch.serialization.safe_globals(_allowed_containers()):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # a global the weights-only unpickler does not allow, or not a pickle
+        raise CheckpointError(f"{path}: refused: {_unpickling_reason(e)}") from None
+    except Exception as e:  # RuntimeError/EOFError/OSError for truncated or corrupt files
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt? {reason})") from None
+
+
+def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
+    return load_torch_checkpoint(path).weights
 
 
 def _unpickling_reason(e: Exception) -> str:

@@ -44,7 +44,7 @@ CASES: dict[str, tuple[bytes, str | None, str]] = {
     "json-string": (b'"convnext-tiny"', None, r"JSON object"),
     # wrong types
     "depths-is-a-string": (_changed(depths="2,2,3,2").encode(), "depths", r"non-empty list"),
-    "depths-has-negative": (_changed(depths=[2, -2, 3, 2]).encode(), "depths[1]", r"positive int"),
+    "depths-has-negative": (_changed(depths=[2, -2, 3, 2]).encode(), "depths[1]", r"non-negative int"),
     "depths-empty": (_changed(depths=[], hidden_sizes=[], num_stages=0, stage_names=None, out_features=None,
                               out_indices=None).encode(), "num_stages", r"positive int"),
     "hidden-sizes-float": (_changed(hidden_sizes=[16.0, 32, 64, 128]).encode(), "hidden_sizes[0]", r"positive int"),

@@ -8,6 +8,7 @@ unsafe way (plain unpickling) it does create its marker.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import pickle
@@ -53,6 +54,9 @@ def _raw(payload, protocol: int) -> bytes:
 VARIANTS = {
     "zip-state-dict-with-shell-call": lambda m: _torch_zip({**_tensors(), "extra": RunsShell(m)}),
     "zip-training-checkpoint-with-exec": lambda m: _torch_zip({"model": _tensors(), "epoch": RunsExec(m)}),
+    # training checkpoints may hold their command line as an argparse.Namespace, but not what it carries
+    "zip-training-checkpoint-with-namespace-exec":
+        lambda m: _torch_zip({"model": _tensors(), "args": argparse.Namespace(lr=0.1, hook=RunsExec(m))}),
     "zip-payload-is-the-whole-file": lambda m: _torch_zip(RunsOpen(m)),
     "legacy-torch-format-with-exec": lambda m: _torch_legacy({"state_dict": {"w": RunsExec(m)}}),
     "raw-pickle-protocol-0-open": lambda m: _raw(RunsOpen(m), 0),

@@ -1,0 +1,45 @@
+"""The ``preprocessor_config.json`` a converted folder gets: transformers' ConvNextImageProcessor
+settings for the source's normalisation, with one mean and std per input channel."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+#: the ImageNet normalisation of timm's, the official repos', torchvision's and keras-applications'
+#: ImageNet ConvNeXts, as transformers' image_mean / image_std (pixels rescaled to [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_preprocessor_config(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> dict:
+    """transformers' ConvNextImageProcessor settings of the hub's ImageNet ConvNeXt checkpoints."""
+    return {"crop_pct": 0.875, "do_normalize": True, "do_rescale": True, "do_resize": True,
+            "image_mean": list(mean), "image_processor_type": "ConvNextImageProcessor", "image_std": list(std),
+            "resample": 3, "rescale_factor": 1 / 255, "size": {"shortest_edge": 224}}
+
+
+def per_channel(values: Sequence[float], channels: int) -> Optional[list[float]]:
+    """``values`` (RGB statistics) for a model with ``channels`` inputs, or None when they already fit.
+
+    One channel is grey: the mean of the RGB values. More than three keep RGB first and give each
+    extra channel (alpha, infrared, ...) the RGB mean. Two channels get the RGB mean twice.
+    """
+    values = [float(v) for v in values]
+    if len(values) == channels:
+        return None
+    grey = round(sum(values) / len(values), 6)
+    if channels > 3 and len(values) == 3:
+        return values + [grey] * (channels - 3)
+    return [grey] * channels
+
+
+def fit_to_channels(pre: dict, channels: int, notes: list[str]) -> dict:
+    """``pre`` with ``image_mean`` / ``image_std`` of ``channels`` values each (a note says when they
+    were derived from RGB statistics)."""
+    mean, std = per_channel(pre["image_mean"], channels), per_channel(pre["image_std"], channels)
+    if mean is None and std is None:
+        return pre
+    pre = dict(pre, image_mean=mean or pre["image_mean"], image_std=std or pre["image_std"])
+    notes.append(f"the model takes {channels} input channels: image_mean/image_std {pre['image_mean']} / "
+                 f"{pre['image_std']} derived from the RGB statistics; set your data's in preprocessor_config.json")
+    return pre

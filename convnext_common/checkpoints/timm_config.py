@@ -1,0 +1,225 @@
+"""timm's description of a ConvNeXt beyond its tensors: a timm hub folder's ``config.json`` and the
+settings of timm's named architectures that the weights do not show.
+
+A folder written by timm (``save_for_hf`` / ``push_to_hf_hub``) has a ``config.json`` like::
+
+    {"architecture": "convnext_tiny", "num_classes": 1000, "global_pool": "avg",
+     "model_args": {"act_layer": "relu", ...}, "pretrained_cfg": {"mean": [...], "crop_pct": 0.95, ...},
+     "label_names": [...], "label_descriptions": {...}}
+
+timm builds the model as ``<architecture>(**model_args)``, where the architecture's own factory
+function may set more (``test_convnext``: ``act_layer="gelu_tanh"``, ``norm_eps=1e-5``). So the
+computation is the merge of ``TIMM_ARCHITECTURES[architecture]`` and ``model_args``
+(``timm_computation``); ``read_timm_hub_config`` is the one reader of such a file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .computation import Computation
+from .io import CheckpointError
+from .preprocessing import imagenet_preprocessor_config
+
+#: timm's ConvNeXt architectures (timm 1.0), with the arguments their factory functions set that the
+#: weights do not show (depths, widths, conv_mlp, GRN, layer scale, stems and heads show in the tensors).
+TIMM_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    **{f"convnext_{size}": {} for size in (
+        "atto", "atto_ols", "femto", "femto_ols", "pico", "pico_ols", "nano", "nano_ols", "tiny_hnf", "tiny",
+        "small", "base", "large", "large_mlp", "xlarge")},
+    "convnext_xxlarge": {"norm_eps": 1e-5},
+    "convnext_zepto_rms": {"norm_layer": "simplenorm"},
+    "convnext_zepto_rms_ols": {"norm_layer": "simplenorm"},
+    "convnext_atto_rms": {"norm_layer": "rmsnorm2d"},
+    **{f"convnextv2_{size}": {} for size in ("atto", "femto", "pico", "nano", "tiny", "small", "base", "large",
+                                             "huge")},
+    "test_convnext": {"norm_eps": 1e-5, "act_layer": "gelu_tanh"},
+    "test_convnext2": {"norm_eps": 1e-5, "act_layer": "gelu_tanh"},
+    "test_convnext3": {"norm_eps": 1e-5, "act_layer": "silu"},
+}
+
+#: timm's activation names (timm.layers.create_act) -> transformers' hidden_act for the same function;
+#: names not here (elu, selu, prelu, hard_swish, ...) stay as they are, and hub_fields refuses them.
+TIMM_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "quick_gelu", "relu": "relu",
+                    "relu6": "relu6", "silu": "silu", "swish": "silu", "mish": "mish", "sigmoid": "sigmoid",
+                    "tanh": "tanh", "leaky_relu": "leaky_relu", "identity": "linear"}
+#: timm's norm_layer names that build LayerNorm.
+TIMM_LAYER_NORMS = ("layernorm", "layernorm2d")
+
+#: ConvNeXt arguments that the tensors show (checked by infer.py / foreign.py) or that only matter in
+#: training; the others (act_layer, norm_layer, norm_eps, global_pool, output_stride, patch_size,
+#: stem_type) go into the Computation. Anything else is refused, not ignored.
+SHOWN_BY_TENSORS = ("in_chans", "num_classes", "depths", "dims", "kernel_sizes", "ls_init_value", "head_norm_first",
+                    "head_hidden_size", "conv_mlp", "conv_bias", "use_grn")
+TRAINING_ONLY = ("drop_rate", "drop_path_rate", "head_init_scale")
+COMPUTATION_ARGS = ("act_layer", "norm_layer", "norm_eps", "global_pool", "output_stride", "patch_size", "stem_type")
+
+#: PIL resample codes of timm's interpolation names.
+_RESAMPLE = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+
+
+@dataclass
+class TimmHubConfig:
+    """A timm hub folder's ``config.json``: the facts that build the model, and its preprocessing."""
+
+    path: Path
+    architecture: Optional[str]
+    num_classes: Optional[int]
+    model_args: dict[str, Any] = field(default_factory=dict)  # global_pool folded in
+    label_names: Optional[list[str]] = None      # per class index, descriptions where the file has them
+    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+    preprocessor: Optional[dict] = None          # transformers' ConvNextImageProcessor settings
+
+
+def is_timm_config(d: Any) -> bool:
+    """Whether a parsed config.json is timm's (transformers' has ``model_type`` instead)."""
+    return isinstance(d, dict) and "model_type" not in d and any(
+        k in d for k in ("architecture", "model_args", "pretrained_cfg"))
+
+
+def read_timm_hub_config(path: str | Path) -> TimmHubConfig:
+    """Read timm's ``config.json`` (a file or the folder holding it); CheckpointError naming the file
+    and field when it is not one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot be read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not is_timm_config(d):
+        raise CheckpointError(f"{path}: not a timm config.json (no 'architecture', 'model_args' or 'pretrained_cfg')")
+    return timm_hub_config_from_dict(d, path)
+
+
+def timm_hub_config_from_dict(d: dict, path: Path) -> TimmHubConfig:
+    def expect(name: str, value, kind, what: str):
+        if value is not None and not isinstance(value, kind):
+            raise CheckpointError(f"{path}: {name} must be {what}, got {value!r}")
+        return value
+
+    legacy = "pretrained_cfg" not in d and "model_args" not in d  # timm's old single-dict layout
+    pretrained_cfg = expect("pretrained_cfg", d if legacy else d.get("pretrained_cfg"), dict, "an object") or {}
+    architecture = expect("architecture", d.get("architecture"), str, "a string")
+    if architecture is not None:
+        architecture = architecture.split(".", 1)[0]  # a pretrained tag (convnext_tiny.in12k) names the same model
+    num_classes = d.get("num_classes", pretrained_cfg.get("num_classes"))
+    if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
+                                    or num_classes < 0):
+        raise CheckpointError(f"{path}: num_classes must be a non-negative int, got {num_classes!r}")
+    model_args = dict(expect("model_args", d.get("model_args"), dict, "an object") or {})
+    if "global_pool" in d and "global_pool" not in model_args:  # informational in timm, but what it trained with
+        model_args["global_pool"] = d["global_pool"]
+    labels = _label_names(d.get("label_names", pretrained_cfg.get("label_names")),
+                          d.get("label_descriptions", pretrained_cfg.get("label_descriptions")), path)
+    return TimmHubConfig(path, architecture, num_classes, model_args, labels, pretrained_cfg,
+                         timm_preprocessor_config(pretrained_cfg))
+
+
+def timm_train_config(ckpt, path: Path) -> TimmHubConfig:
+    """What a timm train.py checkpoint says of its model: ``arch`` and the command line's
+    ``model_kwargs`` and ``gp`` (global pool), which train.py passed to ``create_model``."""
+    args = ckpt.args
+    model_args = dict(args.get("model_kwargs") or {}) if isinstance(args.get("model_kwargs") or {}, dict) else {}
+    if args.get("gp"):
+        model_args["global_pool"] = args["gp"]
+    num_classes = args.get("num_classes") if isinstance(args.get("num_classes"), int) else None
+    return TimmHubConfig(Path(f"{path} (its arch and args)"), ckpt.architecture.split(".", 1)[0], num_classes,
+                         model_args)
+
+
+def _label_names(names, descriptions, path: Path) -> Optional[list[str]]:
+    if names is None:
+        return None
+    if isinstance(names, dict):
+        try:
+            by_index = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{path}: label_names keys must be class indices") from None
+        names = [by_index.get(i, f"LABEL_{i}") for i in range(max(by_index, default=-1) + 1)]
+    if not isinstance(names, (list, tuple)):
+        raise CheckpointError(f"{path}: label_names must be a list or an object, got {type(names).__name__}")
+    descriptions = descriptions if isinstance(descriptions, dict) else {}
+    return [str(descriptions.get(n, n)) for n in names]
+
+
+def timm_preprocessor_config(cfg: dict) -> Optional[dict]:
+    """transformers' ConvNextImageProcessor settings for timm's ``pretrained_cfg`` at timm's test
+    resolution: ``test_input_size`` with ``test_crop_pct`` when given (timm's validate.py), else
+    ``input_size`` with ``crop_pct`` (timm.data.resolve_data_config's rule)."""
+    if not isinstance(cfg, dict) or "mean" not in cfg or "std" not in cfg:
+        return None
+    try:
+        pre = imagenet_preprocessor_config([float(v) for v in cfg["mean"]], [float(v) for v in cfg["std"]])
+    except (TypeError, ValueError):
+        return None
+    size, crop = cfg.get("input_size"), cfg.get("crop_pct")
+    if cfg.get("test_input_size"):
+        size = cfg["test_input_size"]
+        crop = cfg.get("test_crop_pct") or crop
+    if isinstance(crop, (int, float)) and not isinstance(crop, bool) and crop > 0:
+        pre["crop_pct"] = float(crop)
+    if isinstance(size, (list, tuple)) and size and isinstance(size[-1], int):
+        pre["size"] = {"shortest_edge": int(size[-1])}
+    pre["resample"] = _RESAMPLE.get(cfg.get("interpolation"), 3)
+    return pre
+
+
+def timm_computation(architecture: Optional[str], model_args: dict, patch_size: int, origin: str) -> Computation:
+    """What timm computes for ``architecture(**model_args)`` whose stem kernel is ``patch_size``.
+
+    ``architecture`` None: a bare state dict, built with timm's defaults. ``origin`` names the
+    file the arguments come from, for messages.
+    """
+    comp = Computation()
+    if architecture is not None and architecture not in TIMM_ARCHITECTURES:
+        comp.unknown.append((f"{origin} architecture", f"timm architecture {architecture!r} is not one whose "
+                             f"activation and norms this converter knows; pass --config to state them"))
+    args = {**TIMM_ARCHITECTURES.get(architecture or "", {}), **model_args}
+    where = {k: f"{origin} model_args.{k}" if k in model_args else f"timm's {architecture}" for k in args}
+    for key in args:
+        if key not in SHOWN_BY_TENSORS + TRAINING_ONLY + COMPUTATION_ARGS:
+            comp.unknown.append((where[key], f"timm argument {key}={args[key]!r} is not one this converter knows; "
+                                 f"it may change the computation"))
+    act = args.get("act_layer", "gelu")
+    if not isinstance(act, str):
+        comp.unknown.append((where["act_layer"], f"act_layer {act!r} is not a timm activation name"))
+    else:
+        comp.state("activation", TIMM_ACTIVATIONS.get(act.lower(), act), where.get("act_layer", origin))
+    norm = args.get("norm_layer") or "layernorm"
+    comp.state("norm", "layernorm" if norm in TIMM_LAYER_NORMS else str(norm), where.get("norm_layer", origin))
+    eps = args.get("norm_eps")
+    if eps is not None:
+        comp.state("norm_eps", float(eps), where["norm_eps"])
+        comp.state("final_norm_eps", float(eps), where["norm_eps"])  # timm's head norm is the same layer
+    pool = args.get("global_pool", "avg")
+    comp.state("pooling", pool if pool else None, where.get("global_pool", origin))
+    output_stride = args.get("output_stride", 32)
+    stem_stride = patch_size if args.get("stem_type", "patch") == "patch" else 4
+    stride0, dilations = timm_stage_schedule(stem_stride, output_stride)
+    comp.state("first_stage_stride", stride0, where.get("patch_size", f"{origin} (stem patch size {patch_size})"))
+    comp.state("stage_dilations", dilations,
+               where.get("output_stride", where.get("patch_size", f"{origin} (stem patch size {patch_size})")))
+    return comp
+
+
+def timm_stage_schedule(stem_stride: int, output_stride: int = 32, num_stages: int = 4) -> tuple[int, tuple[int, ...]]:
+    """(stage 0's stride, per-stage dilation) of timm's ConvNeXt: each stage after the first strides
+    by 2 until the total stride reaches ``output_stride``; from then on timm dilates instead. A
+    patch-8 stem reaches 32 after stage 2, so stage 3 is dilated."""
+    curr, dilation, stride0, dilations = stem_stride, 1, 1, []
+    for i in range(num_stages):
+        stride = 2 if curr == 2 or i > 0 else 1
+        if curr >= output_stride and stride > 1:
+            dilation *= stride
+            stride = 1
+        if i == 0:
+            stride0 = stride
+        curr *= stride
+        dilations.append(dilation)
+    return stride0, tuple(dilations)
