@@ -284,10 +284,17 @@ class ConvNextConfig:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "ConvNextConfig":
-        """Read ``config.json`` from a hub-layout folder, a file path, or a hub id (needs huggingface_hub)."""
-        from .hub import resolve_file
+        """Read ``config.json`` from a hub-layout folder, a file path, or a hub id (transformers or
+        timm layout; a timm checkpoint's config comes from converting its weights).
 
-        return cls.from_json_file(resolve_file(path, CONFIG_NAME), **overrides)
+        ``revision``, ``cache_dir``, ``local_files_only`` and ``token`` are passed to the hub as in
+        transformers; other keyword arguments override fields.
+        """
+        from .hub import HubOptions
+        from .pretrained import config_of
+
+        options = HubOptions.pop_from(overrides)
+        return config_of(path, cls, options, **overrides)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         from .fileio import atomic_write_text
@@ -361,18 +368,25 @@ def config_class_for(model_type: str) -> type[ConvNextConfig]:
 
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
-    """Read a config.json of either version, choosing the class by its ``model_type``."""
-    from .hub import resolve_file
+    """Read a config.json of either version, choosing the class by its ``model_type`` (a timm
+    folder or hub id: converted, see ``pretrained.config_of``; hub arguments as in from_pretrained)."""
+    from .hub import HubOptions, resolve_file
 
     from .fileio import read_json_file
 
-    file = resolve_file(path, CONFIG_NAME)
+    options = HubOptions.pop_from(overrides)
+    file = resolve_file(path, CONFIG_NAME, options=options)
     d = read_json_file(file, "config file", ConfigError)
     if not isinstance(d, dict):
         raise ConfigError(f"{file}: a config must be a JSON object")
+    from .timm_hub import is_timm_config
+
+    if is_timm_config(d):
+        from .pretrained import config_of
+
+        return config_of(path, None, options, **overrides)
     try:
         cls = config_class_for(d.get("model_type", "convnext"))
     except ConfigError as e:
         raise ConfigError(f"{file}: {e}") from None
     return cls.from_json_file(file, **overrides)
-

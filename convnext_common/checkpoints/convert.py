@@ -243,10 +243,66 @@ def _fill_final_norm(state: dict, notes: list[str]) -> None:
     notes.append("the checkpoint has no final norm (no top); wrote an identity LayerNorm for pooler_output")
 
 
+@dataclass
+class Converted:
+    """A checkpoint in canonical names with its config and preprocessing: what :func:`convert` writes."""
+
+    state: dict
+    config: ConvNextConfig
+    head: str
+    source_format: str
+    weights_file: Path
+    preprocessor_config: Optional[dict]
+    notes: list[str]
+
+
+def _local_input(input: str | Path, hub_options=None) -> Path:
+    """INPUT itself, or for a hub id the cached snapshot folder holding its config and one weights file."""
+    from ..hub import is_hub_id, model_folder
+
+    if Path(input).exists() or not is_hub_id(input):
+        return Path(input)
+    from ..pretrained import check_convnext_config
+
+    return model_folder(input, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,), hub_options, check_convnext_config)
+
+
+def load_converted(input: str | Path, source: Optional[str] = None,
+                   config: str | Path | ConvNextConfig | None = None, hub_options=None) -> Converted:
+    """Read INPUT (a path or a hub id) and map it to canonical names and a config, in memory."""
+    user_config = load_config(config) if isinstance(config, (str, Path)) else config
+    inp = read_input(_local_input(input, hub_options), source, user_config)
+    notes: list[str] = []
+    state = to_canonical(inp.state, inp.fmt, str(inp.weights_file), consume=True)
+    inp.state = {}  # the canonical dict now owns the arrays
+    _fill_final_norm(state, notes)
+    config_label = str(config) if isinstance(config, (str, Path)) else "the given config"
+    cfg = _resolve_config(inp, state, user_config, config_label, notes)
+    if user_config is None and inp.fmt == "timm" and inp.hub_dir is not None:
+        cfg = _with_timm_metadata(cfg, inp.hub_dir / "config.json")
+    head = head_of(state)
+    if cfg.architectures is None:
+        cfg.architectures = [architecture_name(cfg, head)]
+    return Converted(state, cfg, head, inp.fmt, inp.weights_file, _preprocessor_config(inp), notes)
+
+
+def _with_timm_metadata(cfg: ConvNextConfig, path: Path) -> ConvNextConfig:
+    """Label names and input size from a timm folder's config.json (see timm_hub)."""
+    from ..timm_hub import apply_timm_metadata, is_timm_config
+
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return cfg
+    return apply_timm_metadata(cfg, d) if is_timm_config(d) else cfg
+
+
 def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = None, to: str = "all",
             config: str | Path | ConvNextConfig | None = None, overwrite: bool = False, verify: bool = False,
-            progress: bool = True, stream: Optional[TextIO] = None) -> ConversionResult:
+            progress: bool = True, stream: Optional[TextIO] = None, hub_options=None) -> ConversionResult:
     """Convert INPUT into the hub-layout folder OUTPUT_DIR; see the module docstring.
+
+    INPUT may be a hub id (transformers or timm repo; ``hub_options``: a ``hub.HubOptions``).
 
     ``to``: ``"pt"`` (model.safetensors), ``"tf"`` (tf_model.h5) or ``"all"``. ``config``: a
     config.json (or ConvNextConfig) to use instead of the inferred one; it must fit the weights.
@@ -261,18 +317,9 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{output_dir}: exists and is not a folder")
     stream = stream if stream is not None else sys.stderr
-    user_config = load_config(config) if isinstance(config, (str, Path)) else config
-
-    inp = read_input(input, source, user_config)
-    notes: list[str] = []
-    state = to_canonical(inp.state, inp.fmt, str(inp.weights_file), consume=True)
-    inp.state = {}  # the canonical dict now owns the arrays
-    _fill_final_norm(state, notes)
-    config_label = str(config) if isinstance(config, (str, Path)) else "the given config"
-    cfg = _resolve_config(inp, state, user_config, config_label, notes)
-    head = head_of(state)
-    if cfg.architectures is None:
-        cfg.architectures = [architecture_name(cfg, head)]
+    converted = load_converted(input, source, config, hub_options)
+    state, cfg, head, notes = converted.state, converted.config, converted.head, converted.notes
+    converted.state = {}  # `del state` below must free the arrays
 
     write_pt = to in ("pt", "all")
     write_tf = to in ("tf", "all")
@@ -294,14 +341,14 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
             files.append(TF_WEIGHTS_NAME)
         cfg.save_pretrained(tmp)
         files.append("config.json")
-        pre = _preprocessor_config(inp)
+        pre = converted.preprocessor_config
         if pre is not None:
             atomic_write_text(tmp / PREPROCESSOR_NAME, json.dumps(pre, indent=2, sort_keys=True) + "\n")
             files.append(PREPROCESSOR_NAME)
         del state
         if verify:
             verify_diff = verify_folder(tmp, notes)
-    return ConversionResult(output_dir, inp.fmt, cfg, head, files, notes, verify_diff)
+    return ConversionResult(output_dir, converted.source_format, cfg, head, files, notes, verify_diff)
 
 
 def _preprocessor_config(inp: _Input) -> Optional[dict]:
@@ -324,22 +371,15 @@ def _preprocessor_config(inp: _Input) -> Optional[dict]:
 
 
 def _timm_preprocessor_config(path: Path) -> Optional[dict]:
-    """A timm hub folder's config.json states its normalisation (CLIP-trained models differ from
-    ImageNet's), crop and resolution in ``pretrained_cfg``."""
+    """A timm hub folder's config.json states its evaluation preprocessing (CLIP-trained models
+    differ from ImageNet's) in ``pretrained_cfg``; see timm_hub."""
+    from ..timm_hub import is_timm_config, timm_preprocessor_config
+
     try:
-        cfg = json.loads(path.read_text(encoding="utf-8")).get("pretrained_cfg") or {}
-    except (OSError, ValueError, AttributeError):
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    if not isinstance(cfg, dict) or "mean" not in cfg or "std" not in cfg:
-        return None
-    pre = imagenet_preprocessor_config([float(v) for v in cfg["mean"]], [float(v) for v in cfg["std"]])
-    if isinstance(cfg.get("crop_pct"), (int, float)):
-        pre["crop_pct"] = float(cfg["crop_pct"])
-    size = cfg.get("test_input_size") or cfg.get("input_size")
-    if isinstance(size, (list, tuple)) and size and isinstance(size[-1], int):
-        pre["size"] = {"shortest_edge": int(size[-1])}
-    pre["resample"] = {"bilinear": 2, "bicubic": 3, "nearest": 0}.get(cfg.get("interpolation"), 3)
-    return pre
+    return timm_preprocessor_config(d) if is_timm_config(d) else None
 
 
 # --- verification --------------------------------------------------------------------------------
