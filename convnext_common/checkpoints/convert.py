@@ -432,7 +432,8 @@ def _main_output(out) -> np.ndarray:
 
 # --- command line --------------------------------------------------------------------------------
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt, tf_model.h5 or a keras-applications .h5")
+    parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt, tf_model.h5, a keras-applications .h5, "
+                                      "or a hub id (a transformers or timm repo, ID@REVISION)")
     parser.add_argument("output_dir", help="folder to create (config.json, model.safetensors, tf_model.h5, ...)")
     parser.add_argument("--from", dest="source", choices=FORMATS, default=None,
                         help="the library that wrote INPUT (default: detected from the tensor names)")
