@@ -379,8 +379,10 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
     d = read_json_file(file, "config file", ConfigError)
     if not isinstance(d, dict):
         raise ConfigError(f"{file}: a config must be a JSON object")
+    from .pretrained import check_convnext_config
     from .timm_hub import is_timm_config
 
+    check_convnext_config(file, str(path))  # a ViT, say, is named as such
     if is_timm_config(d):
         from .pretrained import config_of
 

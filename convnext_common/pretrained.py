@@ -117,6 +117,13 @@ def read_preprocessor_config(folder: Union[str, os.PathLike]) -> Optional[dict]:
     return None
 
 
+def preprocessor_config_of(path_or_id: Union[str, os.PathLike],
+                           options: Optional[HubOptions] = None) -> Optional[dict]:
+    """The preprocessing of a model source (folder or hub id) without loading its weights; None
+    when it has no preprocessor_config.json (and is not a timm source)."""
+    return read_preprocessor_config(model_folder(path_or_id, (), options, check_convnext_config))
+
+
 def preprocessor_source(path_or_id: Union[str, os.PathLike],
                         options: Optional[HubOptions] = None) -> Union[Path, dict]:
     """Where a processor's settings are: a preprocessor_config.json (or any JSON file named

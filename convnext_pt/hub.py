@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union
 
@@ -84,7 +85,9 @@ class PreTrainedMixin:
         expected = {k: tuple(v.shape) for k, v in own.items()}
         matched, report = match_state_dict(state, expected, self.base_model_prefix, source=source,
                                            ignore_mismatched_sizes=ignore_mismatched_sizes)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # read-only arrays (memory-mapped files) are only read here: torch's warning does not apply
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             for name, array in matched.items():
                 target = own[name]
                 if not np.issubdtype(np.asarray(array).dtype, np.floating):
