@@ -370,9 +370,8 @@ def config_class_for(model_type: str) -> type[ConvNextConfig]:
 def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
     """Read a config.json of either version, choosing the class by its ``model_type`` (a timm
     folder or hub id: converted, see ``pretrained.config_of``; hub arguments as in from_pretrained)."""
-    from .hub import HubOptions, resolve_file
-
     from .fileio import read_json_file
+    from .hub import HubOptions, is_hub_id, resolve_file
 
     options = HubOptions.pop_from(overrides)
     file = resolve_file(path, CONFIG_NAME, options=options)
@@ -382,7 +381,7 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
     from .pretrained import check_convnext_config
     from .timm_hub import is_timm_config
 
-    check_convnext_config(file, str(path))  # a ViT, say, is named as such
+    check_convnext_config(file, str(path) if is_hub_id(path) else str(file))  # a ViT, say, is named as such
     if is_timm_config(d):
         from .pretrained import config_of
 

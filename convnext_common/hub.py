@@ -28,6 +28,7 @@ CONFIG_NAME = "config.json"
 PREPROCESSOR_NAME = "preprocessor_config.json"
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_FILE_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".h5", ".hdf5", ".keras", ".json", ".npz")
 _LOGIN_HINT = "log in with `hf auth login`, set HF_TOKEN, or pass token="
 
 
@@ -76,6 +77,8 @@ def parse_hub_id(name: Union[str, os.PathLike]) -> Optional[HubId]:
     repo_id, _, revision = text.partition("@")
     if not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id or len(repo_id) > 96:
         return None
+    if repo_id.lower().endswith(_FILE_SUFFIXES):
+        return None  # a missing file (model.safetensors, ckpt.pth), not a repo
     return HubId(repo_id, revision or None)
 
 
@@ -252,7 +255,7 @@ def model_folder(path_or_id: Union[str, os.PathLike], weight_files: Sequence[str
         if check_config is not None:
             config = resolve_file(p, CONFIG_NAME, required=False)
             if config is not None:
-                check_config(config, str(p))
+                check_config(config, str(config))
         return p
     hub_id = parse_hub_id(str(path_or_id))
     if hub_id is None:

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from .config import CONFIG_NAME, ConvNextConfig, config_for_model
+from .config import CONFIG_NAME, ConfigError, ConvNextConfig, config_for_model
 from .fileio import read_json_file
 from .hub import PREPROCESSOR_NAME, HubOptions, model_folder, resolve_file
 from .timm_hub import is_timm_config, is_timm_convnext, timm_architecture, timm_preprocessor_config
@@ -31,18 +31,17 @@ from .timm_hub import is_timm_config, is_timm_convnext, timm_architecture, timm_
 CONVNEXT_MODEL_TYPES = ("convnext", "convnextv2")
 
 
-class NotAConvNextError(ValueError):
+class NotAConvNextError(ConfigError):
     """The source holds another kind of model; the message says which."""
 
 
 def _read_config_dict(path: Path) -> Any:
-    from .config import ConfigError
-
     return read_json_file(path, "config file", ConfigError)
 
 
 def check_convnext_config(config_path: Path, name: str) -> None:
-    """Refuse a config.json that describes anything but a ConvNeXt (transformers' or timm's)."""
+    """Refuse a config.json that describes anything but a ConvNeXt (transformers' or timm's);
+    ``name`` (the hub id, or the local file) starts the message."""
     d = _read_config_dict(config_path)
     if not isinstance(d, dict):
         return  # the config reader names this problem
@@ -145,7 +144,7 @@ def config_of(path_or_id: Union[str, os.PathLike], config_class: Optional[type[C
     """The config of a model source: read as ``config_class`` (by its ``model_type`` when None).
     A timm source's comes from converting its weights (timm's config.json does not give the
     model's shape)."""
-    from .config import ConfigError, load_config
+    from .config import load_config
 
     folder = model_folder(path_or_id, (), options, check_convnext_config, optional_files=())
     if not is_timm_folder(folder):

@@ -424,12 +424,9 @@ class ModelSetup:
 
 
 def _is_hub_model(spec: str) -> bool:
-    """A hub id that is not a variant name (``convnext-atto`` names the variant, not a hub repo)."""
-    try:
-        parse_variant(spec)
-        return False
-    except ValueError:
-        return is_hub_id(spec)
+    """A namespaced hub id (``org/name``): a single word names a variant (``convnext-atto``), so a
+    misspelt variant is reported as such instead of being looked up on the hub."""
+    return "/" in spec.removeprefix("hf-hub:").removeprefix("hf_hub:") and is_hub_id(spec)
 
 
 def prepare_model(spec: str, folder_classes: Sequence[str], image_size: Optional[int],

@@ -74,7 +74,8 @@ def test_parse_hub_id(text, repo, revision):
     assert (hub_id.repo_id, hub_id.revision) == (repo, revision)
 
 
-@pytest.mark.parametrize("text", ["./model", "a/b/c", "org/na--me", "~/model", "/abs/path", "org/..x"])
+@pytest.mark.parametrize("text", ["./model", "a/b/c", "org/na--me", "~/model", "/abs/path", "org/..x",
+                                  "missing.safetensors", "runs/ckpt.pth"])
 def test_not_hub_ids(text):
     assert parse_hub_id(text) is None
 
