@@ -354,7 +354,7 @@ def config_for_model(config_class: type[ConvNextConfig], path: str | os.PathLike
         config = config_class.from_pretrained(path, **overrides)
     elif overrides:
         config = config.copy(**overrides)
-    if not isinstance(config, config_class):
+    if not isinstance(config, config_class) or config.model_type != config_class.model_type:  # V2 subclasses V1
         raise ConfigError(f"{path}: config is a {type(config).__name__} ({config.model_type}); "
                           f"{model_name} needs {config_class.__name__}")
     return config

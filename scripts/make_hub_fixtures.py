@@ -9,6 +9,9 @@ Writes (all from the peers, with the weights of tests/fixtures/timm-convnext, hf
   non-default evaluation transform (96 px, crop_pct 0.96, bilinear, CLIP mean/std) and label
   names. The model.safetensors that save_for_hf writes holds exactly the fixture's tensors (checked
   here), so the tests reuse tests/fixtures/timm-convnext/model.safetensors beside it.
+- timm-convnextv2/config.json: the same for the timm V2 fixture model (timm's default
+  preprocessing for convnextv2_atto, whose test_input_size differs from its input_size), beside
+  tests/fixtures/timm-convnextv2/model.safetensors, and its data_config.json as timm resolves it.
 - timm-convnext/data_config.json: ``timm.data.resolve_data_config(model=...)`` of the model timm loads
   from that folder (``timm.create_model("local-dir:...", pretrained=True)``).
 - square.png: a 160x160 crop of images/china.jpg (even crop margins in timm's and transformers'
@@ -77,6 +80,24 @@ def timm_repo(expected: dict) -> None:
     shutil.rmtree(tmp)
 
 
+def timm_v2_repo() -> None:
+    """timm-convnextv2/config.json: save_for_hf of the timm V2 fixture model (default preprocessing)."""
+    kwargs = json.loads((FIXTURES / "timm-convnextv2" / "timm_kwargs.json").read_text())
+    model = timm.create_model("convnextv2_atto", pretrained=False, **kwargs).eval()
+    weights = load_file(str(FIXTURES / "timm-convnextv2" / "model.safetensors"))
+    model.load_state_dict(weights)
+    tmp = Path(tempfile.mkdtemp())
+    save_for_hf(model, tmp, safe_serialization=True)
+    saved = load_file(str(tmp / "model.safetensors"))
+    assert saved.keys() == weights.keys() and all(torch.equal(saved[k], weights[k]) for k in weights)
+    (OUT / "timm-convnextv2").mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp / "config.json", OUT / "timm-convnextv2" / "config.json")
+    loaded = timm.create_model(f"local-dir:{tmp}", pretrained=True).eval()
+    data_config = resolve_data_config(model=loaded)
+    (OUT / "timm-convnextv2" / "data_config.json").write_text(json.dumps(data_config, indent=2) + "\n")
+    shutil.rmtree(tmp)
+
+
 def transformers_repos(expected: dict) -> None:
     processor = ConvNextImageProcessor.from_pretrained(FIXTURES / "image-processor" / "hub_tiny_224")
     for name, cls in (("hf_convnext", ConvNextForImageClassification),
@@ -91,6 +112,7 @@ def transformers_repos(expected: dict) -> None:
 def main() -> int:
     expected: dict = {}
     timm_repo(expected)
+    timm_v2_repo()
     transformers_repos(expected)
     np.savez(OUT / "expected.npz", **expected)
     print({k: v.shape for k, v in expected.items()}, f"timm {timm.__version__}", f"torch {torch.__version__}")

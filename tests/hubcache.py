@@ -30,6 +30,8 @@ REPOS: dict[str, dict[str, object]] = {
     # as timm's save_for_hf writes it (config.json from timm itself; the weights are the fixture's)
     "timm/convnext_test.fixture": {"config.json": HUB_FIXTURES / "timm-convnext" / "config.json",
                                    "model.safetensors": FIXTURES / "timm-convnext" / "model.safetensors"},
+    "timm/convnextv2_test.fixture": {"config.json": HUB_FIXTURES / "timm-convnextv2" / "config.json",
+                                     "model.safetensors": FIXTURES / "timm-convnextv2" / "model.safetensors"},
     "test-org/vit-hf": {"config.json": json.dumps({
         "architectures": ["ViTForImageClassification"], "model_type": "vit", "hidden_size": 768,
         "image_size": 224, "patch_size": 16}).encode()},

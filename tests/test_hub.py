@@ -23,6 +23,7 @@ from convnext_pt import (
 from hubcache import COMMIT, FIXTURES, HUB_FIXTURES, REPOS, FakeHub, build_cache
 
 HF, HF_V2, TIMM = "test-org/convnext-hf", "test-org/convnextv2-hf", "timm/convnext_test.fixture"
+TIMM_V2 = "timm/convnextv2_test.fixture"
 TIMM_LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TOL = 1e-4
 
@@ -109,6 +110,26 @@ def test_pt_timm_id_offline_matches_timm(offline, inputs, name):
     assert model.config.image_size == 96
 
 
+def test_pt_timm_v2_id_offline_matches_timm(offline, inputs):
+    model = ConvNextV2ForImageClassification.from_pretrained(TIMM_V2)
+    assert rel_err(pt_logits(model, inputs), expected("timm-convnextv2")["logits"]) <= TOL
+    with pytest.raises(ConfigError, match="ConvNextV2Config"):
+        ConvNextForImageClassification.from_pretrained(TIMM_V2)
+
+
+@pytest.mark.parametrize("repo, fixture", [(TIMM, "timm-convnext"), (TIMM_V2, "timm-convnextv2")])
+def test_timm_processor_settings_are_timms_default_evaluation(offline, repo, fixture):
+    # timm evaluates at input_size (not test_input_size) with crop_pct (data_config.json: what
+    # timm.data.resolve_data_config gives for the model timm loads from the same config.json)
+    timm_cfg = json.loads((HUB_FIXTURES / fixture / "data_config.json").read_text())
+    processor = ConvNextImageProcessor.from_pretrained(repo)
+    assert processor.size == {"shortest_edge": timm_cfg["input_size"][-1]}
+    assert processor.crop_pct == pytest.approx(timm_cfg["crop_pct"])
+    assert list(processor.image_mean) == pytest.approx(timm_cfg["mean"])
+    assert list(processor.image_std) == pytest.approx(timm_cfg["std"])
+    assert processor.resample == {"bilinear": 2, "bicubic": 3}[timm_cfg["interpolation"]]
+
+
 def test_pt_base_model_from_timm_id(offline, inputs):
     # a classification checkpoint into the base model: same trunk (pooled output checked through the head)
     base = ConvNextModel.from_pretrained(TIMM)
@@ -119,17 +140,9 @@ def test_pt_base_model_from_timm_id(offline, inputs):
     assert rel_err(logits, expected("timm-convnext")["logits"]) <= TOL
 
 
-def test_timm_preprocessing_is_timms(offline):
-    # the processor settings equal what timm resolves from the same config.json
-    timm_cfg = json.loads((HUB_FIXTURES / "timm-convnext" / "data_config.json").read_text())
-    processor = ConvNextImageProcessor.from_pretrained(TIMM)
-    assert processor.size == {"shortest_edge": timm_cfg["input_size"][-1]}
-    assert processor.crop_pct == pytest.approx(timm_cfg["crop_pct"])
-    assert list(processor.image_mean) == pytest.approx(timm_cfg["mean"])
-    assert list(processor.image_std) == pytest.approx(timm_cfg["std"])
-    assert processor.resample == 2  # bilinear
+def test_timm_model_carries_the_same_preprocessing(offline):
     model = ConvNextForImageClassification.from_pretrained(TIMM)
-    assert ConvNextImageProcessor.from_dict(model.preprocessor_config) == processor
+    assert ConvNextImageProcessor.from_dict(model.preprocessor_config) == ConvNextImageProcessor.from_pretrained(TIMM)
 
 
 def test_timm_pipeline_on_an_image_matches_timm(offline):
@@ -182,6 +195,7 @@ def test_revision_argument_offline(offline):
     (HF_V2, "TFConvNextV2ForImageClassification", "hf-convnextv2"),
     (TIMM, "TFConvNextForImageClassification", "timm-convnext"),
     ("hf-hub:" + TIMM, "TFConvNextForImageClassification", "timm-convnext"),
+    (TIMM_V2, "TFConvNextV2ForImageClassification", "timm-convnextv2"),
 ])
 def test_tf_ids_offline_match_the_source_library(offline, inputs, repo, name, fixture):
     import convnext_tf
