@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import re
+import time
+import types
 from pathlib import Path
 from typing import Optional
 
@@ -125,7 +127,10 @@ class FakeHub:
         httpx = _httpx()
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         huggingface_hub.set_client_factory(lambda: httpx.Client(transport=httpx.MockTransport(self.handler)))
-        monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", lambda s: None)  # no retry back-off waits
+        # no retry back-off waits: huggingface_hub's HTTP module sees a time module whose sleep returns at once
+        quick_time = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("_")})
+        quick_time.sleep = lambda seconds: None
+        monkeypatch.setattr(huggingface_hub.utils._http, "time", quick_time)
         return self
 
     @staticmethod

@@ -258,11 +258,11 @@ def test_downloaded_then_offline(fake_hub, monkeypatch, inputs):
     assert rel_err(pt_logits(model, inputs), expected("timm-convnext")["logits"]) <= TOL
 
 
-def test_token_is_passed_to_the_hub(fake_hub):
+def test_token_is_passed_to_the_hub(fake_hub, monkeypatch):
     seen = []
     handler = fake_hub.handler
     fake_hub.handler = lambda request: (seen.append(request.headers.get("authorization")), handler(request))[1]
-    FakeHub.install(fake_hub, pytest.MonkeyPatch())
+    fake_hub.install(monkeypatch)
     ConvNextConfig.from_pretrained(HF, token="hf_secret_for_test")
     assert seen and all(h == "Bearer hf_secret_for_test" for h in seen)
 
@@ -296,14 +296,14 @@ def test_weights_not_cached_offline(offline, tmp_path):
     assert "test-org/config-only" in text and "model.safetensors" in text and "HF_HUB_OFFLINE" in text
 
 
-def test_hub_unreachable(fake_hub):
+def test_hub_unreachable(fake_hub, monkeypatch):
     def refuse(request):
         from hubcache import _httpx
 
         raise _httpx().ConnectError("no route to host", request=request)
 
     fake_hub.handler = refuse
-    FakeHub.install(fake_hub, pytest.MonkeyPatch())
+    fake_hub.install(monkeypatch)
     with pytest.raises(HubError) as e:
         ConvNextConfig.from_pretrained(HF)
     text = one_line(e)
