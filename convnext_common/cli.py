@@ -137,10 +137,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 # --------------------------------------------------------------------------------------------------
 # shared options
 # --------------------------------------------------------------------------------------------------
+MODEL_HELP = ("a hub id (facebook/convnext-tiny-224, timm/convnext_tiny.fb_in1k, ID@REVISION; from the local "
+              "cache when HF_HUB_OFFLINE=1) or a hub-layout ConvNeXt folder (config.json, model.safetensors or "
+              "tf_model.h5, preprocessor_config.json)")
+
+
 def _add_model_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="DIR", default=None,
-                   help="a hub-layout ConvNeXt folder (config.json, model.safetensors or tf_model.h5, "
-                        "preprocessor_config.json); default: the embedded digits model")
+    p.add_argument("--model", metavar="ID|DIR", default=None,
+                   help=MODEL_HELP + "; default: the embedded digits model")
 
 
 def _add_framework_option(p: argparse.ArgumentParser, choices: Sequence[str]) -> None:
@@ -159,10 +163,11 @@ def _resolve_framework(name: str) -> list[str]:
     return ["pt"] if importlib.util.find_spec("torch") is not None else ["tf"]
 
 
-def _model_dir(args: argparse.Namespace) -> Path:
+def _model_dir(args: argparse.Namespace) -> Union[str, Path]:
+    """``--model`` as given (a folder or a hub id), or the embedded model's folder."""
     from .inference import default_model_dir
 
-    return Path(args.model) if args.model else default_model_dir()
+    return args.model if args.model else default_model_dir()
 
 
 def _warn(message: str) -> None:
@@ -184,6 +189,8 @@ def _positive_int(text: str) -> int:
 # --------------------------------------------------------------------------------------------------
 PREDICT_EPILOG = """examples:
   convnext predict                          the bundled digit samples, embedded model
+  convnext predict cat.jpg --model facebook/convnext-tiny-224
+  convnext predict cat.jpg --model timm/convnext_tiny.fb_in22k_ft_in1k --framework tf
   convnext predict cat.jpg photos/ --model ./convnext-tiny-224 --top-k 5
   convnext predict --framework both --json  both twins, with their largest difference"""
 
@@ -353,6 +360,7 @@ def run_evaluate(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
 # --------------------------------------------------------------------------------------------------
 TRAIN_EPILOG = """examples:
   convnext train --data ./flowers --model convnext-atto --out ./atto-flowers --epochs 30 --image-size 128
+  convnext train --data ./flowers --model facebook/convnext-tiny-224 --out ./tiny-flowers --lr 1e-4
   convnext train --data ./flowers --model ./convnext-tiny-224 --out ./tiny-flowers --lr 1e-4
   torchrun --nproc_per_node=4 -m convnext_common train --data ./flowers --model convnext-tiny --out ./run
   convnext train ... --resume            continue from OUT/last_checkpoint.pt
@@ -363,9 +371,9 @@ directly or under train/ and val/. Without val/, --val-fraction of each class is
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="ImageFolder with class sub-folders (or train/, val/)")
-    p.add_argument("--model", required=True, metavar="DIR|VARIANT",
-                   help="a hub-layout folder to fine-tune, or a variant name (e.g. convnext-atto, convnextv2-tiny) "
-                        "to train from a random init")
+    p.add_argument("--model", required=True, metavar="ID|DIR|VARIANT",
+                   help="a hub id or hub-layout folder to fine-tune (transformers or timm), or a variant name "
+                        "(e.g. convnext-atto, convnextv2-tiny) to train from a random init")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (hub layout + metrics.json)")
     p.add_argument("--epochs", type=_positive_int, default=10, help="default 10")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="images per step per process (default 32)")
@@ -404,8 +412,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 register("predict", "classify images (default: the bundled samples with the embedded model)",
          add_predict_arguments, run_predict, epilog=PREDICT_EPILOG,
-         description="Classify images with a ConvNeXt folder and print the top-k labels. Preprocessing comes from "
-                     "the folder's preprocessor_config.json; V1 or V2 is chosen by config.json's model_type.")
+         description="Classify images with a ConvNeXt (hub id or folder) and print the top-k labels. Preprocessing "
+                     "comes from its preprocessor_config.json; V1 or V2 is chosen by config.json's model_type.")
 register("evaluate", "accuracy and confusion summary on an ImageFolder", add_evaluate_arguments, run_evaluate,
          description="Accuracy, per-class accuracy and the most frequent confusions of a classifier on a folder "
                      "with one sub-folder per class (named with the model's label names).")
@@ -417,11 +425,13 @@ register("train", "train or fine-tune in PyTorch (single process or torchrun)", 
 register("convert", "convert a checkpoint (transformers, timm, official, torchvision, keras) to a hub folder",
          "convnext_common.checkpoints.convert:add_convert_arguments", "convnext_common.checkpoints.convert:run_convert",
          description="Convert a ConvNeXt checkpoint into a hub-layout folder (config.json, model.safetensors, "
-                     "tf_model.h5) that both twins and transformers load. Example: convnext convert INPUT OUT")
+                     "tf_model.h5) that both twins and transformers load. INPUT may be a hub id (a transformers or timm repo). "
+                     "Example: convnext convert timm/convnext_tiny.fb_in1k OUT")
 
 register("export", "export to ONNX, TensorFlow SavedModel or TFLite, verified against the source model",
          "convnext_common.export_cli:add_export_arguments", "convnext_common.export_cli:run_export",
-         description="Export a ConvNeXt folder for deployment and check the result against the model it came from.")
+         description="Export a ConvNeXt (folder or hub id) for deployment and check the result against the model it "
+                     "came from.")
 
 
 if __name__ == "__main__":  # pragma: no cover

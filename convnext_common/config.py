@@ -288,10 +288,17 @@ class ConvNextConfig:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "ConvNextConfig":
-        """Read ``config.json`` from a hub-layout folder, a file path, or a hub id (needs huggingface_hub)."""
-        from .hub import resolve_file
+        """Read ``config.json`` from a hub-layout folder, a file path, or a hub id (transformers or
+        timm layout; a timm checkpoint's config comes from converting its weights).
 
-        return cls.from_json_file(resolve_file(path, CONFIG_NAME), **overrides)
+        ``revision``, ``cache_dir``, ``local_files_only`` and ``token`` are passed to the hub as in
+        transformers; other keyword arguments override fields.
+        """
+        from .hub import HubOptions
+        from .pretrained import config_of
+
+        options = HubOptions.pop_from(overrides)
+        return config_of(path, cls, options, **overrides)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         from .fileio import atomic_write_text
@@ -351,7 +358,7 @@ def config_for_model(config_class: type[ConvNextConfig], path: str | os.PathLike
         config = config_class.from_pretrained(path, **overrides)
     elif overrides:
         config = config.copy(**overrides)
-    if not isinstance(config, config_class):
+    if not isinstance(config, config_class) or config.model_type != config_class.model_type:  # V2 subclasses V1
         raise ConfigError(f"{path}: config is a {type(config).__name__} ({config.model_type}); "
                           f"{model_name} needs {config_class.__name__}")
     return config
@@ -365,18 +372,26 @@ def config_class_for(model_type: str) -> type[ConvNextConfig]:
 
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
-    """Read a config.json of either version, choosing the class by its ``model_type``."""
-    from .hub import resolve_file
-
+    """Read a config.json of either version, choosing the class by its ``model_type`` (a timm
+    folder or hub id: converted, see ``pretrained.config_of``; hub arguments as in from_pretrained)."""
     from .fileio import read_json_file
+    from .hub import HubOptions, is_hub_id, resolve_file
 
-    file = resolve_file(path, CONFIG_NAME)
+    options = HubOptions.pop_from(overrides)
+    file = resolve_file(path, CONFIG_NAME, options=options)
     d = read_json_file(file, "config file", ConfigError)
     if not isinstance(d, dict):
         raise ConfigError(f"{file}: a config must be a JSON object")
+    from .pretrained import check_convnext_config
+    from .timm_hub import is_timm_config
+
+    check_convnext_config(file, str(path) if is_hub_id(path) else str(file))  # a ViT, say, is named as such
+    if is_timm_config(d):
+        from .pretrained import config_of
+
+        return config_of(path, None, options, **overrides)
     try:
         cls = config_class_for(d.get("model_type", "convnext"))
     except ConfigError as e:
         raise ConfigError(f"{file}: {e}") from None
     return cls.from_json_file(file, **overrides)
-

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import Optional, TextIO, Union
 
 from .export import ONNX_OPSET, MissingExportDependency, require
 
@@ -56,8 +56,9 @@ def _positive_int(text: str) -> int:
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG  # set here so that the registration in cli.py stays lazy
-    p.add_argument("--model", metavar="DIR", default=None,
-                   help="a hub-layout ConvNeXt folder (config.json + weights); default: the embedded digits model")
+    p.add_argument("--model", metavar="ID|DIR", default=None,
+                   help="a hub id (transformers or timm repo) or a hub-layout ConvNeXt folder (config.json + weights); "
+                        "default: the embedded digits model")
     p.add_argument("--format", required=True, choices=FORMATS, help="onnx, savedmodel (a folder) or tflite")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="the file (onnx, tflite) or folder (savedmodel) to write")
@@ -90,16 +91,17 @@ def _check_options(args: argparse.Namespace) -> None:
         raise IsADirectoryError(f"{out}: is a folder; --out names the {args.format} file to write")
 
 
-def _model_dir(args: argparse.Namespace) -> Path:
+def _model_dir(args: argparse.Namespace) -> Union[str, Path]:
+    """``--model``: a folder or a hub id (resolved when loaded), or the embedded model's folder."""
     if args.model:
-        folder = Path(args.model)
-    else:
-        from .inference import default_model_dir
+        from .hub import is_hub_id
 
-        folder = default_model_dir()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such model folder")
-    return folder
+        if not Path(args.model).is_dir() and not is_hub_id(args.model):
+            raise FileNotFoundError(f"{args.model}: no such model folder (nor a hub id)")
+        return args.model
+    from .inference import default_model_dir
+
+    return default_model_dir()
 
 
 def _model_kind(config) -> str:

@@ -1,7 +1,7 @@
-"""Classify images with a hub-layout ConvNeXt folder in either framework (used by the CLI).
+"""Classify images with a hub-layout ConvNeXt folder or hub id in either framework (used by the CLI).
 
 The framework is imported only when a model is loaded, so importing this module imports neither
-torch nor tensorflow. Preprocessing is the folder's ``preprocessor_config.json`` through
+torch nor tensorflow. Preprocessing is the model's ``preprocessor_config.json`` through
 :class:`convnext_common.processing.ConvNextImageProcessor`, the same for both frameworks.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import ConvNextConfig, load_config
+from .hub import is_hub_id
 
 FRAMEWORKS = ("pt", "tf")
 _PACKAGE_DATA = Path(__file__).resolve().parent / "data"
@@ -52,7 +53,7 @@ class Classifier:
         return [self.config.id2label[i] for i in range(self.config.num_labels)]
 
 
-def _check_classifier_config(folder: Path, config: ConvNextConfig) -> None:
+def _check_classifier_config(folder: str, config: ConvNextConfig) -> None:
     arch = config.architectures or []
     if arch and not any(a.endswith("ForImageClassification") for a in arch):
         raise ModelFolderError(f"{folder}: holds a {arch[0]}, which has no classification head "
@@ -61,22 +62,26 @@ def _check_classifier_config(folder: Path, config: ConvNextConfig) -> None:
         raise ModelFolderError(f"{folder}: config.json declares no labels (num_labels=0)")
 
 
-def _check_head_loaded(folder: Path, info: dict) -> None:
+def _check_head_loaded(folder: str, info: dict) -> None:
     missing = [k for k in info.get("missing_keys", []) if k.startswith("classifier")]
     if missing:
         raise ModelFolderError(f"{folder}: the weights have no classifier ({', '.join(missing)} missing); "
                                "it is a base model, not an image classifier")
 
 
-def load_classifier(folder: str | os.PathLike, framework: str = "pt") -> Classifier:
-    """Load the *ForImageClassification twin for ``folder``'s model_type (convnext or convnextv2)."""
-    folder = Path(folder)
+def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classifier:
+    """Load the *ForImageClassification twin for ``source``'s model_type (convnext or convnextv2).
+
+    ``source``: a hub-layout folder, or a hub id (transformers or timm repo; from the local cache
+    when ``HF_HUB_OFFLINE`` is set).
+    """
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such model folder")
-    config = load_config(folder)
-    _check_classifier_config(folder, config)
+    name = str(source)
+    if not Path(source).is_dir() and not is_hub_id(name):
+        raise FileNotFoundError(f"{name}: no such model folder (nor a hub id)")
+    config = load_config(source)
+    _check_classifier_config(name, config)
     v2 = config.model_type == "convnextv2"
     if framework == "pt":
         try:
@@ -86,8 +91,8 @@ def load_classifier(folder: str | os.PathLike, framework: str = "pt") -> Classif
         from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
 
         cls = ConvNextV2ForImageClassification if v2 else ConvNextForImageClassification
-        model, info = cls.from_pretrained(folder, config=config, output_loading_info=True)
-        _check_head_loaded(folder, info)
+        model, info = cls.from_pretrained(source, config=config, output_loading_info=True)
+        _check_head_loaded(name, info)
         model.eval().float()
 
         def run(x: np.ndarray) -> np.ndarray:
@@ -102,25 +107,30 @@ def load_classifier(folder: str | os.PathLike, framework: str = "pt") -> Classif
         from convnext_tf import TFConvNextForImageClassification, TFConvNextV2ForImageClassification
 
         cls = TFConvNextV2ForImageClassification if v2 else TFConvNextForImageClassification
-        model, info = cls.from_pretrained(folder, config=config, output_loading_info=True)
-        _check_head_loaded(folder, info)
+        model, info = cls.from_pretrained(source, config=config, output_loading_info=True)
+        _check_head_loaded(name, info)
 
         def run(x: np.ndarray) -> np.ndarray:
             return np.asarray(model(x, training=False).logits, dtype=np.float32)
     return Classifier(framework, config, model, run)
 
 
-def load_processor(folder: str | os.PathLike, warn: Callable[[str], None] | None = None):
-    """The folder's ConvNextImageProcessor; a folder without preprocessor_config.json gets transformers'
-    defaults sized to ``config.image_size`` (and ``warn`` is told)."""
+def load_processor(source: str | os.PathLike, warn: Callable[[str], None] | None = None):
+    """The ConvNextImageProcessor of a model folder or hub id: its preprocessor_config.json (a timm
+    source: timm's evaluation transform); without one, transformers' defaults sized to
+    ``config.image_size`` (and ``warn`` is told)."""
+    from .pretrained import preprocessor_config_of
     from .processing import PREPROCESSOR_CONFIG_NAME, ConvNextImageProcessor
 
-    folder = Path(folder)
-    if (folder / PREPROCESSOR_CONFIG_NAME).is_file():
-        return ConvNextImageProcessor.from_pretrained(folder)
-    config = load_config(folder)
+    settings = preprocessor_config_of(source)
+    if settings is not None:
+        try:
+            return ConvNextImageProcessor.from_dict(settings)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{source}: {PREPROCESSOR_CONFIG_NAME}: {e}") from None
+    config = load_config(source)
     if warn is not None:
-        warn(f"{folder}: no {PREPROCESSOR_CONFIG_NAME}; using ImageNet defaults at {config.image_size} px")
+        warn(f"{source}: no {PREPROCESSOR_CONFIG_NAME}; using ImageNet defaults at {config.image_size} px")
     from .processing import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     return ConvNextImageProcessor(size={"shortest_edge": config.image_size}, image_mean=list(IMAGENET_DEFAULT_MEAN),

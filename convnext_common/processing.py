@@ -818,14 +818,20 @@ class ConvNextImageProcessor:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> "ConvNextImageProcessor":
-        """Read preprocessor_config.json from a folder, the file itself, or a hub id (needs huggingface_hub).
+        """Read preprocessor_config.json from a folder, the file itself, or a hub id.
 
         Keyword arguments override the file's values. Legacy files (``feature_extractor_type``,
-        a bare-int ``size``) are read too.
+        a bare-int ``size``) are read too. ``revision``, ``cache_dir``, ``local_files_only`` and
+        ``token`` are passed to the hub as in transformers. A timm folder or hub id (no
+        preprocessor_config.json) gives the settings of timm's evaluation transform.
         """
-        from .hub import resolve_file
+        from .hub import HubOptions
+        from .pretrained import preprocessor_source
 
-        return cls.from_json_file(resolve_file(path, PREPROCESSOR_CONFIG_NAME), **kwargs)
+        source = preprocessor_source(path, HubOptions.pop_from(kwargs))
+        if isinstance(source, dict):
+            return cls.from_dict(source, **kwargs)
+        return cls.from_json_file(source, **kwargs)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/preprocessor_config.json`` (atomically); returns its path."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union
 
@@ -10,11 +11,12 @@ import numpy as np
 import torch
 
 from convnext_common.checkpoints.io import (
-    PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, CheckpointError, read_canonical,
-    save_sharded_safetensors,
+    PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, CheckpointError, save_sharded_safetensors,
 )
+from convnext_common.hub import HubOptions
+from convnext_common.pretrained import PreprocessorConfigAttribute, load_pretrained, save_preprocessor_config
 from convnext_common.checkpoints.matching import LoadReport, match_state_dict
-from convnext_common.config import ConvNextConfig, config_for_model
+from convnext_common.config import ConvNextConfig
 from convnext_common.fileio import atomic_write
 
 M = TypeVar("M", bound="PreTrainedMixin")
@@ -34,12 +36,6 @@ def resolve_dtype(torch_dtype: Union[str, torch.dtype, None], config: ConvNextCo
     return _DTYPES[name]
 
 
-def read_checkpoint(path: Union[str, os.PathLike], config: ConvNextConfig) -> tuple[dict[str, np.ndarray], Path]:
-    """Canonical (PyTorch-layout) weights from a hub folder or file; a folder with only tf_model.h5
-    is converted in memory."""
-    return read_canonical(path, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,), config=config)
-
-
 class PreTrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for the nn.Module classes in modeling.py."""
 
@@ -50,21 +46,28 @@ class PreTrainedMixin:
     def from_pretrained(cls: type[M], pretrained_model_name_or_path: Union[str, os.PathLike], *,
                         config: Optional[ConvNextConfig] = None, torch_dtype: Union[str, torch.dtype, None] = None,
                         ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
+                        revision: Optional[str] = None, cache_dir: Union[str, os.PathLike, None] = None,
+                        local_files_only: bool = False, token: Union[str, bool, None] = None,
                         **config_overrides: Any):
         """Build the model from ``config.json`` and load its weights.
 
         ``pretrained_model_name_or_path``: a hub-layout folder (model.safetensors preferred, then
-        sharded safetensors, pytorch_model.bin (weights_only), tf_model.h5), a weights file, or a
-        hub id when huggingface_hub is installed. Keyword overrides change config fields (e.g.
-        ``num_labels=5`` with ``ignore_mismatched_sizes=True`` for a new head).
+        sharded safetensors, pytorch_model.bin (weights_only), tf_model.h5), a weights file, a
+        hub id (``facebook/convnext-tiny-224``; only the first of those files the repo has is
+        downloaded), or a timm folder or hub id (``timm/convnext_tiny.fb_in1k``, converted in
+        memory). ``revision``, ``cache_dir``, ``local_files_only``, ``token``: as in
+        transformers. Keyword overrides change config fields (e.g. ``num_labels=5`` with
+        ``ignore_mismatched_sizes=True`` for a new head). The source's preprocessor config is
+        kept in ``model.preprocessor_config`` and written again by ``save_pretrained``.
         """
-        path = pretrained_model_name_or_path
-        config = config_for_model(cls.config_class, path, config, config_overrides, cls.__name__)
-        state, file = read_checkpoint(path, config)
-        model = cls(config)
-        model.load_numpy_state_dict(state, source=str(file), ignore_mismatched_sizes=ignore_mismatched_sizes,
-                                    report_to=(info := LoadReport()))
-        dtype = resolve_dtype(torch_dtype, config)
+        options = HubOptions(revision, cache_dir, local_files_only, token)
+        source = load_pretrained(pretrained_model_name_or_path, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,),
+                                 cls.config_class, config, config_overrides, cls.__name__, options)
+        model = cls(source.config)
+        model.load_numpy_state_dict(source.state, source=str(source.weights_file),
+                                    ignore_mismatched_sizes=ignore_mismatched_sizes, report_to=(info := LoadReport()))
+        model.preprocessor_config = source.preprocessor_config
+        dtype = resolve_dtype(torch_dtype, source.config)
         if dtype is not None:
             model = model.to(dtype)
         model.eval()
@@ -73,6 +76,8 @@ class PreTrainedMixin:
                            "mismatched_keys": info.mismatched_keys}
         return model
 
+    preprocessor_config = PreprocessorConfigAttribute()
+
     def load_numpy_state_dict(self, state: dict[str, np.ndarray], source: str = "checkpoint",
                               ignore_mismatched_sizes: bool = False, report_to: Optional[LoadReport] = None) -> None:
         """Load canonical-named numpy weights, adapting prefixes and refusing what does not fit."""
@@ -80,7 +85,9 @@ class PreTrainedMixin:
         expected = {k: tuple(v.shape) for k, v in own.items()}
         matched, report = match_state_dict(state, expected, self.base_model_prefix, source=source,
                                            ignore_mismatched_sizes=ignore_mismatched_sizes)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # read-only arrays (memory-mapped files) are only read here: torch's warning does not apply
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             for name, array in matched.items():
                 target = own[name]
                 if not np.issubdtype(np.asarray(array).dtype, np.floating):
@@ -94,8 +101,9 @@ class PreTrainedMixin:
                 for k, v in self.state_dict().items()}
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], safe_serialization: bool = True,
-                        max_shard_size: int = 5 * 1024**3) -> Path:
-        """Write config.json and model.safetensors (or pytorch_model.bin), each file atomically."""
+                        max_shard_size: int = 5 * 1024**3, image_processor: Any = None) -> Path:
+        """Write config.json and model.safetensors (or pytorch_model.bin), each file atomically, and
+        preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``."""
         directory = Path(save_directory)
         if directory.exists() and not directory.is_dir():
             raise FileExistsError(f"{directory}: exists and is not a folder")
@@ -112,4 +120,6 @@ class PreTrainedMixin:
             tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             atomic_write(directory / PT_WEIGHTS_NAME, lambda tmp: torch.save(tensors, tmp))
         config.save_pretrained(directory)
+        save_preprocessor_config(directory, image_processor if image_processor is not None
+                                 else self.preprocessor_config)
         return directory

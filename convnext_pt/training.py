@@ -42,8 +42,9 @@ from torch import nn
 
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, load_config
 from convnext_common.fileio import atomic_write, atomic_write_text
+from convnext_common.hub import is_hub_id
 from convnext_common.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
-from convnext_common.processing import PREPROCESSOR_CONFIG_NAME, ConvNextImageProcessor
+from convnext_common.processing import ConvNextImageProcessor
 from convnext_common.variants import config_for_variant, parse_variant
 
 from .modeling import ConvNextForImageClassification, ConvNextV2ForImageClassification
@@ -422,6 +423,12 @@ class ModelSetup:
     new_head: bool
 
 
+def _is_hub_model(spec: str) -> bool:
+    """A namespaced hub id (``org/name``): a single word names a variant (``convnext-atto``), so a
+    misspelt variant is reported as such instead of being looked up on the hub."""
+    return "/" in spec.removeprefix("hf-hub:").removeprefix("hf_hub:") and is_hub_id(spec)
+
+
 def prepare_model(spec: str, folder_classes: Sequence[str], image_size: Optional[int],
                   drop_path: Optional[float], seed: int) -> ModelSetup:
     """A folder fine-tunes (keeping its head when its labels are exactly the folder names, else a new
@@ -431,7 +438,8 @@ def prepare_model(spec: str, folder_classes: Sequence[str], image_size: Optional
     label2id = {v: k for k, v in id2label.items()}
     torch.manual_seed(seed)
     path = Path(spec)
-    if path.is_dir():
+    if path.is_dir() or _is_hub_model(spec):
+        path = spec  # a folder or a hub id (transformers or timm), resolved by load_config/from_pretrained
         config = load_config(path)
         overrides: dict[str, Any] = {}
         if drop_path is not None:
@@ -449,8 +457,8 @@ def prepare_model(spec: str, folder_classes: Sequence[str], image_size: Optional
             model = _classifier_class(config).from_pretrained(path, config=config, ignore_mismatched_sizes=True)
         if not keeps_head:
             _reset_head(model)
-        if (path / PREPROCESSOR_CONFIG_NAME).is_file():
-            processor = ConvNextImageProcessor.from_pretrained(path)
+        if model.preprocessor_config is not None:  # the source's preprocessor_config.json
+            processor = ConvNextImageProcessor.from_dict(model.preprocessor_config)
         else:
             processor = ConvNextImageProcessor(size={"shortest_edge": config.image_size})
         size = image_size or int(processor.size.get("shortest_edge", config.image_size))
@@ -460,7 +468,8 @@ def prepare_model(spec: str, folder_classes: Sequence[str], image_size: Optional
         try:
             parse_variant(spec)
         except ValueError as e:
-            raise TrainingError(f"--model {spec!r} is neither a model folder nor a known variant ({e})") from None
+            raise TrainingError(f"--model {spec!r} is neither a model folder, a hub id nor a known variant ({e})") \
+                from None
         size = image_size or 224
         config = config_for_variant(spec, num_labels=len(labels), id2label=id2label, label2id=label2id,
                                     drop_path_rate=0.1 if drop_path is None else drop_path, image_size=size)

@@ -17,10 +17,12 @@ import numpy as np
 
 from convnext_common.checkpoints.h5 import canonical_to_tf, save_hf_tf_h5, tf_name_to_canonical, tf_to_canonical
 from convnext_common.checkpoints.io import (
-    PT_WEIGHT_FILES, TF_WEIGHTS_NAME, CheckpointError, read_canonical, save_sharded_safetensors,
+    PT_WEIGHT_FILES, TF_WEIGHTS_NAME, CheckpointError, save_sharded_safetensors,
 )
 from convnext_common.checkpoints.matching import LoadReport, match_state_dict
-from convnext_common.config import ConvNextConfig, config_for_model
+from convnext_common.config import ConvNextConfig
+from convnext_common.hub import HubOptions
+from convnext_common.pretrained import PreprocessorConfigAttribute, load_pretrained, save_preprocessor_config
 
 M = TypeVar("M", bound="TFPreTrainedMixin")
 
@@ -73,12 +75,6 @@ def _global_dtype_policy(policy: Optional[str]):
         keras.config.set_dtype_policy(previous)
 
 
-def read_checkpoint(path: Union[str, os.PathLike], config: ConvNextConfig) -> tuple[dict[str, np.ndarray], Path]:
-    """Canonical (PyTorch-layout) weights from a hub folder or file: tf_model.h5 preferred, else the
-    PyTorch files (model.safetensors, sharded safetensors, pytorch_model.bin), converted in memory."""
-    return read_canonical(path, TF_WEIGHT_FILES, config=config)
-
-
 class TFPreTrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for the keras.Model classes in modeling.py."""
 
@@ -89,27 +85,36 @@ class TFPreTrainedMixin:
     def from_pretrained(cls: type[M], pretrained_model_name_or_path: Union[str, os.PathLike], *,
                         config: Optional[ConvNextConfig] = None, dtype: Optional[str] = None,
                         data_format: str = "channels_first", ignore_mismatched_sizes: bool = False,
-                        output_loading_info: bool = False, **config_overrides: Any):
+                        output_loading_info: bool = False, revision: Optional[str] = None,
+                        cache_dir: Union[str, os.PathLike, None] = None, local_files_only: bool = False,
+                        token: Union[str, bool, None] = None, **config_overrides: Any):
         """Build the model from ``config.json`` and load its weights.
 
         ``pretrained_model_name_or_path``: a hub-layout folder (tf_model.h5 preferred, then
         model.safetensors, sharded safetensors, pytorch_model.bin (weights_only)), a weights file,
-        or a hub id when huggingface_hub is installed. ``dtype``: a Keras dtype policy
-        (``"mixed_float16"``, ...) or ``"auto"``. Keyword overrides change config fields (e.g.
-        ``num_labels=5`` with ``ignore_mismatched_sizes=True`` for a new head).
+        a hub id (``facebook/convnext-tiny-224``; only the first of those files the repo has is
+        downloaded), or a timm folder or hub id (``timm/convnext_tiny.fb_in1k``, converted in
+        memory). ``revision``, ``cache_dir``, ``local_files_only``, ``token``: as in
+        transformers. ``dtype``: a Keras dtype policy (``"mixed_float16"``, ...) or ``"auto"``.
+        Keyword overrides change config fields (e.g. ``num_labels=5`` with
+        ``ignore_mismatched_sizes=True`` for a new head). The source's preprocessor config is
+        kept in ``model.preprocessor_config`` and written again by ``save_pretrained``.
         """
-        path = pretrained_model_name_or_path
-        config = config_for_model(cls.config_class, path, config, config_overrides, cls.__name__)
-        state, file = read_checkpoint(path, config)
-        policy = resolve_dtype(dtype, config)
+        options = HubOptions(revision, cache_dir, local_files_only, token)
+        source = load_pretrained(pretrained_model_name_or_path, TF_WEIGHT_FILES, cls.config_class, config,
+                                 config_overrides, cls.__name__, options)
+        policy = resolve_dtype(dtype, source.config)
         with _global_dtype_policy(policy):
-            model = cls(config, data_format=data_format, **({"dtype": policy} if policy else {}))
-        model.load_numpy_state_dict(state, source=str(file), ignore_mismatched_sizes=ignore_mismatched_sizes,
-                                    report_to=(info := LoadReport()))
+            model = cls(source.config, data_format=data_format, **({"dtype": policy} if policy else {}))
+        model.load_numpy_state_dict(source.state, source=str(source.weights_file),
+                                    ignore_mismatched_sizes=ignore_mismatched_sizes, report_to=(info := LoadReport()))
+        model.preprocessor_config = source.preprocessor_config
         if output_loading_info:
             return model, {"missing_keys": info.missing_keys, "unexpected_keys": info.unexpected_keys,
                            "mismatched_keys": info.mismatched_keys}
         return model
+
+    preprocessor_config = PreprocessorConfigAttribute()
 
     def _variables_by_tf_path(self) -> dict[str, Any]:
         """Every variable under its transformers TF path below this model (``convnext/.../dwconv/kernel``)."""
@@ -169,9 +174,10 @@ class TFPreTrainedMixin:
         return out
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], safe_serialization: bool = False,
-                        max_shard_size: int = 5 * 1024**3) -> Path:
+                        max_shard_size: int = 5 * 1024**3, image_processor: Any = None) -> Path:
         """Write config.json and the tf_model.h5 transformers' TF class would write (and, with
-        ``safe_serialization``, a canonical model.safetensors too), each file atomically."""
+        ``safe_serialization``, a canonical model.safetensors too), each file atomically, and
+        preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``."""
         directory = Path(save_directory)
         if directory.exists() and not directory.is_dir():
             raise FileExistsError(f"{directory}: exists and is not a folder")
@@ -186,4 +192,6 @@ class TFPreTrainedMixin:
         if safe_serialization:
             save_sharded_safetensors(state, directory, max_shard_bytes=max_shard_size)
         config.save_pretrained(directory)
+        save_preprocessor_config(directory, image_processor if image_processor is not None
+                                 else self.preprocessor_config)
         return directory

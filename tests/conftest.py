@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test reaches the network (hub ids resolve from caches)
 
 import torch  # noqa: E402,F401  (must come first, see above)
 from pathlib import Path  # noqa: E402

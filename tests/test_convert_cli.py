@@ -390,20 +390,23 @@ def test_ema_of_a_file_without_one_is_a_one_line_error(tmp_path):
         convert(TIMM, tmp_path / "out", ema=True, progress=False)
 
 
-def test_timm_hub_folder_gets_timms_test_size_with_its_test_crop(tmp_path):
+def test_timm_hub_folder_gets_timms_default_eval_size_with_its_crop(tmp_path):
+    # timm.data.resolve_model_data_config: input_size with crop_pct (test_input_size and
+    # test_crop_pct are validate.py's, and a pair is never mixed); the config's image_size follows
     import json
 
     cfg = {"input_size": [3, 224, 224], "crop_pct": 0.95, "test_input_size": [3, 288, 288], "test_crop_pct": 1.0,
-           "interpolation": "bicubic", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+           "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     convert(timm_hub(tmp_path, pretrained_cfg=cfg), tmp_path / "out", to="pt", progress=False)
     pre = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
-    assert pre["size"] == {"shortest_edge": 288} and pre["crop_pct"] == 1.0
-    del cfg["test_input_size"], cfg["test_crop_pct"]
+    assert pre["size"] == {"shortest_edge": 224} and pre["crop_pct"] == 0.95 and pre["resample"] == 2
+    assert pre["image_mean"] == [0.5] * 3 and pre["image_std"] == [0.25] * 3
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["image_size"] == 224
     (tmp_path / "timm-hub" / "config.json").write_text(json.dumps({"architecture": "convnext_tiny",
-                                                                    "pretrained_cfg": cfg}))
+                                                                    "pretrained_cfg": {}}))
     convert(tmp_path / "timm-hub", tmp_path / "out2", to="pt", progress=False)
     pre = json.loads((tmp_path / "out2" / "preprocessor_config.json").read_text())
-    assert pre["size"] == {"shortest_edge": 224} and pre["crop_pct"] == 0.95
+    assert pre["size"] == {"shortest_edge": 224} and pre["crop_pct"] == 0.875  # timm's defaults
 
 
 @pytest.mark.parametrize("channels", [1, 4])

@@ -137,6 +137,10 @@ def test_no_weights_is_a_clear_error(tmp_path):
         ConvNextModel.from_pretrained(tmp_path)
 
 
-def test_hub_id_without_network_is_a_clear_error():
-    with pytest.raises(FileNotFoundError, match="facebook/convnext-tiny-224"):
-        ConvNextModel.from_pretrained("facebook/convnext-tiny-224")
+def test_hub_id_offline_and_not_cached_is_a_clear_error(tmp_path, monkeypatch):
+    # no network access: offline mode and an empty cache (tests/test_hub.py covers the other cases)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match="facebook/convnext-tiny-224.*HF_HUB_OFFLINE"):
+        ConvNextModel.from_pretrained("facebook/convnext-tiny-224", cache_dir=tmp_path)

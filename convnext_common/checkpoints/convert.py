@@ -289,7 +289,7 @@ def _resolve_config(inp: _Input, state: dict, user: _UserConfig, notes: list[str
         config, label = infer_config(state, source, layer_norm_eps=fields["layer_norm_eps"]), source
         if "hidden_act" in fields:
             config.hidden_act = fields["hidden_act"]
-        _apply_timm_labels(config, head_of(state), user.timm or inp.timm, notes)
+        _apply_timm_metadata(config, head_of(state), user.timm or inp.timm, notes)
         notes.append(f"config inferred from the weights: {config.model_type}, depths {config.depths}, "
                      f"hidden_sizes {config.hidden_sizes}, {_head_summary(config, head_of(state))}"
                      + (f", hidden_act {config.hidden_act}" if config.hidden_act != "gelu" else ""))
@@ -306,10 +306,13 @@ def _head_summary(config: ConvNextConfig, head: str) -> str:
     return "base model (no classifier)"
 
 
-def _apply_timm_labels(config: ConvNextConfig, head: str, timm: Optional[TimmHubConfig], notes: list[str]) -> None:
-    """A timm config's num_classes must agree with the weights; its label names become id2label."""
+def _apply_timm_metadata(config: ConvNextConfig, head: str, timm: Optional[TimmHubConfig], notes: list[str]) -> None:
+    """A timm config's num_classes must agree with the weights; its label names become id2label and
+    its evaluation input size the config's image_size."""
     if timm is None:
         return
+    if timm.preprocessor is not None:
+        config.image_size = timm.preprocessor["size"]["shortest_edge"]
     classes = config.num_labels if head == "classification" else 0
     if timm.num_classes is not None and timm.num_classes != classes:
         raise CheckpointError(f"{timm.path}: num_classes is {timm.num_classes} but the weights have "
@@ -347,11 +350,57 @@ def _entry_notes(inp: _Input, notes: list[str]) -> None:
         notes.append(f"it also holds EMA weights ('{ema[0]}'): --ema converts those")
 
 
+@dataclass
+class Converted:
+    """A checkpoint in canonical names with its config and preprocessing: what :func:`convert` writes."""
+
+    state: dict
+    config: ConvNextConfig
+    head: str
+    source_format: str
+    weights_file: Path
+    preprocessor_config: Optional[dict]
+    notes: list[str]
+
+
+def _local_input(input: str | Path, hub_options=None) -> Path:
+    """INPUT itself, or for a hub id the cached snapshot folder holding its config and one weights file."""
+    from ..hub import is_hub_id, model_folder
+
+    if Path(input).exists() or not is_hub_id(input):
+        return Path(input)
+    from ..pretrained import check_convnext_config
+
+    return model_folder(input, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,), hub_options, check_convnext_config)
+
+
+def load_converted(input: str | Path, source: Optional[str] = None,
+                   config: str | Path | ConvNextConfig | None = None, hub_options=None,
+                   ema: bool = False) -> Converted:
+    """Read INPUT (a path or a hub id) and map it to canonical names and a config, in memory."""
+    user = _read_user_config(config)
+    inp = read_input(_local_input(input, hub_options), source, user.hub, ema=ema)
+    notes: list[str] = []
+    _entry_notes(inp, notes)
+    state = to_canonical(inp.state, inp.fmt, str(inp.weights_file), consume=True)
+    inp.state = {}  # the canonical dict now owns the arrays
+    filled = fill_bias_free_convs(state)
+    if filled:
+        notes.append(f"the {filled} spatial convolutions have no bias (timm conv_bias=False): written as zero biases")
+    cfg = _resolve_config(inp, state, user, notes)
+    head = head_of(state)
+    if cfg.architectures is None:
+        cfg.architectures = [architecture_name(cfg, head)]
+    return Converted(state, cfg, head, inp.fmt, inp.weights_file, _preprocessor_config(inp, cfg, notes), notes)
+
+
 def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = None, to: str = "all",
             config: str | Path | ConvNextConfig | None = None, overwrite: bool = False, verify: bool = False,
-            progress: bool = True, stream: Optional[TextIO] = None, ema: bool = False) -> ConversionResult:
+            progress: bool = True, stream: Optional[TextIO] = None, ema: bool = False,
+            hub_options=None) -> ConversionResult:
     """Convert INPUT into the hub-layout folder OUTPUT_DIR; see the module docstring.
 
+    INPUT may be a hub id (transformers or timm repo; ``hub_options``: a ``hub.HubOptions``).
     ``to``: ``"pt"`` (model.safetensors), ``"tf"`` (tf_model.h5) or ``"all"``. ``config``: a hub
     config.json (or ConvNextConfig) to use instead of the inferred one (it must fit the weights), or
     a timm config.json (architecture, model_args) describing a bare timm state dict. ``ema``: a
@@ -368,20 +417,9 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{output_dir}: exists and is not a folder")
     stream = stream if stream is not None else sys.stderr
-    user = _read_user_config(config)
-
-    inp = read_input(input, source, user.hub, ema=ema)
-    notes: list[str] = []
-    _entry_notes(inp, notes)
-    state = to_canonical(inp.state, inp.fmt, str(inp.weights_file), consume=True)
-    inp.state = {}  # the canonical dict now owns the arrays
-    filled = fill_bias_free_convs(state)
-    if filled:
-        notes.append(f"the {filled} spatial convolutions have no bias (timm conv_bias=False): written as zero biases")
-    cfg = _resolve_config(inp, state, user, notes)
-    head = head_of(state)
-    if cfg.architectures is None:
-        cfg.architectures = [architecture_name(cfg, head)]
+    converted = load_converted(input, source, config, hub_options, ema=ema)
+    state, cfg, head, notes = converted.state, converted.config, converted.head, converted.notes
+    converted.state = {}  # `del state` below must free the arrays
 
     write_pt = to in ("pt", "all")
     write_tf = to in ("tf", "all")
@@ -403,14 +441,14 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
             files.append(TF_WEIGHTS_NAME)
         cfg.save_pretrained(tmp)
         files.append("config.json")
-        pre = _preprocessor_config(inp, cfg, notes)
+        pre = converted.preprocessor_config
         if pre is not None:
             atomic_write_text(tmp / PREPROCESSOR_NAME, json.dumps(pre, indent=2, sort_keys=True) + "\n")
             files.append(PREPROCESSOR_NAME)
         del state
         if verify:
             verify_diff = verify_folder(tmp, notes)
-    return ConversionResult(output_dir, inp.fmt, cfg, head, files, notes, verify_diff)
+    return ConversionResult(output_dir, converted.source_format, cfg, head, files, notes, verify_diff)
 
 
 def _preprocessor_config(inp: _Input, config: ConvNextConfig, notes: list[str]) -> Optional[dict]:
@@ -497,8 +535,8 @@ def _main_output(out) -> np.ndarray:
 
 # --- command line --------------------------------------------------------------------------------
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt (a state dict or a training "
-                                      "checkpoint), tf_model.h5 or a keras-applications .h5")
+    parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt, tf_model.h5, a keras-applications .h5, "
+                                      "or a hub id (a transformers or timm repo, ID@REVISION)")
     parser.add_argument("output_dir", help="folder to create (config.json, model.safetensors, tf_model.h5, ...)")
     parser.add_argument("--from", dest="source", choices=FORMATS, default=None,
                         help="the library that wrote INPUT (default: detected from the tensor names)")

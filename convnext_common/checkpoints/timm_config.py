@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 from .computation import Computation
 from .io import CheckpointError
-from .preprocessing import imagenet_preprocessor_config
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, imagenet_preprocessor_config
 
 #: timm's ConvNeXt architectures (timm 1.0), with the arguments their factory functions set that the
 #: weights do not show (depths, widths, conv_mlp, GRN, layer scale, stems and heads show in the tensors).
@@ -71,7 +71,7 @@ class TimmHubConfig:
     model_args: dict[str, Any] = field(default_factory=dict)  # global_pool folded in
     label_names: Optional[list[str]] = None      # per class index, descriptions where the file has them
     pretrained_cfg: dict[str, Any] = field(default_factory=dict)
-    preprocessor: Optional[dict] = None          # transformers' ConvNextImageProcessor settings
+    preprocessor: Optional[dict] = None          # transformers' ConvNextImageProcessor settings (timm's eval transform)
 
 
 def is_timm_config(d: Any) -> bool:
@@ -148,24 +148,36 @@ def _label_names(names, descriptions, path: Path) -> Optional[list[str]]:
     return [str(descriptions.get(n, n)) for n in names]
 
 
-def timm_preprocessor_config(cfg: dict) -> Optional[dict]:
-    """transformers' ConvNextImageProcessor settings for timm's ``pretrained_cfg`` at timm's test
-    resolution: ``test_input_size`` with ``test_crop_pct`` when given (timm's validate.py), else
-    ``input_size`` with ``crop_pct`` (timm.data.resolve_data_config's rule)."""
-    if not isinstance(cfg, dict) or "mean" not in cfg or "std" not in cfg:
-        return None
-    try:
-        pre = imagenet_preprocessor_config([float(v) for v in cfg["mean"]], [float(v) for v in cfg["std"]])
-    except (TypeError, ValueError):
-        return None
+#: timm's defaults (timm.data.constants) for what a pretrained_cfg leaves out.
+TIMM_DEFAULT_INPUT_SIZE = (3, 224, 224)
+TIMM_DEFAULT_CROP_PCT = 0.875
+
+
+def timm_preprocessor_config(cfg: dict) -> dict:
+    """transformers' ConvNextImageProcessor settings for timm's evaluation transform of a model with
+    ``pretrained_cfg`` ``cfg``: what ``timm.data.resolve_model_data_config`` + ``create_transform``
+    give a timm user by default (``input_size``, ``crop_pct``, ``interpolation``, ``mean``, ``std``;
+    timm's defaults for fields left out). ``test_input_size`` is only used by timm's validate.py.
+
+    Limits of ConvNextImageProcessor (it is transformers' processor): a non-square input size uses
+    its last side; from 384 px up it warps the image to a square instead of resizing and cropping;
+    its centre crop rounds an odd margin down where torchvision rounds half to even (one pixel of
+    shift on such images); timm's ``crop_mode`` other than ``center`` is not expressed.
+    """
+    cfg = cfg if isinstance(cfg, dict) else {}
+
+    def floats(key: str, default) -> list[float]:
+        try:
+            return [float(v) for v in cfg[key]]
+        except (KeyError, TypeError, ValueError):
+            return list(default)
+
+    pre = imagenet_preprocessor_config(floats("mean", IMAGENET_MEAN), floats("std", IMAGENET_STD))
     size, crop = cfg.get("input_size"), cfg.get("crop_pct")
-    if cfg.get("test_input_size"):
-        size = cfg["test_input_size"]
-        crop = cfg.get("test_crop_pct") or crop
-    if isinstance(crop, (int, float)) and not isinstance(crop, bool) and crop > 0:
-        pre["crop_pct"] = float(crop)
-    if isinstance(size, (list, tuple)) and size and isinstance(size[-1], int):
-        pre["size"] = {"shortest_edge": int(size[-1])}
+    valid_size = isinstance(size, (list, tuple)) and size and isinstance(size[-1], int) and size[-1] > 0
+    pre["size"] = {"shortest_edge": int(size[-1]) if valid_size else TIMM_DEFAULT_INPUT_SIZE[-1]}
+    valid_crop = isinstance(crop, (int, float)) and not isinstance(crop, bool) and crop > 0
+    pre["crop_pct"] = float(crop) if valid_crop else TIMM_DEFAULT_CROP_PCT
     pre["resample"] = _RESAMPLE.get(cfg.get("interpolation"), 3)
     return pre
 

@@ -1,0 +1,206 @@
+"""Everything a ``from_pretrained`` needs from one model source, whatever its layout.
+
+A source is a hub-layout folder, a weights file, or a hub id (see hub.py). Two layouts:
+
+- transformers' (``config.json`` with ``model_type`` convnext / convnextv2): config, weights and
+  ``preprocessor_config.json`` are read as they are;
+- timm's (``config.json`` with ``architecture``, as timm's ``save_for_hf`` writes it): the
+  weights are converted in memory by the converter (checkpoints/convert.py), the labels, input
+  size and preprocessing come from timm's config.json (timm_hub.py).
+
+Anything else (a ViT, a ResNet, ...) is refused before its weights are downloaded, with a
+:class:`NotAConvNextError` that says what it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .config import CONFIG_NAME, ConfigError, ConvNextConfig, config_for_model
+from .fileio import read_json_file
+from .hub import PREPROCESSOR_NAME, HubOptions, model_folder, resolve_file
+from .timm_hub import is_timm_config, is_timm_convnext, timm_architecture, timm_preprocessor_config
+
+CONVNEXT_MODEL_TYPES = ("convnext", "convnextv2")
+
+
+class NotAConvNextError(ConfigError):
+    """The source holds another kind of model; the message says which."""
+
+
+def _read_config_dict(path: Path) -> Any:
+    return read_json_file(path, "config file", ConfigError)
+
+
+def check_convnext_config(config_path: Path, name: str) -> None:
+    """Refuse a config.json that describes anything but a ConvNeXt (transformers' or timm's);
+    ``name`` (the hub id, or the local file) starts the message."""
+    d = _read_config_dict(config_path)
+    if not isinstance(d, dict):
+        return  # the config reader names this problem
+    if is_timm_config(d):
+        if not is_timm_convnext(d):
+            raise NotAConvNextError(f"{name}: is a timm {timm_architecture(d)} model, not a ConvNeXt")
+        return
+    model_type = d.get("model_type")
+    if model_type is not None and model_type not in CONVNEXT_MODEL_TYPES:
+        arch = d.get("architectures")
+        what = f" ({arch[0]})" if isinstance(arch, list) and arch and isinstance(arch[0], str) else ""
+        raise NotAConvNextError(f"{name}: is a {model_type!r} model{what}, not a ConvNeXt "
+                                f"(model_type convnext or convnextv2)")
+
+
+def is_timm_folder(folder: Union[str, os.PathLike]) -> bool:
+    config = resolve_file(folder, CONFIG_NAME, required=False)
+    return config is not None and is_timm_config(_read_config_dict(config))
+
+
+@dataclass
+class Pretrained:
+    """A model source read for loading: weights in canonical names and what goes with them."""
+
+    config: ConvNextConfig
+    state: dict[str, np.ndarray]
+    weights_file: Path
+    preprocessor_config: Optional[dict]
+
+
+def load_pretrained(path_or_id: Union[str, os.PathLike], weight_files: Sequence[str],
+                    config_class: type[ConvNextConfig], config: Optional[ConvNextConfig] = None,
+                    overrides: Optional[dict[str, Any]] = None, model_name: str = "the model",
+                    options: Optional[HubOptions] = None) -> Pretrained:
+    """Config, weights and preprocessing of ``path_or_id`` for a ``config_class`` model.
+
+    ``weight_files``: the twin's order of preference (only the first one a hub repo has is
+    downloaded). ``config`` replaces the source's config; ``overrides`` change its fields.
+    """
+    from .checkpoints.io import read_canonical
+
+    overrides = dict(overrides or {})
+    folder = model_folder(path_or_id, weight_files, options, check_convnext_config)
+    if is_timm_folder(folder):
+        from .checkpoints.convert import load_converted
+
+        converted = load_converted(folder)
+        config = config_for_model(config_class, path_or_id, config or converted.config, overrides, model_name)
+        return Pretrained(config, converted.state, converted.weights_file, converted.preprocessor_config)
+    config = config_for_model(config_class, folder, config, overrides, model_name)
+    state, file = read_canonical(folder, tuple(weight_files), config=config)
+    return Pretrained(config, state, file, read_preprocessor_config(folder))
+
+
+def read_preprocessor_config(folder: Union[str, os.PathLike]) -> Optional[dict]:
+    """The preprocessor_config.json of a local folder (None when it has none); timm folders get the
+    one that reproduces timm's evaluation transform."""
+    folder = Path(folder)
+    if folder.is_file():
+        folder = folder.parent
+    file = folder / PREPROCESSOR_NAME
+    if file.is_file():
+        d = read_json_file(file, "preprocessor config file")
+        if not isinstance(d, dict):
+            raise ValueError(f"{file}: an image processor config must be a JSON object")
+        return d
+    config = folder / CONFIG_NAME
+    if config.is_file():
+        d = _read_config_dict(config)
+        if is_timm_config(d):
+            return timm_preprocessor_config(d)
+    return None
+
+
+def preprocessor_config_of(path_or_id: Union[str, os.PathLike],
+                           options: Optional[HubOptions] = None) -> Optional[dict]:
+    """The preprocessing of a model source (folder or hub id) without loading its weights; None
+    when it has no preprocessor_config.json (and is not a timm source)."""
+    return read_preprocessor_config(model_folder(path_or_id, (), options, check_convnext_config))
+
+
+def preprocessor_source(path_or_id: Union[str, os.PathLike],
+                        options: Optional[HubOptions] = None) -> Union[Path, dict]:
+    """Where a processor's settings are: a preprocessor_config.json (or any JSON file named
+    directly), or for a timm source the settings derived from its config.json."""
+    p = Path(path_or_id)
+    if p.is_file() and p.suffix == ".json":
+        return p
+    folder = model_folder(path_or_id, (), options, check_convnext_config)
+    if (folder / PREPROCESSOR_NAME).is_file():
+        return folder / PREPROCESSOR_NAME
+    timm = read_preprocessor_config(folder)
+    if timm is not None:
+        return timm
+    return resolve_file(path_or_id, PREPROCESSOR_NAME, options=options)  # raises, naming what is missing
+
+
+def config_of(path_or_id: Union[str, os.PathLike], config_class: Optional[type[ConvNextConfig]] = None,
+              options: Optional[HubOptions] = None, **overrides: Any) -> ConvNextConfig:
+    """The config of a model source: read as ``config_class`` (by its ``model_type`` when None).
+    A timm source's comes from converting its weights (timm's config.json does not give the
+    model's shape)."""
+    from .config import load_config
+
+    folder = model_folder(path_or_id, (), options, check_convnext_config, optional_files=())
+    if not is_timm_folder(folder):
+        if config_class is None:
+            return load_config(folder, **overrides)
+        return config_class.from_json_file(resolve_file(folder, CONFIG_NAME), **overrides)
+    from .checkpoints.convert import load_converted
+    from .checkpoints.io import PT_WEIGHT_FILES
+
+    config = load_converted(model_folder(path_or_id, PT_WEIGHT_FILES, options, optional_files=())).config
+    config = config.copy(**overrides) if overrides else config
+    if config_class is not None and not isinstance(config, config_class):
+        raise ConfigError(f"{path_or_id}: a {config.model_type} checkpoint, not a {config_class.model_type} one")
+    return config
+
+
+# --- the preprocessing a model carries -------------------------------------------------------------
+def as_preprocessor_dict(value: Any) -> Optional[dict]:
+    """A plain JSON copy of a preprocessor config given as a dict or an image processor (None stays None)."""
+    if value is None:
+        return None
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if not isinstance(value, Mapping):
+        raise TypeError(f"preprocessor_config must be a dict, an image processor or None, got {type(value).__name__}")
+    return json.loads(json.dumps(dict(value)))
+
+
+class PreprocessorConfigAttribute:
+    """``model.preprocessor_config``: the ``preprocessor_config.json`` content of the folder or
+    repo the model was loaded from (for a timm source: timm's evaluation transform), or None.
+
+    transformers keeps the processor apart from the model; here the model also remembers it, so
+    that ``save_pretrained`` writes it beside the weights and a re-saved model is preprocessed as
+    it was trained (``convnext predict`` reads it). Assign a dict, an image processor or None.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, obj: Any, objtype: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        return obj.__dict__.get(self.slot)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = as_preprocessor_dict(value)  # kept out of torch's and Keras' tracking
+
+
+def save_preprocessor_config(directory: Union[str, os.PathLike], value: Any) -> Optional[Path]:
+    """Write ``directory/preprocessor_config.json`` from a dict or image processor; nothing for None."""
+    d = as_preprocessor_dict(value)
+    if d is None:
+        return None
+    from .fileio import atomic_write_text
+
+    path = Path(directory) / PREPROCESSOR_NAME
+    atomic_write_text(path, json.dumps(d, indent=2, sort_keys=True) + "\n")
+    return path
