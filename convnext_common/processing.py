@@ -491,6 +491,12 @@ def _exact_subrange(in_size: int, out_size: int, start: int, count: int, support
     lo, hi = int(xmin[start:start + count].min()), int(xmax[start:start + count].max())
     b0 = scale * start - lo
     b1 = b0 + scale * count
+    # PIL refuses a box reaching past the cropped source; when upscaling with a narrow filter
+    # (box) the kept outputs' windows can end before the box does: keep those source pixels too
+    # (they get no weight, so the bits do not change).
+    hi = max(hi, min(in_size, math.ceil(lo + b1)))
+    if lo + b1 > hi:
+        return None
     for b in (b0, b1, b1 - b0):
         # exact in float32: numerator fits 24 bits with a power-of-two denominator
         if b < 0 or b.numerator >= 1 << 24 or b.denominator >= 1 << 24:

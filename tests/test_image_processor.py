@@ -402,3 +402,16 @@ def test_bad_config_files(tmp_path):
     bad_value.write_text(json.dumps({"crop_pct": -1}))
     with pytest.raises(ValueError, match=r"preprocessor_config.json.*crop_pct"):
         ConvNextImageProcessor.from_pretrained(bad_value)
+
+
+@pytest.mark.parametrize("resample", [0, 1, 2, 3, 4, 5])
+def test_upscaled_crop_equals_pils_full_resize_then_crop(resample):
+    # a 39x39 image, short side to int(33 / 0.515625) = 64, centre crop 33: with the box filter the
+    # kept outputs' windows end before PIL's box does (once "box can't exceed original image size")
+    from PIL import Image
+
+    pixels = np.random.default_rng(7).integers(0, 256, (39, 39, 3), dtype=np.uint8)
+    out = ConvNextImageProcessor()(Image.fromarray(pixels), size={"shortest_edge": 33}, crop_pct=0.515625,
+                                   resample=resample, do_rescale=False, do_normalize=False).pixel_values[0]
+    full = np.asarray(Image.fromarray(pixels).resize((64, 64), resample)).astype(np.float32)
+    np.testing.assert_array_equal(out, full[15:48, 15:48].transpose(2, 0, 1))
