@@ -101,16 +101,8 @@ def export_saved_model(model, directory: Union[str, os.PathLike], *, overwrite: 
             checks.append(compare_outputs(run_saved_model(tmp, pixels, loaded), eager_outputs(model, pixels), shape,
                                           tolerance, f"SavedModel export of {type(model).__name__}"))
         del loaded
-        _chmod_like_mkdir(tmp)
     return ExportReport("savedmodel", Path(directory), "Keras eager", tolerance, checks,
                         {"signature": SIGNATURE, "input": f"{INPUT_NAME} {_layout(model)}"})
-
-
-def _chmod_like_mkdir(directory: Path) -> None:
-    """The staging folder is private (mode 0700); the exported one gets a new folder's usual mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
 
 
 def _layout(model) -> str:
