@@ -2,6 +2,9 @@
 and writing the same hub folders (tf_model.h5, model.safetensors, pytorch_model.bin)."""
 
 from convnext_common import ConvNextConfig, ConvNextV2Config
+from convnext_common.quiet import import_tensorflow
+
+import_tensorflow()  # first, so that TensorFlow's start-up notices follow TF_CPP_MIN_LOG_LEVEL
 
 from .modeling import (
     TFConvNextBackbone, TFConvNextDropPath, TFConvNextEmbeddings, TFConvNextEncoder, TFConvNextForImageClassification,
