@@ -115,7 +115,7 @@ def test_embedded_model_saved_model_tflite_and_int8(tmp_path):
     assert saved.max_rel <= SAVED_MODEL_TOL and fp32.max_rel <= TFLITE_TOL
     assert int8.tolerance is None and int8.details["weights"].startswith("int8")
     size_ratio = (tmp_path / "int8.tflite").stat().st_size / (tmp_path / "fp32.tflite").stat().st_size
-    assert size_ratio < 0.4  # int8 weights: about a quarter of the float32 file
+    assert 3.2 <= 1 / size_ratio <= 4.0  # the README's 3.5x for this model (int8 weights, float biases and norms)
 
     # int8 on the held-out digits (bench/bench_export.py reports the same for float32 too)
     pixels, labels = _heldout_pixels(folder)
