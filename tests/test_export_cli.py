@@ -25,6 +25,7 @@ def test_onnx_of_fixture_with_json_report(tmp_path, fixtures_dir, inputs, capsys
     assert rel_err(run_onnx(out, inputs["pixel_values_odd"])["logits"], expected["logits_odd"]) <= 1e-4
 
 
+@pytest.mark.slow
 def test_savedmodel_of_a_backbone(tmp_path, fixtures_dir, inputs, capsys):
     """A Backbone folder (PyTorch weights only) becomes a SavedModel serving its feature maps."""
     tf = pytest.importorskip("tensorflow")
@@ -83,6 +84,7 @@ def declared_opset(path) -> int:
     return {o.domain: o.version for o in onnx.load(str(path), load_external_data=False).opset_import}[""]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exporter, opset", [("dynamo", 20), ("torchscript", 17)])
 def test_report_gives_the_written_files_opset(tmp_path, capfd, exporter, opset):
     pytest.importorskip("onnxruntime")
@@ -108,6 +110,7 @@ def test_unsupported_opset_is_one_line_naming_the_range(tmp_path, capfd, exporte
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_an_opset_the_exporter_swaps_is_refused(tmp_path, monkeypatch):
     """Were the range check to let an opset through that the exporter replaces (dynamo writes 18 when
     asked for 17), the file's own opset is compared with the one asked for and nothing is written."""

@@ -154,6 +154,7 @@ def test_no_weights_is_a_clear_error(tmp_path):
         ConvNextModel.from_pretrained(tmp_path)
 
 
+@pytest.mark.slow
 def test_hub_id_without_network_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="facebook/convnext-tiny-224"):
         ConvNextModel.from_pretrained("facebook/convnext-tiny-224")

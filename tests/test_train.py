@@ -160,6 +160,7 @@ def test_fine_tune_single_process_loads_in_both_twins(digit_folder, tiny_model, 
     assert np.abs(got - ref).max() / max(1.0, np.abs(ref).max()) <= 1e-4
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(digit_folder, tiny_model, tmp_path, capsys):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert cli.main(train_args(digit_folder, tiny_model, straight, "--epochs", "2")) == 0
