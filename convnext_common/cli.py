@@ -404,9 +404,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from convnext_pt.training import TrainOptions, train
+    from convnext_pt.training import StoppedByAnotherRank, TrainOptions, train
 
-    train(TrainOptions.from_namespace(args))
+    try:
+        train(TrainOptions.from_namespace(args))
+    except StoppedByAnotherRank:
+        if getattr(args, "debug", False):
+            raise
+        return 1  # under torchrun, rank 0 prints the error once, naming the rank that failed
     return 0
 
 

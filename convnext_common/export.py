@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -19,6 +18,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from .config import ConvNextConfig
+from .fileio import temporary_folder_beside
 
 #: ONNX opset of the exported graphs: LayerNormalization is a native op from 17, and 18 is the
 #: lowest opset torch's torch.export-based exporter targets natively; onnxruntime >= 1.14 runs it.
@@ -188,7 +188,7 @@ def staged_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists (pass overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    stage = temporary_folder_beside(path)
     try:
         yield stage / path.name
         produced = sorted(p for p in stage.iterdir() if p.is_file())

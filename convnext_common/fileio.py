@@ -1,25 +1,68 @@
-"""Writes that never leave a half-written file: write to a temporary sibling, then rename."""
+"""Writes that never leave a half-written file: write to a temporary sibling, then rename.
+
+The temporary files and folders are created with the modes a plain ``open(path, "w")`` or
+``os.mkdir(path)`` gives (0o666 / 0o777 less the umask), not the owner-only modes of
+``tempfile.mkstemp`` / ``mkdtemp``: what is renamed into place is what users, servers and
+other accounts expect to read (a model folder written at image build time, say).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+_ATTEMPTS = 100  # fresh random names tried before giving up (a clash is already unlikely at 2**32)
+
+
+def _fresh_sibling(directory: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
+    """``create(candidate)`` for fresh random names in ``directory`` until one does not exist yet."""
+    for _ in range(_ATTEMPTS):
+        candidate = directory / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            create(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{directory}: could not create a temporary name starting {prefix!r}")
+
+
+def _create_file(path: Path) -> None:
+    # O_EXCL: never open a file (or a link) someone else put there; 0o666 less the umask, as open() does.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+
+
+def _create_folder(path: Path) -> None:
+    os.mkdir(path, 0o777)  # less the umask, as mkdir does
+
+
+def temporary_file_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new empty file ``.<name>.<random><suffix>`` beside ``path``, with a plain new file's mode."""
+    path = Path(path)
+    return _fresh_sibling(path.parent, f".{path.name}.", suffix, _create_file)
+
+
+def temporary_folder_beside(path: str | os.PathLike, suffix: str = ".partial") -> Path:
+    """A new empty folder ``.<name>.<random><suffix>`` beside ``path``, with a plain new folder's mode."""
+    path = Path(path)
+    return _fresh_sibling(path.parent, f".{path.name}.", suffix, _create_folder)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temporary_file_beside(path)
     try:
+        mode = stat.S_IMODE(tmp_path.stat().st_mode)  # a new file's mode here, read without touching the umask
         yield tmp_path
+        # Some writers make their own file (safetensors writes 0o600 whatever the umask): give it that mode back.
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -48,7 +91,7 @@ def atomic_directory(directory: str | os.PathLike, overwrite: bool = False) -> I
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory}: already exists (pass overwrite to replace it)")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
+    tmp = temporary_folder_beside(directory)
     try:
         yield tmp
         if directory.exists():

@@ -101,7 +101,9 @@ def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classif
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
         try:
-            import tensorflow  # noqa: F401
+            from .quiet import import_tensorflow
+
+            import_tensorflow()
         except ImportError:
             raise ImportError("--framework tf needs TensorFlow: pip install 'convnext-twins[tf]'") from None
         from convnext_tf import TFConvNextForImageClassification, TFConvNextV2ForImageClassification

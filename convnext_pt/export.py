@@ -4,9 +4,10 @@ Every function checks its result against the eager model on two inputs (the expo
 another batch at an odd size, see :func:`convnext_common.export.verification_shapes`) and reports
 DESIGN.md's ``rel`` per output.
 
-- :func:`export_onnx`: opset 18, dynamic batch, height and width. The default exporter is torch's
-  torch.export-based one (``dynamo``, needs ``onnxscript``); ``exporter="torchscript"`` selects the
-  older tracing exporter (deprecated in torch, faster, no onnxscript; the only one before torch 2.5).
+- :func:`export_onnx`: opset 18 by default (:func:`supported_opsets` gives each exporter's range),
+  dynamic batch, height and width. The default exporter is torch's torch.export-based one
+  (``dynamo``, needs ``onnxscript``); ``exporter="torchscript"`` selects the older tracing exporter
+  (deprecated in torch, faster, no onnxscript; the only one before torch 2.5).
 - :func:`export_program`: ``torch.export.export`` with symbolic batch/height/width.
 - :func:`check_compile`: ``torch.compile(fullgraph=True)`` (a graph break is an error) against eager.
 """
@@ -26,8 +27,8 @@ import torch
 from torch import nn
 
 from convnext_common.export import (
-    ONNX_OPSET, ONNX_TOLERANCE, Check, ExportReport, compare_outputs, default_image_size, random_pixels, require,
-    staged_output, total_stride, trace_image_size, verification_shapes,
+    ONNX_OPSET, ONNX_TOLERANCE, Check, ExportReport, ExportVerificationError, compare_outputs, default_image_size,
+    random_pixels, require, staged_output, total_stride, trace_image_size, verification_shapes,
 )
 
 from .modeling import ConvNextBackbone, ConvNextForImageClassification, ConvNextModel
@@ -132,6 +133,55 @@ def _dynamic_axes(names: Sequence[str], example: tuple) -> dict[str, dict[int, s
     return axes
 
 
+#: Lowest opset the graphs can use at all: LayerNormalization is a native op from 17.
+MIN_OPSET = 17
+
+
+def supported_opsets(exporter: str = "dynamo") -> tuple[int, int]:
+    """(lowest, highest) ONNX opset ``exporter`` writes as asked with the installed torch and onnx.
+
+    The torch.export-based exporter implements its ops from opset 18 on (asked for less, it writes
+    18 and tries a version conversion that fails for this model); the TorchScript one stops at
+    torch's ``ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET``. The ``onnx`` package caps both.
+    """
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    onnx = require("onnx", "ONNX export")
+    constants = getattr(torch.onnx, "_constants", None)
+    if exporter == "dynamo":
+        try:
+            from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET as lowest
+        except ImportError:  # torch versions without it: the opset its torchlib started at
+            lowest = 18
+        highest = getattr(constants, "ONNX_MAX_OPSET", lowest)
+    else:
+        lowest = MIN_OPSET
+        highest = getattr(constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET",
+                          getattr(constants, "ONNX_MAX_OPSET", ONNX_OPSET))
+    return max(int(lowest), MIN_OPSET), min(int(highest), int(onnx.defs.onnx_opset_version()))
+
+
+def check_opset(opset: int, exporter: str = "dynamo") -> int:
+    """``opset`` when ``exporter`` writes it, else a one-line ValueError naming the supported ranges."""
+    lowest, highest = supported_opsets(exporter)
+    if lowest <= opset <= highest:
+        return opset
+    others = [f"; the {name} exporter writes {lo}-{hi}" for name in EXPORTERS if name != exporter
+              for lo, hi in [supported_opsets(name)] if lo <= opset <= hi]
+    raise ValueError(f"opset {opset} is not supported by the {exporter} ONNX exporter: it writes opsets "
+                     f"{lowest}-{highest} with torch {torch.__version__.split('+')[0]}{''.join(others)}")
+
+
+def file_opset(path: Union[str, os.PathLike]) -> int:
+    """The default-domain (``ai.onnx``) opset an ONNX file declares."""
+    onnx = require("onnx", "reading an ONNX file")
+    proto = onnx.load(str(path), load_external_data=False)
+    versions = [entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")]
+    if not versions:
+        raise ValueError(f"{path}: declares no ai.onnx opset")
+    return int(versions[0])
+
+
 def _export_dynamo(wrapper: TensorOutputs, x: torch.Tensor, path: Path, opset: int) -> None:
     require("onnxscript", "ONNX export with exporter='dynamo'")
     if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
@@ -197,16 +247,17 @@ def export_onnx(model: nn.Module, path: Union[str, os.PathLike], *, opset: int =
     """
     require("onnx", "ONNX export")
     require("onnxruntime", "ONNX export (verification)")
-    if exporter not in EXPORTERS:
-        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
-    if not 17 <= int(opset):
-        raise ValueError(f"opset must be >= 17 (native LayerNormalization), got {opset}")
+    opset = check_opset(int(opset), exporter)
     _check_float32(model)
     shapes = _shapes(model, check_shapes, batch_size, image_size)
     x = torch.from_numpy(random_pixels(_trace_shape(model, shapes[0]), seed=0)).to(_device(model))
     with _eval_mode(model), staged_output(path, overwrite=overwrite) as tmp:
         wrapper = TensorOutputs(model)
-        (_export_dynamo if exporter == "dynamo" else _export_torchscript)(wrapper, x, tmp, int(opset))
+        (_export_dynamo if exporter == "dynamo" else _export_torchscript)(wrapper, x, tmp, opset)
+        written = file_opset(tmp)
+        if written != opset:  # the report states what the file is; a silent substitution is an error
+            raise ExportVerificationError(f"the {exporter} exporter wrote opset {written} where {opset} was asked; "
+                                          "nothing was written")
         _add_metadata(tmp, model, exporter)
         checks = []
         for i, shape in enumerate(shapes):
@@ -214,7 +265,7 @@ def export_onnx(model: nn.Module, path: Union[str, os.PathLike], *, opset: int =
             checks.append(compare_outputs(run_onnx(tmp, pixels), eager_outputs(model, pixels), shape, tolerance,
                                           f"ONNX export of {type(model).__name__}"))
     return ExportReport("onnx", Path(path), "PyTorch eager", tolerance, checks,
-                        {"opset": int(opset), "exporter": exporter, "dynamic axes": "batch, height, width"})
+                        {"opset": written, "exporter": exporter, "dynamic axes": "batch, height, width"})
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,8 +14,12 @@ of training, evaluation) are public so other scripts (e.g. scripts/train_default
   cosine decay per step, cross-entropy with label smoothing.
 - Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) a process group is started (nccl on GPU,
   gloo on CPU), the model is wrapped in DistributedDataParallel and each process reads its shard
-  (DistributedSampler). Only rank 0 writes files; at the end every rank's weights are hashed and
-  gathered, and metrics.json records whether all replicas are identical.
+  (DistributedSampler, which repeats a few images so that every shard has the same length: they
+  train, but the metrics count each image once). Only rank 0 writes files; at the end every rank's
+  weights are hashed and gathered, and metrics.json records whether all replicas are identical.
+  The processes agree after setting up, at every step (data, forward, loss), after evaluating and
+  after saving, so that an error on any of them stops all of them there and rank 0 alone reports
+  it, naming the rank that failed (:meth:`Distributed.agree`).
 - Output (``--out``): config.json (id2label from the folder names), model.safetensors,
   preprocessor_config.json, metrics.json, and last_checkpoint.pt (model + optimizer state after
   the last epoch, for ``--resume``; read with ``weights_only=True``).
@@ -33,7 +37,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 import numpy as np
 import torch
@@ -55,6 +59,15 @@ METRICS_NAME = "metrics.json"
 
 class TrainingError(ValueError):
     """Bad training options or data; the message names the option or path."""
+
+
+class RankError(TrainingError):
+    """An error of a torchrun job as one process reports it, naming the rank that failed."""
+
+
+class StoppedByAnotherRank(RankError):
+    """Raised on the processes of a torchrun job that do not report its error: rank 0 reports it,
+    naming the rank that failed, and ``convnext train`` exits 1 on the others without a message."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -260,6 +273,52 @@ class Distributed:
         if self.enabled:
             torch.distributed.barrier()
 
+    def agree(self, error: Optional[BaseException]) -> None:
+        """Every process calls this at the same point with its error, or None. When any process
+        failed, every process raises: rank 0 a :class:`RankError` naming the first rank that
+        failed and its message, the others :class:`StoppedByAnotherRank`. Single process: ``error``."""
+        if not self.enabled:
+            if error is not None:
+                raise error
+            return
+        if not self.all_sum([0.0 if error is None else 1.0])[0]:
+            return
+        messages = self.all_gather_strings("" if error is None else _one_line(error))
+        self.barrier()  # gloo: without it, tearing the group down after a gather can abort a peer
+        raise self.failure(messages) from error
+
+    def failure(self, messages: Sequence[str]) -> "RankError":
+        """The error this rank raises when the ranks whose ``messages`` are not empty failed."""
+        failed = [rank for rank, message in enumerate(messages) if message]
+        if not self.is_main:
+            return StoppedByAnotherRank(f"rank {failed[0]} of {self.world_size} failed (rank 0 reports it)")
+        also = f" ({len(failed)} of {self.world_size} ranks failed)" if len(failed) > 1 else ""
+        return RankError(f"rank {failed[0]} of {self.world_size}: {messages[failed[0]]}{also}")
+
+
+def _one_line(error: BaseException) -> str:
+    from convnext_common.cli import one_line  # the CLI's own one-line form of an error
+
+    return one_line(error)
+
+
+def _attempt(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Optional[Exception]]:
+    """(``fn(...)``, None), or (None, the exception it raised): for :meth:`Distributed.agree`."""
+    try:
+        return fn(*args, **kwargs), None
+    except Exception as e:  # noqa: BLE001  every process must reach the agreement, whatever failed
+        return None, e
+
+
+def counted_samples(dataset_size: int, rank: int, world_size: int) -> int:
+    """How many of a rank's DistributedSampler samples (``drop_last=False``) are distinct images.
+
+    The sampler pads its index list to a multiple of ``world_size`` by repeating its start, and
+    rank ``r`` takes positions ``r, r + world_size, ...``: the padding is the tail of each shard,
+    after the positions below ``dataset_size``.
+    """
+    return len(range(rank, dataset_size, world_size))
+
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
@@ -351,37 +410,74 @@ class ProgressBar:
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float], first_step: int,
                     label_smoothing: float = 0.1, device: torch.device = torch.device("cpu"),
-                    progress: Optional[ProgressBar] = None, amp: bool = False) -> tuple[dict[str, float], int]:
+                    progress: Optional[ProgressBar] = None, amp: bool = False, counted: Optional[int] = None,
+                    agree: Optional[Callable[[Optional[BaseException]], None]] = None,
+                    ) -> tuple[dict[str, float], int]:
     """One pass over ``batches``; sets the learning rate of every step from ``lr_at(step)``.
 
-    Returns ({"loss_sum", "correct", "count"} over this process's samples, the next step index).
+    Returns ({"loss_sum", "correct", "count"} over this process's first ``counted`` samples (all
+    when None: the rest are a sampler's repeats, trained on but not counted), the next step index).
+    ``agree`` (:meth:`Distributed.agree`) is called at every step, before the backward pass, with
+    this process's error (reading the batch, the forward pass, a non-finite loss) or None.
     """
     model.train()
     step = first_step
     loss_sum = correct = count = 0.0
-    for pixels, labels in batches:
+    seen = 0
+    for batch, error in _batches_or_error(batches):
         lr = lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pixels = pixels.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(pixels).logits
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss.item()} at step {step} (lr {lr:.3g}); "
-                                     "try a lower --lr")
+        if error is None:
+            result, error = _attempt(_forward_losses, model, batch, device, amp, label_smoothing, step, lr)
+        if agree is not None:
+            agree(error)
+        elif error is not None:
+            raise error
+        logits, labels, losses = result
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.mean().backward()
         optimizer.step()
         n = labels.shape[0]
-        loss_sum += loss.item() * n
-        correct += (logits.argmax(-1) == labels).sum().item()
-        count += n
+        k = n if counted is None else max(0, min(n, counted - seen))
+        seen += n
+        with torch.no_grad():
+            loss_sum += losses[:k].sum().item()
+            correct += (logits[:k].argmax(-1) == labels[:k]).sum().item()
+        count += k
         step += 1
         if progress is not None:
-            progress.update(1, loss=loss_sum / count, acc=correct / count, lr=lr)
+            progress.update(1, loss=loss_sum / max(count, 1), acc=correct / max(count, 1), lr=lr)
     return {"loss_sum": loss_sum, "correct": correct, "count": count}, step
+
+
+def _batches_or_error(batches: Iterable) -> Iterator[tuple[Any, Optional[Exception]]]:
+    """(batch, None) per batch; (None, the error) once and then stop when reading one fails."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as e:  # noqa: BLE001  reported through Distributed.agree
+            yield None, e
+            return
+        yield batch, None
+
+
+def _forward_losses(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, amp: bool,
+                    label_smoothing: float, step: int, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits, labels, per-sample losses) of one training batch; a non-finite loss is an error."""
+    pixels, labels = batch
+    pixels = pixels.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(pixels).logits
+    losses = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="none")
+    if not torch.isfinite(losses).all():
+        bad = losses[~torch.isfinite(losses)][0].item()
+        raise FloatingPointError(f"the training loss became {bad} at step {step} (lr {lr:.3g}); try a lower --lr")
+    return logits, labels, losses
 
 
 @torch.no_grad()
@@ -568,16 +664,40 @@ def _loader(dataset: torch.utils.data.Dataset, batch_size: int, sampler, workers
 
 
 def train(options: TrainOptions, stream: Optional[TextIO] = None) -> dict[str, Any]:
-    """Run ``convnext train``; returns the metrics written to metrics.json (on every rank)."""
-    options.validate()
+    """Run ``convnext train``; returns the metrics written to metrics.json (on every rank).
+
+    Under torchrun an error stops every process: rank 0 raises a :class:`RankError` naming the
+    rank that failed, the others :class:`StoppedByAnotherRank` (``convnext train`` prints nothing
+    for it), so the error is printed once. An error outside the points where the processes agree
+    (the backward pass, the optimizer step) is raised by the rank that hit it, its rank named.
+    """
     stream = stream if stream is not None else sys.stderr
-    resume_from = _check_output(options)
-    dist = setup_distributed(options.device)
     try:
-        return _train(options, dist, resume_from, stream)
+        options.validate()
+        dist = setup_distributed(options.device)
+    except Exception as e:
+        launched = _launched()
+        if launched.enabled:  # the same options and machine on every rank: every rank fails alike
+            raise launched.failure([_one_line(e)] * launched.world_size) from e
+        raise
+    try:
+        metrics = _train(options, dist, stream)
+        dist.barrier()  # gloo: without it, tearing the group down right after an all-reduce can abort a peer
+        return metrics
+    except RankError:
+        raise
+    except Exception as e:
+        if dist.enabled:
+            raise RankError(f"rank {dist.rank} of {dist.world_size}: {_one_line(e)}") from e
+        raise
     finally:
         if dist.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _launched() -> Distributed:
+    """Rank and world size from torchrun's environment, before any process group exists."""
+    return Distributed(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def _log(dist: Distributed, stream: TextIO, message: str) -> None:
@@ -585,8 +705,26 @@ def _log(dist: Distributed, stream: TextIO, message: str) -> None:
         print(message, file=stream, flush=True)
 
 
-def _train(options: TrainOptions, dist: Distributed, resume_from: Optional[Path], stream: TextIO) -> dict[str, Any]:
-    out = Path(options.out)
+@dataclass
+class _Run:
+    """What the epochs need, prepared before the first one (on every rank alike)."""
+
+    setup: ModelSetup
+    state: Optional[dict[str, Any]]
+    train_folder: ImageFolder
+    val_folder: ImageFolder
+    optimizer: torch.optim.Optimizer
+    train_set: ImageFolderDataset
+    sampler: torch.utils.data.DistributedSampler
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    start_epoch: int
+    step: int
+    history: list[dict]
+
+
+def _prepare(options: TrainOptions, dist: Distributed) -> _Run:
+    resume_from = _check_output(options)
     state = load_checkpoint(resume_from) if resume_from is not None else None
     if state is not None:
         setup = setup_from_checkpoint(state)
@@ -600,8 +738,8 @@ def _train(options: TrainOptions, dist: Distributed, resume_from: Optional[Path]
                               options.seed)
     if setup.classes != train_folder.classes:
         train_folder, val_folder = remap(train_folder, setup.classes), remap(val_folder, setup.classes)
-    model = setup.model.to(dist.device)
-    optimizer = build_optimizer(model, options.lr, options.weight_decay)
+    setup.model.to(dist.device)
+    optimizer = build_optimizer(setup.model, options.lr, options.weight_decay)
     start_epoch, step, history = 0, 0, []
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -612,11 +750,23 @@ def _train(options: TrainOptions, dist: Distributed, resume_from: Optional[Path]
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
                                                   shuffle=True, seed=options.seed, drop_last=False)
     val_indices = list(range(dist.rank, len(val_set), dist.world_size))  # every image once over all ranks
-    train_loader = _loader(train_set, options.batch_size, sampler, options.workers, dist.device)
-    val_loader = _loader(val_set, options.batch_size, val_indices, options.workers, dist.device)
-    steps_per_epoch = len(train_loader)
+    return _Run(setup, state, train_folder, val_folder, optimizer, train_set, sampler,
+                _loader(train_set, options.batch_size, sampler, options.workers, dist.device),
+                _loader(val_set, options.batch_size, val_indices, options.workers, dist.device),
+                start_epoch, step, history)
+
+
+def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str, Any]:
+    out = Path(options.out)
+    run, error = _attempt(_prepare, options, dist)
+    dist.agree(error)
+    setup, state, optimizer, sampler, history = run.setup, run.state, run.optimizer, run.sampler, run.history
+    model = setup.model
+    step = run.step
+    steps_per_epoch = len(run.train_loader)
     total_steps = steps_per_epoch * options.epochs
     warmup_steps = min(int(round(options.warmup_epochs * steps_per_epoch)), total_steps // 2)
+    counted = counted_samples(len(run.train_set), dist.rank, dist.world_size)
 
     def lr_at(s: int) -> float:
         return warmup_cosine(s, total_steps, warmup_steps, options.lr)
@@ -627,58 +777,74 @@ def _train(options: TrainOptions, dist: Distributed, resume_from: Optional[Path]
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
-    _log(dist, stream, f"train: {len(train_folder)} images, val: {len(val_folder)} images, "
+    _log(dist, stream, f"train: {len(run.train_folder)} images, val: {len(run.val_folder)} images, "
                        f"{len(setup.classes)} classes, {setup.image_size}px, {dist.world_size} process(es) on "
                        f"{dist.device.type}, {options.batch_size} per step per process, from {setup.source}"
                        + (" (new head)" if setup.new_head else "")
-                       + (f", resuming after epoch {start_epoch}" if state is not None else ""))
+                       + (f", resuming after epoch {run.start_epoch}" if state is not None else ""))
     if state is not None:
         saved_epochs = json.loads(state["options_json"]).get("epochs")
         if saved_epochs != options.epochs:
             _log(dist, stream, f"note: the checkpoint's run was planned for {saved_epochs} epochs, now "
                                f"{options.epochs}: the learning-rate schedule changes from here on")
+    amp = options.amp and dist.device.type == "cuda"
     last_epoch = options.epochs if options.stop_after is None else min(options.epochs,
-                                                                       start_epoch + options.stop_after)
-    for epoch in range(start_epoch, last_epoch):
+                                                                       run.start_epoch + options.stop_after)
+    for epoch in range(run.start_epoch, last_epoch):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
-        train_set.epoch = epoch
+        run.train_set.epoch = epoch
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{options.epochs}", stream,
                           enabled=dist.is_main and not options.quiet)
-        totals, step = train_one_epoch(wrapped, train_loader, optimizer, lr_at, step, options.label_smoothing,
-                                       dist.device, bar, options.amp and dist.device.type == "cuda")
+        totals, step = train_one_epoch(wrapped, run.train_loader, optimizer, lr_at, step, options.label_smoothing,
+                                       dist.device, bar, amp, counted=counted, agree=dist.agree)
         t_loss, t_correct, t_count = dist.all_sum([totals["loss_sum"], totals["correct"], totals["count"]])
-        v = evaluate(model, val_loader, dist.device, options.amp and dist.device.type == "cuda")
+        v, error = _attempt(evaluate, model, run.val_loader, dist.device, amp)
+        dist.agree(error)
         v_loss, v_correct, v_count = dist.all_sum([v["loss_sum"], v["correct"], v["count"]])
-        record = {"epoch": epoch + 1, "train_loss": t_loss / t_count, "train_accuracy": t_correct / t_count,
+        record = {"epoch": epoch + 1, "train_loss": t_loss / max(t_count, 1),
+                  "train_accuracy": t_correct / max(t_count, 1),
                   "val_loss": v_loss / max(v_count, 1), "val_accuracy": v_correct / max(v_count, 1),
                   "lr": lr_at(step - 1), "seconds": round(time.perf_counter() - started, 3)}
         history.append(record)
         bar.close(loss=record["train_loss"], acc=record["train_accuracy"], val_loss=record["val_loss"],
                   val_acc=record["val_accuracy"])
+        error = None
         if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(out / CHECKPOINT_NAME, model, optimizer, epoch + 1, step, setup, history, options)
-        dist.barrier()
+            _, error = _attempt(_save_epoch, out, model, optimizer, epoch + 1, step, setup, history, options)
+        dist.agree(error)
     digests = dist.all_gather_strings(weights_digest(model))
     metrics = {
         "classes": list(setup.classes), "source": setup.source, "new_head": setup.new_head,
-        "images": {"train": len(train_folder), "val": len(val_folder)},
+        "images": {"train": len(run.train_folder), "val": len(run.val_folder)},
         "epochs": history, "final": history[-1] if history else {},
         "completed": len(history) >= options.epochs,
         "world_size": dist.world_size, "samples_per_process_per_epoch": len(sampler),
         "weights_sha256_per_rank": digests, "replicas_identical": len(set(digests)) == 1,
         "options": asdict(options),
     }
+    error = None
     if dist.is_main:
-        model.to("cpu").save_pretrained(out)
-        setup.processor.save_pretrained(out)
-        atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
+        _, error = _attempt(_save_result, out, model, setup, metrics)
+    dist.agree(error)
+    if dist.is_main:
         final = metrics["final"]
         _log(dist, stream, f"saved {out} (val accuracy {final.get('val_accuracy', float('nan')) * 100:.2f}%"
                            f", metrics in {METRICS_NAME})" + ("" if metrics["completed"] else
                            f"; stopped after epoch {len(history)} of {options.epochs}, continue with --resume"))
-    dist.barrier()
     if not metrics["replicas_identical"]:
-        raise RuntimeError(f"data-parallel replicas ended with different weights: {digests}")
+        error = RuntimeError(f"data-parallel replicas ended with different weights: {digests}")
+        raise dist.failure([str(error)] * dist.world_size) if dist.enabled else error
     return metrics
+
+
+def _save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int,
+                setup: ModelSetup, history: list[dict], options: TrainOptions) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / CHECKPOINT_NAME, model, optimizer, epoch, step, setup, history, options)
+
+
+def _save_result(out: Path, model: nn.Module, setup: ModelSetup, metrics: dict[str, Any]) -> None:
+    model.to("cpu").save_pretrained(out)
+    setup.processor.save_pretrained(out)
+    atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")

@@ -1,9 +1,12 @@
 """ConvNeXt for Keras 3 (TensorFlow backend): drop-in for transformers' TFConvNext* classes, reading
 and writing the same hub folders (tf_model.h5, model.safetensors, pytorch_model.bin)."""
 
-import keras
-
 from convnext_common import ConvNextConfig, ConvNextV2Config
+from convnext_common.quiet import import_tensorflow
+
+import_tensorflow()  # first, so that TensorFlow's start-up notices follow TF_CPP_MIN_LOG_LEVEL
+
+import keras  # noqa: E402  (after TensorFlow, see above)
 
 if keras.backend.backend() != "tensorflow":  # checked first: the layers below use TensorFlow ops
     raise ImportError(

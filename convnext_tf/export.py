@@ -30,6 +30,7 @@ from convnext_common.export import (
     verification_shapes,
 )
 from convnext_common.fileio import atomic_directory
+from convnext_common.quiet import tf_notices_filtered
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "pixel_values"
@@ -101,16 +102,8 @@ def export_saved_model(model, directory: Union[str, os.PathLike], *, overwrite: 
             checks.append(compare_outputs(run_saved_model(tmp, pixels, loaded), eager_outputs(model, pixels), shape,
                                           tolerance, f"SavedModel export of {type(model).__name__}"))
         del loaded
-        _chmod_like_mkdir(tmp)
     return ExportReport("savedmodel", Path(directory), "Keras eager", tolerance, checks,
                         {"signature": SIGNATURE, "input": f"{INPUT_NAME} {_layout(model)}"})
-
-
-def _chmod_like_mkdir(directory: Path) -> None:
-    """The staging folder is private (mode 0700); the exported one gets a new folder's usual mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
 
 
 def _layout(model) -> str:
@@ -178,12 +171,13 @@ def export_tflite(model, path: Union[str, os.PathLike], int8: bool = False, *, o
             with tempfile.TemporaryDirectory(prefix=".saved_model.", dir=tmp.parent) as saved:
                 _write_saved_model(model, Path(saved))
                 tmp.write_bytes(_convert(Path(saved), int8))
-        interpreter = tflite_interpreter(tmp)
         checks = []
-        for i, shape in enumerate(shapes):
-            pixels = random_pixels(shape, seed=i)
-            checks.append(compare_outputs(run_tflite(tmp, pixels, interpreter), eager_outputs(model, pixels), shape,
-                                          applied, f"TFLite export of {type(model).__name__}"))
+        with tf_notices_filtered():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice
+            interpreter = tflite_interpreter(tmp)
+            for i, shape in enumerate(shapes):
+                pixels = random_pixels(shape, seed=i)
+                checks.append(compare_outputs(run_tflite(tmp, pixels, interpreter), eager_outputs(model, pixels),
+                                              shape, applied, f"TFLite export of {type(model).__name__}"))
     return ExportReport("tflite", Path(path), "Keras eager", applied, checks,
                         {"weights": "int8 (dynamic range)" if int8 else "float32",
                          "input": f"{INPUT_NAME} {_layout(model)}"})
@@ -192,14 +186,15 @@ def export_tflite(model, path: Union[str, os.PathLike], int8: bool = False, *, o
 def compare_tflite(model, path: Union[str, os.PathLike], pixel_values: np.ndarray, batch_size: int = 64) -> Check:
     """``rel`` and top-1 agreement of a .tflite file against the Keras model on ``pixel_values``
     (e.g. a held-out set, run in batches of ``batch_size``)."""
-    interpreter = tflite_interpreter(path)
     ours: dict[str, list] = {}
     ref: dict[str, list] = {}
-    for start in range(0, len(pixel_values), batch_size):
-        block = np.ascontiguousarray(pixel_values[start:start + batch_size], dtype=np.float32)
-        for store, outputs in ((ours, run_tflite(path, block, interpreter)), (ref, eager_outputs(model, block))):
-            for name, value in outputs.items():
-                store.setdefault(name, []).append(value)
+    with tf_notices_filtered():
+        interpreter = tflite_interpreter(path)
+        for start in range(0, len(pixel_values), batch_size):
+            block = np.ascontiguousarray(pixel_values[start:start + batch_size], dtype=np.float32)
+            for store, outputs in ((ours, run_tflite(path, block, interpreter)), (ref, eager_outputs(model, block))):
+                for name, value in outputs.items():
+                    store.setdefault(name, []).append(value)
     joined = {name: np.concatenate(v) for name, v in ours.items()}
     return compare_outputs(joined, {name: np.concatenate(v) for name, v in ref.items()}, np.shape(pixel_values),
                            None, f"TFLite {path}")

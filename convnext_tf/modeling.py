@@ -455,10 +455,11 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self._keras_outputs(self(x, training=False))
 
-    def export(self, filepath, format: str = "tf_saved_model", verbose: bool = True, input_signature=None,
+    def export(self, filepath, format: str = "tf_saved_model", verbose: bool = False, input_signature=None,
                **kwargs) -> None:
         """A SavedModel whose ``serve`` endpoint maps a float32 batch in the model's data_format
-        (NCHW by default) to a dict of outputs (``logits`` for a classifier)."""
+        (NCHW by default) to a dict of outputs (``logits`` for a classifier). ``verbose=True`` lists
+        the endpoint and its captured variables, as Keras prints them by default."""
         if format != "tf_saved_model":
             raise ValueError(f"format must be 'tf_saved_model', got {format!r}")
         c = self.config.num_channels

@@ -25,6 +25,7 @@ def test_onnx_of_fixture_with_json_report(tmp_path, fixtures_dir, inputs, capsys
     assert rel_err(run_onnx(out, inputs["pixel_values_odd"])["logits"], expected["logits_odd"]) <= 1e-4
 
 
+@pytest.mark.slow
 def test_savedmodel_of_a_backbone(tmp_path, fixtures_dir, inputs, capsys):
     """A Backbone folder (PyTorch weights only) becomes a SavedModel serving its feature maps."""
     tf = pytest.importorskip("tensorflow")
@@ -74,3 +75,61 @@ def test_help_lists_the_formats(capsys):
     text = capsys.readouterr().out
     assert exit_info.value.code == 0
     assert "onnx,savedmodel,tflite" in text and "--int8" in text and "--opset" in text
+
+
+# ---- the ONNX opset: what the file declares is what is reported; unsupported ones are one line -----
+def declared_opset(path) -> int:
+    import onnx
+
+    return {o.domain: o.version for o in onnx.load(str(path), load_external_data=False).opset_import}[""]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter, opset", [("dynamo", 20), ("torchscript", 17)])
+def test_report_gives_the_written_files_opset(tmp_path, capfd, exporter, opset):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "m.onnx"
+    rc = main(["export", "--format", "onnx", "--out", str(out), "--exporter", exporter, "--opset", str(opset),
+               "--json"])
+    captured = capfd.readouterr()
+    assert rc == 0 and captured.err == ""  # no exporter warnings or tracebacks on a supported opset
+    assert json.loads(captured.out)["details"]["opset"] == declared_opset(out) == opset
+
+
+@pytest.mark.parametrize("exporter, opset, supported", [
+    ("dynamo", 17, "writes opsets 18-"), ("dynamo", 99, "writes opsets 18-"), ("torchscript", 99, "writes opsets 17-"),
+])
+def test_unsupported_opset_is_one_line_naming_the_range(tmp_path, capfd, exporter, opset, supported):
+    pytest.importorskip("onnxruntime")
+    rc = main(["export", "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--exporter", exporter,
+               "--opset", str(opset)])
+    captured = capfd.readouterr()
+    assert rc == 1 and captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert f"opset {opset} is not supported by the {exporter}" in captured.err and supported in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_an_opset_the_exporter_swaps_is_refused(tmp_path, monkeypatch):
+    """Were the range check to let an opset through that the exporter replaces (dynamo writes 18 when
+    asked for 17), the file's own opset is compared with the one asked for and nothing is written."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import convnext_pt.export as pt_export
+    from convnext_common.export import ExportVerificationError
+    from convnext_common.inference import default_model_dir
+    from convnext_pt import ConvNextForImageClassification
+
+    monkeypatch.setattr(pt_export, "check_opset", lambda opset, exporter="dynamo": opset)
+    model = ConvNextForImageClassification.from_pretrained(default_model_dir())
+    with pytest.raises(ExportVerificationError, match="wrote opset 18 where 17 was asked"):
+        pt_export.export_onnx(model, tmp_path / "m.onnx", opset=17)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quiet_prints_nothing(tmp_path, capfd):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--format", "onnx", "--out", str(out), "--exporter", "torchscript", "--quiet"]) == 0
+    assert capfd.readouterr() == ("", "") and out.is_file()

@@ -54,6 +54,7 @@ def fixture_onnx(tmp_path_factory, fixtures_dir):
     return model, path, report
 
 
+@pytest.mark.slow
 def test_fixture_model_matches_transformers_and_eager(fixture_onnx, fixtures_dir, inputs):
     model, path, report = fixture_onnx
     assert report.details["exporter"] == "dynamo" and report.details["opset"] == 18
@@ -68,6 +69,7 @@ def test_fixture_model_matches_transformers_and_eager(fixture_onnx, fixtures_dir
         assert rel_err(ours, eager_outputs(model, x)["logits"]) <= ONNX_TOL
 
 
+@pytest.mark.slow
 def test_file_declares_opset_dynamic_axes_and_config(fixture_onnx):
     model, path, _ = fixture_onnx
     proto = onnx.load(str(path))
@@ -84,6 +86,7 @@ def test_file_declares_opset_dynamic_axes_and_config(fixture_onnx):
     assert meta["convnext_class"] == "ConvNextForImageClassification"
 
 
+@pytest.mark.slow
 def test_any_batch_and_size_runs(fixture_onnx):
     """Sizes never seen at export: batch 5, the smallest input (32: a 1x1 last map), a tall one."""
     model, path, _ = fixture_onnx

@@ -75,6 +75,7 @@ def test_tflite_float32_of_fixture(fixture_model, fixture_saved_model, fixtures_
         assert rel_err(ours, eager_outputs(fixture_model, x)["logits"]) <= TFLITE_TOL
 
 
+@pytest.mark.slow
 def test_random_weight_v2_matches_pytorch_twin(tmp_path):
     """Both formats for a V2 model whose weights come from a re-drawn PyTorch twin."""
     import torch
@@ -104,6 +105,7 @@ def _heldout_pixels(folder: Path):
     return heldout_batch(load_heldout(HELDOUT), load_processor(folder))
 
 
+@pytest.mark.slow
 def test_embedded_model_saved_model_tflite_and_int8(tmp_path):
     folder = default_model_dir()
     if not (folder / "config.json").is_file() or not HELDOUT.is_file():
@@ -115,7 +117,7 @@ def test_embedded_model_saved_model_tflite_and_int8(tmp_path):
     assert saved.max_rel <= SAVED_MODEL_TOL and fp32.max_rel <= TFLITE_TOL
     assert int8.tolerance is None and int8.details["weights"].startswith("int8")
     size_ratio = (tmp_path / "int8.tflite").stat().st_size / (tmp_path / "fp32.tflite").stat().st_size
-    assert size_ratio < 0.4  # int8 weights: about a quarter of the float32 file
+    assert 3.2 <= 1 / size_ratio <= 4.0  # the README's 3.5x for this model (int8 weights, float biases and norms)
 
     # int8 on the held-out digits (bench/bench_export.py reports the same for float32 too)
     pixels, labels = _heldout_pixels(folder)
@@ -126,6 +128,7 @@ def test_embedded_model_saved_model_tflite_and_int8(tmp_path):
     assert int8_check.top1_agree >= 0.99
 
 
+@pytest.mark.slow
 def test_failed_verification_leaves_nothing(fixture_model, fixture_saved_model, tmp_path):
     with pytest.raises(ExportVerificationError, match="above the tolerance"):
         export_saved_model(fixture_model, tmp_path / "saved", image_size=(64, 64), tolerance=1e-12)

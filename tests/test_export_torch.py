@@ -127,6 +127,7 @@ def test_exported_program_has_symbolic_batch_and_size(fixture_program):
     assert ranges[str(height.node.expr)][0] == min_dynamic_size(model) == 64
 
 
+@pytest.mark.slow
 def test_exported_program_matches_eager_and_transformers(fixture_program, fixtures_dir, inputs):
     model, program = fixture_program
     checks = check_program(model, program, [(1, 3, 64, 64), (3, 3, 70, 90), (2, 3, 96, 160)])
@@ -138,6 +139,7 @@ def test_exported_program_matches_eager_and_transformers(fixture_program, fixtur
         assert rel_err(logits.detach().numpy(), expected[key]) <= 1e-4
 
 
+@pytest.mark.slow
 def test_exported_backbone_and_v2(fixtures_dir, inputs):
     for model in (ConvNextBackbone.from_pretrained(fixtures_dir / "hf-convnext-backbone"), tiny(v2=True)):
         program = export_program(model, batch_size=3, image_size=(64, 80))

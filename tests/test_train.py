@@ -21,7 +21,7 @@ from convnext_common.imagefolder import ImageFolderError, find_splits, scan_imag
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
 from convnext_pt.training import (
-    ProgressBar, TrainTransform, random_resized_crop_box, warmup_cosine, weights_digest,
+    ProgressBar, TrainTransform, counted_samples, random_resized_crop_box, warmup_cosine, weights_digest,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,6 +160,7 @@ def test_fine_tune_single_process_loads_in_both_twins(digit_folder, tiny_model, 
     assert np.abs(got - ref).max() / max(1.0, np.abs(ref).max()) <= 1e-4
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(digit_folder, tiny_model, tmp_path, capsys):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert cli.main(train_args(digit_folder, tiny_model, straight, "--epochs", "2")) == 0
@@ -188,12 +189,17 @@ def test_variant_from_scratch_keeps_folder_labels(digit_folder, tmp_path, capsys
     assert processor["size"] == {"shortest_edge": 32}
 
 
+@pytest.mark.slow
+def torchrun(argv, processes: int = 2) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           "-m", "convnext_common", *argv]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_torchrun_two_processes_end_with_identical_weights(digit_folder, tiny_model, tmp_path):
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "convnext_common", *train_args(digit_folder, tiny_model, out, "--epochs", "2")]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = torchrun(train_args(digit_folder, tiny_model, out, "--epochs", "2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2
@@ -205,3 +211,74 @@ def test_torchrun_two_processes_end_with_identical_weights(digit_folder, tiny_mo
     start = ConvNextForImageClassification.from_pretrained(tiny_model)
     assert not torch.equal(model.convnext.encoder.stages[0].layers[0].dwconv.weight,
                            start.convnext.encoder.stages[0].layers[0].dwconv.weight)
+
+
+# ---- torchrun: each image counted once, one error message ------------------------------------------
+@pytest.mark.parametrize("size", range(1, 12))
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_counted_samples_are_each_image_once(size, world_size):
+    """The leading counted_samples() of each rank's DistributedSampler shard cover every image once."""
+    dataset = list(range(size))
+    counted = []
+    for rank in range(world_size):
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world_size, rank=rank, seed=3)
+        sampler.set_epoch(1)
+        counted += list(sampler)[:counted_samples(size, rank, world_size)]
+    assert sorted(counted) == dataset
+
+
+@pytest.mark.slow
+def test_torchrun_metrics_over_an_uneven_split_equal_one_process(digit_folder, tiny_model, tmp_path, capsys):
+    """21 training and 9 validation images on 2 processes: the sampler repeats one training image to
+    give each process 11, and the metrics must still be those of one process over the 21 images.
+    A learning rate of 1e-30 leaves the weights as they are, so the two runs' metrics are comparable
+    (augmentation depends on the image and epoch only, not on the process layout)."""
+    args = ("--epochs", "1", "--val-fraction", "0.3", "--lr", "1e-30")
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert cli.main(train_args(digit_folder, tiny_model, single, *args)) == 0
+    proc = torchrun(train_args(digit_folder, tiny_model, multi, *args))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = json.loads((single / "metrics.json").read_text())
+    two = json.loads((multi / "metrics.json").read_text())
+    assert one["images"] == two["images"] == {"train": 21, "val": 9}
+    assert two["world_size"] == 2 and two["samples_per_process_per_epoch"] == 11  # 22 samples for 21 images
+    (a,), (b,) = one["epochs"], two["epochs"]
+    for key in ("train_loss", "val_loss"):
+        assert math.isclose(a[key], b[key], rel_tol=1e-5), key
+    for key in ("train_accuracy", "val_accuracy"):  # k/21 and k/9: any miscounted image changes them
+        assert a[key] == pytest.approx(b[key], abs=1e-12), key
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("convnext train: ")]
+
+
+@pytest.mark.slow
+def test_torchrun_error_of_every_rank_is_printed_once(tiny_model, tmp_path):
+    proc = torchrun(train_args(tmp_path / "no-such-folder", tiny_model, tmp_path / "out", "--epochs", "1"))
+    assert proc.returncode != 0
+    (line,) = error_lines(proc.stderr)
+    assert line.startswith("convnext train: error: rank 0 of 2: ") and "no-such-folder" in line
+    assert "(2 of 2 ranks failed)" in line
+
+
+@pytest.mark.slow
+def test_torchrun_error_of_one_rank_is_printed_once_naming_it(digit_folder, tiny_model, tmp_path):
+    """A corrupt image that only rank 1 reads (its first training sample) stops both processes at
+    that step; rank 0 prints the error once, naming rank 1 and the file."""
+    import shutil
+
+    from convnext_pt.training import TrainOptions, load_data
+
+    data = tmp_path / "data"
+    shutil.copytree(digit_folder, data)
+    train_folder, _ = load_data(TrainOptions(data=str(data), model="", out="", val_fraction=0.2))
+    sampler = torch.utils.data.DistributedSampler(train_folder.samples, num_replicas=2, rank=1, seed=0)
+    sampler.set_epoch(0)
+    corrupt = Path(train_folder.samples[next(iter(sampler))][0])
+    corrupt.write_bytes(corrupt.read_bytes()[:40])  # a PNG cut short
+    proc = torchrun(train_args(data, tiny_model, tmp_path / "out", "--epochs", "1"))
+    assert proc.returncode != 0
+    (line,) = error_lines(proc.stderr)
+    assert line.startswith("convnext train: error: rank 1 of 2: ") and corrupt.name in line
+    assert "ranks failed" not in line

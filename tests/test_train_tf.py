@@ -40,6 +40,7 @@ def start_folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_fit_one_epoch_under_mirrored_strategy(data, start_folder, tmp_path):
     pytest.importorskip("convnext_tf")
     import keras

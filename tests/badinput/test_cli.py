@@ -276,6 +276,7 @@ def test_convert_failing_late_leaves_output_alone(tmp_path, capsys, monkeypatch,
 
 
 # --- real processes ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_subprocess_predict_failure_one_line_and_debug_traceback(tmp_path):
     model = _model(tmp_path / "model")
     bad = tmp_path / "notes.jpg"
