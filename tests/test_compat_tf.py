@@ -173,3 +173,12 @@ def test_other_keras_backend_is_one_clear_error(backend):
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError") and "KERAS_BACKEND" in last and "tensorflow" in last, last
+
+
+def test_eager_calls_at_many_shapes_log_no_retracing(caplog):
+    # a newcomer's first calls print nothing: no traced graph per block, so nothing to retrace
+    _, model = pt_and_tf()
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for side in (32, 40, 48, 56, 64, 72):
+            model(pixels((1, 3, side, side + 8)), training=False)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
