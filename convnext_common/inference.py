@@ -136,13 +136,12 @@ def load_processor(source: str | os.PathLike, warn: Callable[[str], None] | None
             return ConvNextImageProcessor.from_dict(settings)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{source}: {PREPROCESSOR_CONFIG_NAME}: {e}") from None
+    from .checkpoints.preprocessing import default_preprocessor_config
+
     config = load_config(source)
     if warn is not None:
         warn(f"{source}: no {PREPROCESSOR_CONFIG_NAME}; using ImageNet defaults at {config.image_size} px")
-    from .processing import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-    return ConvNextImageProcessor(size={"shortest_edge": config.image_size}, image_mean=list(IMAGENET_DEFAULT_MEAN),
-                                  image_std=list(IMAGENET_DEFAULT_STD))
+    return ConvNextImageProcessor.from_dict(default_preprocessor_config(config.image_size))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

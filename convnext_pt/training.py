@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convnext_common.checkpoints.preprocessing import default_preprocessor_config
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, load_config
 from convnext_common.fileio import atomic_write, atomic_write_text
 from convnext_common.hub import is_hub_id
@@ -555,8 +556,8 @@ def prepare_model(spec: str, folder_classes: Sequence[str], image_size: Optional
             _reset_head(model)
         if model.preprocessor_config is not None:  # the source's preprocessor_config.json
             processor = ConvNextImageProcessor.from_dict(model.preprocessor_config)
-        else:
-            processor = ConvNextImageProcessor(size={"shortest_edge": config.image_size})
+        else:  # the same default as `convnext predict` / `evaluate` use for such a folder
+            processor = ConvNextImageProcessor.from_dict(default_preprocessor_config(config.image_size))
         size = image_size or int(processor.size.get("shortest_edge", config.image_size))
         source = str(path)
         new_head = not keeps_head
@@ -570,8 +571,7 @@ def prepare_model(spec: str, folder_classes: Sequence[str], image_size: Optional
         config = config_for_variant(spec, num_labels=len(labels), id2label=id2label, label2id=label2id,
                                     drop_path_rate=0.1 if drop_path is None else drop_path, image_size=size)
         model = _classifier_class(config)(config)
-        processor = ConvNextImageProcessor(size={"shortest_edge": size}, crop_pct=224 / 256,
-                                           image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+        processor = ConvNextImageProcessor.from_dict(default_preprocessor_config(size))
         source = spec
         new_head = True
     processor.size = {"shortest_edge": size}

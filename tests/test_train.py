@@ -282,3 +282,19 @@ def test_torchrun_error_of_one_rank_is_printed_once_naming_it(digit_folder, tiny
     (line,) = error_lines(proc.stderr)
     assert line.startswith("convnext train: error: rank 1 of 2: ") and corrupt.name in line
     assert "ranks failed" not in line
+
+
+def test_train_and_predict_preprocess_a_folder_without_preprocessor_config_alike(tmp_path):
+    # one default for such a folder: fine-tuning must see the pixels predict/evaluate will feed it
+    from convnext_common.inference import load_processor
+    from convnext_pt.training import prepare_model
+
+    model = ConvNextForImageClassification(ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2,
+                                                          num_labels=2, image_size=48, id2label={0: "a", 1: "b"}))
+    model.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m" / "preprocessor_config.json").exists()
+    trained = prepare_model(str(tmp_path / "m"), ["a", "b"], None, None, 0).processor
+    predicted = load_processor(tmp_path / "m")
+    keys = ("image_mean", "image_std", "size", "crop_pct", "resample", "rescale_factor", "do_normalize")
+    assert {k: trained.to_dict()[k] for k in keys} == {k: predicted.to_dict()[k] for k in keys}
+    assert list(predicted.image_mean) == [0.485, 0.456, 0.406]  # the hub's ConvNeXt statistics, not 0.5

@@ -18,6 +18,13 @@ def imagenet_preprocessor_config(mean: Sequence[float] = IMAGENET_MEAN, std: Seq
             "resample": 3, "rescale_factor": 1 / 255, "size": {"shortest_edge": 224}}
 
 
+def default_preprocessor_config(image_size: int = 224) -> dict:
+    """The preprocessing of a model folder without a preprocessor_config.json, the one decision every
+    command uses (predict, evaluate, train, export): the hub's ImageNet ConvNeXt settings, with the
+    short side to ``image_size / crop_pct`` and a centre crop of ``image_size``."""
+    return dict(imagenet_preprocessor_config(), size={"shortest_edge": int(image_size)})
+
+
 def per_channel(values: Sequence[float], channels: int) -> Optional[list[float]]:
     """``values`` (RGB statistics) for a model with ``channels`` inputs, or None when they already fit.
 
