@@ -28,6 +28,7 @@ of training, evaluation) are public so other scripts (e.g. scripts/train_default
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import math
@@ -692,6 +693,10 @@ def train(options: TrainOptions, stream: Optional[TextIO] = None) -> dict[str, A
         raise
     finally:
         if dist.enabled and torch.distributed.is_initialized():
+            # DistributedDataParallel's reducer sits in reference cycles: collected at interpreter
+            # exit, gloo's worker threads would outlive the group and abort the process
+            # ("terminate called without an active exception"). Free it while all is alive.
+            gc.collect()
             torch.distributed.destroy_process_group()
 
 
