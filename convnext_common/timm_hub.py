@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .checkpoints.preprocessing import fit_to_channels
 from .checkpoints.timm_config import is_timm_config, timm_hub_config_from_dict
 
 __all__ = ["is_timm_config", "is_timm_convnext", "timm_architecture", "timm_preprocessor_config"]
@@ -23,5 +24,9 @@ def is_timm_convnext(d: dict) -> bool:
 
 
 def timm_preprocessor_config(d: dict, path: Path = Path("config.json")) -> dict:
-    """transformers' ``preprocessor_config.json`` for timm's default evaluation transform of ``d``."""
-    return timm_hub_config_from_dict(d, path).preprocessor
+    """transformers' ``preprocessor_config.json`` for timm's default evaluation transform of ``d``,
+    with one mean and std per input channel (``model_args.in_chans``, else ``input_size[0]``), as
+    the converter writes it for the same folder."""
+    timm = timm_hub_config_from_dict(d, path)
+    channels = timm.model_args.get("in_chans") or (timm.pretrained_cfg.get("input_size") or (3,))[0]
+    return fit_to_channels(timm.preprocessor, int(channels), notes=[])

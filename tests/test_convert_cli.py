@@ -444,3 +444,28 @@ def test_convnext_convert_errors_start_with_the_command_name(tmp_path, capsys):
     assert cli_main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("convnext convert: error: ") and err.count("\n") == 1
+
+
+def test_a_one_channel_timm_folder_is_preprocessed_alike_by_convert_and_predict(tmp_path):
+    # one decision: predict reads the folder's preprocessing without converting it, and must get
+    # what the converter writes (one mean and std per input channel)
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from convnext_common.pretrained import preprocessor_config_of
+
+    weights = load_file(str(TIMM))
+    weights["stem.0.weight"] = weights["stem.0.weight"][:, :1].copy()
+    folder = tmp_path / "timm-gray"
+    folder.mkdir()
+    save_file(weights, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"architecture": "convnext_atto", "num_classes": 10,
+                                                    "model_args": {"in_chans": 1},
+                                                    "pretrained_cfg": {"input_size": [1, 64, 64]}}))
+    convert(folder, tmp_path / "out", to="pt", progress=False)
+    written = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
+    assert len(written["image_mean"]) == len(written["image_std"]) == 1
+    read = preprocessor_config_of(folder)  # what convnext predict builds its processor from
+    for key in ("image_mean", "image_std", "size", "crop_pct", "resample"):
+        assert read[key] == written[key], key
