@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import torch  # noqa: E402,F401  (before tensorflow)
 import numpy as np  # noqa: E402
 
-from convnext_common.inference import default_model_dir  # noqa: E402
+from convnext_app.inference import default_model_dir  # noqa: E402
 
 HELDOUT = ROOT / "tests" / "fixtures" / "digits_heldout.npz"
 
@@ -41,8 +41,8 @@ def _timed(fn):
 
 
 def _heldout_pixels(folder: Path):
-    from convnext_common.digits import heldout_batch, load_heldout
-    from convnext_common.inference import load_processor
+    from convnext_app.digits import heldout_batch, load_heldout
+    from convnext_app.inference import load_processor
 
     return heldout_batch(load_heldout(HELDOUT), load_processor(folder))
 

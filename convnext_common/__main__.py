@@ -1,8 +1,7 @@
-"""``python -m convnext_common ...`` is the ``convnext`` command."""
+"""``python -m convnext_common`` still runs the ``convnext`` command, which lives in the application
+package (``python -m convnext_app``); kept so that existing scripts keep working."""
 
-import sys
-
-from .cli import main
+import runpy
 
 if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("convnext_app", run_name="__main__", alter_sys=True)

@@ -2,7 +2,7 @@
 and writing the same hub folders (tf_model.h5, model.safetensors, pytorch_model.bin)."""
 
 from convnext_common import ConvNextConfig, ConvNextV2Config
-from convnext_common.quiet import import_tensorflow
+from convnext_tf.quiet import import_tensorflow
 
 import_tensorflow()  # first, so that TensorFlow's start-up notices follow TF_CPP_MIN_LOG_LEVEL
 

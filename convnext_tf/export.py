@@ -30,7 +30,7 @@ from convnext_common.export import (
     verification_shapes,
 )
 from convnext_common.fileio import atomic_directory
-from convnext_common.quiet import tf_notices_filtered
+from convnext_tf.quiet import tf_notices_filtered
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "pixel_values"

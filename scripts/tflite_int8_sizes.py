@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402,F401  (before tensorflow)
 
 import convnext_tf as tfm  # noqa: E402
-from convnext_common.inference import default_model_dir  # noqa: E402
+from convnext_app.inference import default_model_dir  # noqa: E402
 from convnext_common.variants import config_for_variant  # noqa: E402
 from convnext_tf.export import export_tflite  # noqa: E402
 

@@ -5,9 +5,9 @@
     python scripts/train_default_model.py    # about 3 min on one CPU core (40 epochs)
 
 Writes (each atomically):
-- convnext_common/data/default_model/  config.json (labels "0".."9"), model.safetensors, preprocessor_config.json
+- convnext_app/data/default_model/  config.json (labels "0".."9"), model.safetensors, preprocessor_config.json
 - tests/fixtures/digits_heldout.npz     the held-out 20% (8x8 uint8 images, labels, sklearn indices)
-- convnext_common/data/samples/         ten held-out digits as PNGs, named digit_<label>_<how>.png
+- convnext_app/data/samples/         ten held-out digits as PNGs, named digit_<label>_<how>.png
 
 Data (see convnext_common/digits.py): each 8x8 digit is a white-on-black 8-bit image, upscaled to a
 random size in 32..128 px with a random filter (nearest, bilinear, bicubic, lanczos, box), grayscale or
@@ -35,13 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from convnext_common.config import ConvNextConfig  # noqa: E402
-from convnext_common.digits import (  # noqa: E402
+from convnext_app.digits import (  # noqa: E402
     EVAL_RENDERINGS, LABELS, RESAMPLE, Rendering, load_heldout, render, save_heldout, to_uint8,
 )
 from convnext_common.fileio import atomic_directory  # noqa: E402
 from convnext_common.processing import ConvNextImageProcessor  # noqa: E402
 from convnext_pt import ConvNextForImageClassification  # noqa: E402
-from convnext_pt.training import ProgressBar, build_optimizer, train_one_epoch, warmup_cosine  # noqa: E402
+from convnext_app.training import ProgressBar, build_optimizer, train_one_epoch, warmup_cosine  # noqa: E402
 
 IMAGE_SIZE = 32          # 8x8 source pixels -> 4x4 patches: the stem sees one source pixel per patch
 HIDDEN_SIZES = [24, 48, 96, 192]
@@ -194,9 +194,9 @@ def _portable(value) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "convnext_common" / "data" / "default_model")
+    parser.add_argument("--out", type=Path, default=ROOT / "convnext_app" / "data" / "default_model")
     parser.add_argument("--heldout", type=Path, default=ROOT / "tests" / "fixtures" / "digits_heldout.npz")
-    parser.add_argument("--samples", type=Path, default=ROOT / "convnext_common" / "data" / "samples")
+    parser.add_argument("--samples", type=Path, default=ROOT / "convnext_app" / "data" / "samples")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=4e-3)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from convnext_common import cli
+from convnext_app import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
 
 
 def test_import_and_help_load_neither_framework():
-    code = ("import sys; from convnext_common import cli\n"
+    code = ("import sys; from convnext_app import cli\n"
             "for name in cli.COMMANDS:\n"
             "    try: cli.build_parser(name)\n"
             "    except cli.CommandUnavailable: pass\n"
@@ -165,7 +165,7 @@ def test_registration_adds_a_subcommand(capsys, monkeypatch):
 
 
 def test_python_dash_m_entry_point(tmp_path):
-    """`python -m convnext_common` is the same command: errors are one line with a non-zero exit."""
+    """`python -m convnext_app` is the same command: errors are one line with a non-zero exit."""
     proc = subprocess.run([sys.executable, "-m", "convnext_common", "predict", str(tmp_path / "x.png")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

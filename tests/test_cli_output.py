@@ -1,5 +1,5 @@
 """The ordinary commands print their results and nothing else (no framework warnings, start-up notices
-or tracebacks), each run as a newcomer runs it: a fresh ``python -m convnext_common`` process, its
+or tracebacks), each run as a newcomer runs it: a fresh ``python -m convnext_app`` process, its
 real stdout and stderr (file descriptors, where C++ libraries write too).
 
 The Keras twin's first calls still log TensorFlow's "triggered tf.function retracing" warning from
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnext_common.digits import Rendering, load_heldout, render
-from convnext_common.quiet import filter_log_lines
+from convnext_app.digits import Rendering, load_heldout, render
+from convnext_tf.quiet import filter_log_lines
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,7 +32,7 @@ def _has(module: str) -> bool:
 HAS_TF = _has("tensorflow")
 HAS_ONNX = _has("onnx") and _has("onnxruntime") and _has("onnxscript")
 
-# name -> (argv after "python -m convnext_common", needs TensorFlow, needs the ONNX packages)
+# name -> (argv after "python -m convnext_app", needs TensorFlow, needs the ONNX packages)
 COMMANDS = {
     "predict-pt": (["predict", "--framework", "pt"], False, False),
     "predict-tf": (["predict", "--framework", "tf"], True, False),

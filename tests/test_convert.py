@@ -188,7 +188,9 @@ def test_verify_compares_the_two_twins(tmp_path):
     convnext_tf = pytest.importorskip("convnext_tf")
     if not HAS_H5 or not hasattr(convnext_tf, "TFConvNextV2ForImageClassification"):
         pytest.skip("needs the TF twin")
-    result = convert(FIXTURES / "official-convnextv2" / "checkpoint.pth", tmp_path / "out", verify=True,
+    from convnext_app.convert import verify_folder
+
+    result = convert(FIXTURES / "official-convnextv2" / "checkpoint.pth", tmp_path / "out", verify=verify_folder,
                      progress=False)
     assert result.verify_max_diff is not None and result.verify_max_diff < 1e-4
     assert any(n.startswith("verify: PT vs TF max |diff|") for n in result.notes)
@@ -196,7 +198,7 @@ def test_verify_compares_the_two_twins(tmp_path):
 
 @pytest.mark.parametrize("name", list(HF))
 def test_config_inferred_from_hf_weights_alone_matches_the_written_config(name):
-    from convnext_common.checkpoints.infer import head_of, infer_config
+    from convnext_common.checkpoints.infer import head_of_state, infer_config
     from convnext_common.config import load_config
 
     state = load_state_dict(FIXTURES / name / "model.safetensors")
@@ -204,8 +206,8 @@ def test_config_inferred_from_hf_weights_alone_matches_the_written_config(name):
     for field in ("model_type", "depths", "hidden_sizes", "num_channels", "patch_size", "num_stages",
                   "layer_scale_init_value", "layer_norm_eps"):
         assert getattr(ours, field) == getattr(theirs, field), field
-    if head_of(state) == "classification":
+    if head_of_state(state) == "classification":
         assert ours.num_labels == theirs.num_labels
-    if head_of(state) == "backbone":
+    if head_of_state(state) == "backbone":
         assert ours.out_features == theirs.out_features
     assert ours.architectures == theirs.architectures

@@ -14,7 +14,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from convnext_common.checkpoints import convert as convert_module
-from convnext_common.checkpoints.convert import build_parser, convert, run_convert, write_safetensors
+from convnext_app.convert import build_parser, run_convert
+from convnext_common.checkpoints.convert import convert, write_safetensors
 from convnext_common.checkpoints.detect import detect_format, h5_kind, strip_wrappers
 from convnext_common.checkpoints.foreign import canonical_name, to_canonical
 from convnext_common.checkpoints.infer import UnsupportedCheckpointError, check_state_fits, infer_config
@@ -431,7 +432,7 @@ def test_base_model_summary_names_no_labels(tmp_path):
 
 
 def test_verify_batch_fits_the_model():
-    from convnext_common.checkpoints.convert import verify_input_shape
+    from convnext_app.convert import verify_input_shape
     from convnext_common.config import ConvNextConfig
 
     assert verify_input_shape(ConvNextConfig(num_channels=1)) == (2, 1, 64, 64)
@@ -439,7 +440,7 @@ def test_verify_batch_fits_the_model():
 
 
 def test_convnext_convert_errors_start_with_the_command_name(tmp_path, capsys):
-    from convnext_common.cli import main as cli_main
+    from convnext_app.cli import main as cli_main
 
     assert cli_main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import convnext_pt
-from convnext_common.cli import main as cli_main
+from convnext_app.cli import main as cli_main
 
 CASES_DIR = Path(__file__).parent / "fixtures" / "convert_random"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if (p / "case.json").is_file())

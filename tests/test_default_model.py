@@ -2,7 +2,7 @@
 
 The held-out digits (tests/fixtures/digits_heldout.npz, written by scripts/train_default_model.py, never
 trained on) are written to PNG files in every EVAL_RENDERINGS way and read back through the same code
-`convnext predict` uses (convnext_common.inference.preprocess_files with the model's
+`convnext predict` uses (convnext_app.inference.preprocess_files with the model's
 preprocessor_config.json), so the accuracy measured here is what a user gets from files.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnext_common.digits import EVAL_RENDERINGS, LABELS, load_heldout, render
-from convnext_common.inference import (
+from convnext_app.digits import EVAL_RENDERINGS, LABELS, load_heldout, render
+from convnext_app.inference import (
     default_model_dir, load_classifier, load_processor, preprocess_files, sample_image_paths,
 )
 
@@ -163,7 +163,7 @@ def test_predict_own_files_and_folders(tmp_path, heldout):
 
 
 def test_evaluate_on_an_image_folder(tmp_path, heldout, capsys):
-    from convnext_common import cli
+    from convnext_app import cli
 
     data = tmp_path / "digits"
     truth, files = [], []

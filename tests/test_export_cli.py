@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import rel_err
-from convnext_common.cli import main
+from convnext_app.cli import main
 
 
 def test_onnx_of_fixture_with_json_report(tmp_path, fixtures_dir, inputs, capsys):
@@ -118,7 +118,7 @@ def test_an_opset_the_exporter_swaps_is_refused(tmp_path, monkeypatch):
     pytest.importorskip("onnxscript")
     import convnext_pt.export as pt_export
     from convnext_common.export import ExportVerificationError
-    from convnext_common.inference import default_model_dir
+    from convnext_app.inference import default_model_dir
     from convnext_pt import ConvNextForImageClassification
 
     monkeypatch.setattr(pt_export, "check_opset", lambda opset, exporter="dynamo": opset)

@@ -19,7 +19,7 @@ import onnx  # noqa: E402
 from conftest import rel_err  # noqa: E402
 from convnext_common import ConvNextConfig, ConvNextV2Config  # noqa: E402
 from convnext_common.export import ExportVerificationError, MissingExportDependency  # noqa: E402
-from convnext_common.inference import default_model_dir  # noqa: E402
+from convnext_app.inference import default_model_dir  # noqa: E402
 from convnext_pt import (  # noqa: E402
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextV2ForImageClassification,
 )

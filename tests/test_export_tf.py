@@ -20,7 +20,7 @@ if not hasattr(convnext_tf, "TFConvNextForImageClassification"):
 from conftest import rel_err  # noqa: E402
 from convnext_common import ConvNextV2Config  # noqa: E402
 from convnext_common.export import ExportVerificationError  # noqa: E402
-from convnext_common.inference import default_model_dir  # noqa: E402
+from convnext_app.inference import default_model_dir  # noqa: E402
 from convnext_tf import TFConvNextForImageClassification, TFConvNextV2ForImageClassification  # noqa: E402
 from convnext_tf.export import (  # noqa: E402
     compare_tflite, eager_outputs, export_saved_model, export_tflite, run_saved_model, run_tflite,
@@ -99,8 +99,8 @@ def test_random_weight_v2_matches_pytorch_twin(tmp_path):
 
 
 def _heldout_pixels(folder: Path):
-    from convnext_common.digits import heldout_batch, load_heldout
-    from convnext_common.inference import load_processor
+    from convnext_app.digits import heldout_batch, load_heldout
+    from convnext_app.inference import load_processor
 
     return heldout_batch(load_heldout(HELDOUT), load_processor(folder))
 

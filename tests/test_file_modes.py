@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from convnext_common import ConvNextConfig, cli
-from convnext_common.digits import Rendering, load_heldout, render
+from convnext_app import cli
+from convnext_common import ConvNextConfig
+from convnext_app.digits import Rendering, load_heldout, render
 from convnext_common.fileio import atomic_directory, atomic_write, atomic_write_text
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification

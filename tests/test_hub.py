@@ -368,7 +368,7 @@ def test_pt_save_pretrained_writes_the_sources_preprocessor_config(offline, tmp_
 
 def test_pt_resaved_model_is_run_at_its_training_size(tmp_path):
     # trained at 128 px (the processor given), re-saved from Python: predict preprocesses at 128 px
-    from convnext_common.inference import default_model_dir, load_processor
+    from convnext_app.inference import default_model_dir, load_processor
 
     model = ConvNextForImageClassification.from_pretrained(default_model_dir())
     processor = ConvNextImageProcessor.from_pretrained(default_model_dir(), size={"shortest_edge": 128})
@@ -398,7 +398,7 @@ def test_timm_model_saved_is_a_hub_folder_with_timms_preprocessing(offline, tmp_
 
 @pytest.mark.tf
 def test_tf_save_pretrained_writes_the_preprocessor_config(offline, tmp_path):
-    from convnext_common.inference import default_model_dir, load_processor
+    from convnext_app.inference import default_model_dir, load_processor
     from convnext_tf import TFConvNextForImageClassification
 
     model = TFConvNextForImageClassification.from_pretrained(HF)

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from conftest import rel_err
-from convnext_common import cli
-from convnext_common.inference import sample_image_paths, softmax
+from convnext_app import cli
+from convnext_app.inference import sample_image_paths, softmax
 from hubcache import FIXTURES, HUB_FIXTURES, build_cache
 
 HF, HF_V2, TIMM = "test-org/convnext-hf", "test-org/convnextv2-hf", "timm/convnext_test.fixture"
@@ -172,7 +172,7 @@ def test_train_fine_tunes_from_a_hub_id(offline, capsys, tmp_path, inputs):
 
 
 def test_train_variant_names_are_not_hub_ids(offline, capsys, tmp_path):
-    from convnext_pt.training import prepare_model
+    from convnext_app.training import prepare_model
 
     setup = prepare_model("convnext-atto", ["a", "b"], 32, None, 0)
     assert setup.source == "convnext-atto" and setup.new_head

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from convnext_common import ConvNextConfig
-from convnext_common.digits import EVAL_RENDERINGS, load_heldout, render
+from convnext_app.digits import EVAL_RENDERINGS, load_heldout, render
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification
 

@@ -12,20 +12,19 @@ imported only to unpickle with ``weights_only=True``.
 The folder is built in a temporary sibling and renamed into place, so an error or Ctrl-C leaves
 nothing behind; an existing OUTPUT_DIR is kept unless ``overwrite``.
 
-``add_convert_arguments`` / ``run_convert`` are the command-line front end shared by
-``tools/convert_weights.py`` and ``convnext convert``.
+The command-line front end (``convnext convert``, ``tools/convert_weights.py``) and the check that
+both twins agree on the result live in the application, ``convnext_app.convert``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import struct
 import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, TextIO
+from typing import Callable, Mapping, Optional, TextIO
 
 import numpy as np
 
@@ -34,7 +33,8 @@ from ..fileio import atomic_directory, atomic_write_text
 from .computation import Computation, hub_fields
 from .detect import detect_format, h5_kind, strip_wrappers
 from .foreign import FORMATS, fill_bias_free_convs, to_canonical
-from .infer import architecture_name, check_state_fits, head_of, infer_config, trunk_prefix_of
+from ..heads import class_name
+from .infer import check_state_fits, head_of_state, infer_config, trunk_prefix_of
 from .io import (EMA_ENTRIES, PT_WEIGHT_FILES, SAFE_WEIGHTS_NAME, TF_WEIGHTS_NAME, CheckpointError,
                  find_weights_file, load_state_dict, load_torch_checkpoint)
 from .keras_applications import KerasWeights, normalization_stats, read_keras_h5
@@ -47,8 +47,6 @@ TARGETS = ("pt", "tf", "all")
 #: torch pickles (state dicts or training checkpoints); other files are told by their content.
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 PREPROCESSOR_NAME = "preprocessor_config.json"
-#: verification bound, DESIGN.md's rel on logits.
-VERIFY_REL_TOL = 1e-4
 
 
 @dataclass
@@ -226,15 +224,10 @@ def write_safetensors(state: Mapping[str, np.ndarray], path: Path, progress: Opt
 def _write_tf(state: dict, config: ConvNextConfig, head: str, path: Path) -> None:
     from .h5 import save_hf_tf_h5  # transformers' tf_model.h5 layout lives with the TF twin's I/O
 
-    save_hf_tf_h5(state, config, path, "TF" + architecture_name(config, head))
+    save_hf_tf_h5(state, config, path, "TF" + class_name(config, head))
 
 
 # --- the conversion --------------------------------------------------------------------------------
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text
-
-
 @dataclass
 class _UserConfig:
     """What ``--config`` stated: a hub config.json (or ConvNextConfig), or a timm config.json."""
@@ -289,9 +282,9 @@ def _resolve_config(inp: _Input, state: dict, user: _UserConfig, notes: list[str
         config, label = infer_config(state, source, layer_norm_eps=fields["layer_norm_eps"]), source
         if "hidden_act" in fields:
             config.hidden_act = fields["hidden_act"]
-        _apply_timm_metadata(config, head_of(state), user.timm or inp.timm, notes)
+        _apply_timm_metadata(config, head_of_state(state), user.timm or inp.timm, notes)
         notes.append(f"config inferred from the weights: {config.model_type}, depths {config.depths}, "
-                     f"hidden_sizes {config.hidden_sizes}, {_head_summary(config, head_of(state))}"
+                     f"hidden_sizes {config.hidden_sizes}, {_head_summary(config, head_of_state(state))}"
                      + (f", hidden_act {config.hidden_act}" if config.hidden_act != "gelu" else ""))
     _fill_final_norm(state, config, notes)
     check_state_fits(state, config, label)
@@ -329,7 +322,7 @@ def _fill_final_norm(state: dict, config: ConvNextConfig, notes: list[str]) -> N
     """A base model saved without its final norm (timm's fcmae weights, a trunk saved alone): the
     source library's model still has that LayerNorm, at its initial weights (ones, zeros), which is
     what is written; last_hidden_state does not pass through it."""
-    if head_of(state) != "base":
+    if head_of_state(state) != "base":
         return
     name = trunk_prefix_of(state) + "layernorm.weight"
     if name in state:
@@ -388,14 +381,15 @@ def load_converted(input: str | Path, source: Optional[str] = None,
     if filled:
         notes.append(f"the {filled} spatial convolutions have no bias (timm conv_bias=False): written as zero biases")
     cfg = _resolve_config(inp, state, user, notes)
-    head = head_of(state)
+    head = head_of_state(state)
     if cfg.architectures is None:
-        cfg.architectures = [architecture_name(cfg, head)]
+        cfg.architectures = [class_name(cfg, head)]
     return Converted(state, cfg, head, inp.fmt, inp.weights_file, _preprocessor_config(inp, cfg, notes), notes)
 
 
 def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = None, to: str = "all",
-            config: str | Path | ConvNextConfig | None = None, overwrite: bool = False, verify: bool = False,
+            config: str | Path | ConvNextConfig | None = None, overwrite: bool = False,
+            verify: Optional[Callable[[Path, list[str]], float]] = None,
             progress: bool = True, stream: Optional[TextIO] = None, ema: bool = False,
             hub_options=None) -> ConversionResult:
     """Convert INPUT into the hub-layout folder OUTPUT_DIR; see the module docstring.
@@ -404,8 +398,9 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     ``to``: ``"pt"`` (model.safetensors), ``"tf"`` (tf_model.h5) or ``"all"``. ``config``: a hub
     config.json (or ConvNextConfig) to use instead of the inferred one (it must fit the weights), or
     a timm config.json (architecture, model_args) describing a bare timm state dict. ``ema``: a
-    training checkpoint's EMA weights instead of its model's. ``verify``: load the result in both
-    twins and compare their outputs (raises when rel > 1e-4). Raises ValueError/OSError subclasses
+    training checkpoint's EMA weights instead of its model's. ``verify(folder, notes)``: called on the
+    finished folder before it is moved into place (the application's check that both twins agree,
+    ``convnext_app.convert.verify_folder``); it returns a max difference or raises, leaving nothing. Raises ValueError/OSError subclasses
     naming the file and the problem; a source computing something the hub layout cannot express is
     refused (UnsupportedCheckpointError) with the reason.
     """
@@ -446,8 +441,8 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
             atomic_write_text(tmp / PREPROCESSOR_NAME, json.dumps(pre, indent=2, sort_keys=True) + "\n")
             files.append(PREPROCESSOR_NAME)
         del state
-        if verify:
-            verify_diff = verify_folder(tmp, notes)
+        if verify is not None:
+            verify_diff = verify(tmp, notes)
     return ConversionResult(output_dir, converted.source_format, cfg, head, files, notes, verify_diff)
 
 
@@ -473,125 +468,3 @@ def _preprocessor_config(inp: _Input, config: ConvNextConfig, notes: list[str]) 
     else:
         pre = imagenet_preprocessor_config()  # the ImageNet ConvNeXts of these libraries use it
     return fit_to_channels(pre, config.num_channels, notes)
-
-
-# --- verification --------------------------------------------------------------------------------
-def verify_input_shape(config: ConvNextConfig, batch: int = 2) -> tuple[int, int, int, int]:
-    """NCHW of the random batch ``--verify`` runs: 64x64, or larger so that the last stage still has
-    a 2x2 map when the stem's patch is large."""
-    total_stride = config.patch_size * 2 ** (config.num_stages - 1)
-    side = max(64, 2 * total_stride)
-    return batch, config.num_channels, side, side
-
-
-def verify_folder(folder: Path, notes: Optional[list[str]] = None, seed: int = 0) -> float:
-    """Load ``folder`` in the PyTorch twin and the TF twin, run both on one random batch and return
-    max |PT - TF| over the main output; raises CheckpointError when rel exceeds 1e-4."""
-    import os
-
-    import torch  # noqa: F401  (before tensorflow, see tests/conftest.py)
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the one-line output readable
-
-    import convnext_pt
-
-    config = load_config(folder)
-    arch = (config.architectures or ["ConvNextForImageClassification"])[0]
-    pt_cls = getattr(convnext_pt, arch, None)
-    if pt_cls is None:
-        raise CheckpointError(f"{folder}: the PyTorch twin has no class {arch}")
-    shape = verify_input_shape(config)
-    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    pt_model = pt_cls.from_pretrained(folder)
-    with torch.no_grad():
-        pt_out = _main_output(pt_model(torch.from_numpy(x)))
-    try:
-        import convnext_tf
-        tf_cls = getattr(convnext_tf, "TF" + arch)
-    except (ImportError, AttributeError) as e:
-        raise CheckpointError(f"--verify needs the TensorFlow twin with TF{arch} ({_one_line(e)})") from None
-    tf_model = tf_cls.from_pretrained(folder)
-    tf_out = _main_output(tf_model(x, training=False))
-    diff = float(np.abs(pt_out - tf_out).max())
-    rel = diff / max(1.0, float(np.abs(pt_out).max()))
-    if notes is not None:
-        notes.append(f"verify: PT vs TF max |diff| = {diff:.3g} (rel {rel:.3g}) on a random "
-                     f"{'x'.join(str(d) for d in shape)} batch")
-    if rel > VERIFY_REL_TOL:
-        raise CheckpointError(f"{folder}: verification failed: PT and TF outputs differ by {diff:.3g} "
-                              f"(rel {rel:.3g} > {VERIFY_REL_TOL})")
-    return diff
-
-
-def _main_output(out) -> np.ndarray:
-    for name in ("logits", "pooler_output", "feature_maps"):
-        value = getattr(out, name, None)
-        if value is not None:
-            if name == "feature_maps":
-                value = value[-1]
-            return np.asarray(value.detach().numpy() if hasattr(value, "detach") else value)
-    raise CheckpointError("the model returned no logits, pooler_output or feature_maps")
-
-
-# --- command line --------------------------------------------------------------------------------
-def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt, tf_model.h5, a keras-applications .h5, "
-                                      "or a hub id (a transformers or timm repo, ID@REVISION)")
-    parser.add_argument("output_dir", help="folder to create (config.json, model.safetensors, tf_model.h5, ...)")
-    parser.add_argument("--from", dest="source", choices=FORMATS, default=None,
-                        help="the library that wrote INPUT (default: detected from the tensor names)")
-    parser.add_argument("--to", dest="to", choices=TARGETS, default="all",
-                        help="pt: model.safetensors, tf: tf_model.h5, all: both (default)")
-    parser.add_argument("--config", default=None,
-                        help="a hub config.json to use instead of the inferred one, or a timm config.json "
-                             "(architecture, model_args) describing a bare timm state dict")
-    parser.add_argument("--ema", action="store_true",
-                        help="convert a training checkpoint's EMA weights (model_ema) instead of its model")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT_DIR if it exists")
-    parser.add_argument("--verify", action="store_true",
-                        help="load the result in both twins and print the PT vs TF max difference")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    # errors start with the program's name, as argparse's own do ("convnext convert: error: ...")
-    parser.set_defaults(convert_prog=parser.prog)
-    return parser
-
-
-def run_convert(args: argparse.Namespace, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
-    """Run a parsed ``convert`` command: 0 on success, 1 on an error (one line on stderr), 130 on Ctrl-C."""
-    stdout = stdout if stdout is not None else sys.stdout
-    stderr = stderr if stderr is not None else sys.stderr
-    debug = bool(getattr(args, "debug", False))
-    quiet = bool(getattr(args, "quiet", False))
-    prog = getattr(args, "convert_prog", None) or "convert"
-    try:
-        result = convert(args.input, args.output_dir, source=args.source, to=args.to, config=args.config,
-                         overwrite=args.overwrite, verify=args.verify, progress=not quiet, stream=stderr,
-                         ema=bool(getattr(args, "ema", False)))
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(f"{prog}: interrupted; nothing was written", file=stderr)
-        return 130
-    except (ValueError, OSError, ImportError, KeyError) as e:
-        if debug:
-            raise
-        print(f"{prog}: error: {_one_line(e)}", file=stderr)
-        return 1
-    if not quiet:
-        print(f"{result.output_dir}: {', '.join(result.files)} (from {result.source_format}, "
-              f"{result.config.architectures[0]})", file=stdout)
-        for note in result.notes:
-            print(f"  {note}", file=stdout)
-    return 0
-
-
-def build_parser(prog: str = "convert_weights.py") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Convert a ConvNeXt checkpoint (transformers, timm, "
-                                     "official, torchvision, keras-applications) into a hub-layout folder.")
-    return add_convert_arguments(parser)
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_convert(args)

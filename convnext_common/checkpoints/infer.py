@@ -19,12 +19,12 @@ import numpy as np
 
 from ..architecture import DWCONV_KERNEL, MLP_RATIO, backbone_channels, stage_specs
 from ..config import ConvNextConfig, ConvNextV2Config
+from ..heads import HEADS, class_name
 from .io import CheckpointError
 from .matching import require_finite
 
 TRUNK_PREFIXES = ("convnext", "convnextv2")
 #: which model class a checkpoint holds, by the tensors beside the trunk.
-HEADS = ("classification", "base", "backbone")
 _LAYER = re.compile(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.")
 _STAGE = re.compile(r"encoder\.stages\.(\d+)\.")
 
@@ -51,18 +51,12 @@ def trunk_prefix_of(state: Mapping[str, np.ndarray]) -> str:
     return ""
 
 
-def head_of(state: Mapping[str, np.ndarray]) -> str:
+def head_of_state(state: Mapping[str, np.ndarray]) -> str:
     if any(k.startswith("classifier.") for k in state):
         return "classification"
     if any(k.startswith("hidden_states_norms.") for k in state):
         return "backbone"
     return "base"
-
-
-def architecture_name(config: ConvNextConfig, head: str) -> str:
-    """transformers' PyTorch class name for ``config.architectures``."""
-    family = "ConvNextV2" if config.model_type == "convnextv2" else "ConvNext"
-    return family + {"classification": "ForImageClassification", "base": "Model", "backbone": "Backbone"}[head]
 
 
 def _shape(state, name, source) -> tuple[int, ...]:
@@ -81,7 +75,7 @@ def infer_config(state: Mapping[str, np.ndarray], source: str = "checkpoint", la
     ``source`` and the reason when the hub layout cannot express the weights.
     """
     p = trunk_prefix_of(state)
-    head = head_of(state)
+    head = head_of_state(state)
     trunk = {k[len(p):]: v for k, v in state.items() if k.startswith(p)} if p else dict(state)
 
     out_c, in_c, kh, kw = _expect_ndim(trunk, "embeddings.patch_embeddings.weight", 4, source)
@@ -160,7 +154,7 @@ def infer_config(state: Mapping[str, np.ndarray], source: str = "checkpoint", la
     if p and p.rstrip(".") != config.model_type:
         raise CheckpointError(f"{source}: weights under '{p}' but the blocks are "
                               f"{'V2 (GRN)' if has_grn else 'V1 (no GRN)'}")
-    config.architectures = [architecture_name(config, head)]
+    config.architectures = [class_name(config, head)]
     return config
 
 
@@ -248,7 +242,7 @@ def count_parameters(config: ConvNextConfig, head: str = "classification") -> in
 def check_state_fits(state: Mapping[str, np.ndarray], config: ConvNextConfig, source: str = "checkpoint") -> str:
     """Raise CheckpointError unless ``state`` holds exactly the tensors of ``config``'s model, all finite;
     returns the head."""
-    head = head_of(state)
+    head = head_of_state(state)
     want = expected_shapes(config, head)
     missing = [k for k in want if k not in state]
     extra = [k for k in state if k not in want]

@@ -119,7 +119,7 @@ def convert_leaving_nothing(source: Path, tmp_path: Path):
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``python -m convnext_common ARGS`` (or a script path given as the first arg) from the repo."""
+    """Run ``python -m convnext_app ARGS`` (or a script path given as the first arg) from the repo."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
     cmd = [sys.executable, *args] if args and args[0].endswith(".py") else [sys.executable, "-m", "convnext_common", *args]

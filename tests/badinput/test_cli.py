@@ -3,7 +3,7 @@ file and the problem, no traceback (unless ``--debug``), a non-zero exit; a fail
 convert leaves OUTPUT_DIR absent, or exactly as it was.
 
 The table runs the command's ``main(argv)`` in this process (a subprocess per case would cost
-seconds each); the subprocess tests run ``python -m convnext_common`` itself for the properties
+seconds each); the subprocess tests run ``python -m convnext_app`` itself for the properties
 only a real process shows: the exit status, the absence of a traceback, Ctrl-C.
 """
 
@@ -27,7 +27,7 @@ from badinput.support import (
     FIXTURES, HF, REPO, RunsShell, assert_one_line_error, cli, has_module, hf_config, hf_state, write_folder,
 )
 
-pytestmark = pytest.mark.skipif(not (has_module("convnext_common.cli") and has_module("convnext_common.__main__")),
+pytestmark = pytest.mark.skipif(not (has_module("convnext_app.cli") and has_module("convnext_app.__main__")),
                                 reason="the convnext command (convnext_common/cli.py, __main__.py) is not present")
 
 PREPROCESSOR = {"do_resize": True, "size": {"shortest_edge": 64}, "crop_pct": 0.875, "resample": 3,
@@ -58,7 +58,7 @@ def _leftovers(parent: Path, name: str) -> list[str]:
 
 def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
     """``convnext ARGV`` in this process: (exit status, non-empty stderr lines)."""
-    from convnext_common.cli import main
+    from convnext_app.cli import main
 
     capsys.readouterr()
     try:
@@ -297,7 +297,7 @@ def write_then_hang(*args, **kwargs):
     ready.write_text("model.safetensors written")
     time.sleep(120)
 convert_module.write_safetensors = write_then_hang
-from convnext_common.cli import main
+from convnext_app.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 

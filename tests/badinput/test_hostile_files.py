@@ -163,7 +163,7 @@ def _cli_cases():
 
 @pytest.mark.parametrize("command", list(_cli_cases()))
 def test_hostile_pickle_through_the_command_line(tmp_path, command):
-    if command == "convnext convert" and not has_module("convnext_common.__main__"):
+    if command == "convnext convert" and not has_module("convnext_app.__main__"):
         pytest.skip("convnext_common/__main__.py (the convnext command) is not present")
     marker = tmp_path / "marker"
     folder, file = _hub(tmp_path, VARIANTS["raw-pickle-protocol-2-shell"](marker))
@@ -174,12 +174,12 @@ def test_hostile_pickle_through_the_command_line(tmp_path, command):
 
 
 def test_hostile_training_checkpoint_is_refused_on_resume(tmp_path):
-    if not has_module("convnext_pt.training"):
+    if not has_module("convnext_app.training"):
         pytest.skip("convnext_pt/training.py is not present")
-    from convnext_pt import training
+    from convnext_app import training
 
     if not hasattr(training, "load_checkpoint"):
-        pytest.skip("convnext_pt.training has no load_checkpoint")
+        pytest.skip("convnext_app.training has no load_checkpoint")
     marker = tmp_path / "marker"
     path = tmp_path / "last_checkpoint.pt"
     path.write_bytes(VARIANTS["zip-training-checkpoint-with-exec"](marker))

@@ -25,7 +25,7 @@ from PIL import Image
 from badinput.support import expect_error, has_module
 
 pytestmark = pytest.mark.skipif(not (has_module("convnext_common.processing") and
-                                     has_module("convnext_common.imagefolder")),
+                                     has_module("convnext_app.imagefolder")),
                                 reason="the image processor or the image loader is not present")
 
 SIZE = 32  # shortest_edge: small, so every case is fast; the rules are the same as for 224
@@ -40,7 +40,7 @@ def processor():
 
 
 def load_image(path):
-    from convnext_common.imagefolder import load_image as load
+    from convnext_app.imagefolder import load_image as load
 
     return load(path)
 
@@ -93,7 +93,7 @@ UNREADABLE = {
 
 @pytest.mark.parametrize("case", UNREADABLE)
 def test_unreadable_image_file(tmp_path, case):
-    from convnext_common.imagefolder import ImageReadError
+    from convnext_app.imagefolder import ImageReadError
 
     name, data, problem = UNREADABLE[case]
     path = tmp_path / name
@@ -108,10 +108,10 @@ def test_missing_image_file(tmp_path):
 
 def test_pil_pixel_limit_stays_in_force(tmp_path, monkeypatch):
     """Importing our modules leaves PIL's limit on; a lowered limit is honoured by the loader."""
-    import convnext_common.cli  # noqa: F401
-    import convnext_common.imagefolder  # noqa: F401
+    import convnext_app.cli  # noqa: F401
+    import convnext_app.imagefolder  # noqa: F401
     import convnext_common.processing  # noqa: F401
-    from convnext_common.imagefolder import ImageReadError
+    from convnext_app.imagefolder import ImageReadError
 
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= 80_000_000
     path = tmp_path / "ordinary.png"

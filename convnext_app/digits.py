@@ -77,7 +77,7 @@ class HeldOut(NamedTuple):
 
 
 def save_heldout(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
-    from .fileio import atomic_path
+    from convnext_common.fileio import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, TextIO, Union
 
-from .export import ONNX_OPSET, MissingExportDependency, require
-from .quiet import tf_notices_filtered
+from convnext_common.export import ONNX_OPSET, MissingExportDependency, require
 
 FORMATS = ("onnx", "savedmodel", "tflite")
 
@@ -100,7 +99,7 @@ def _check_options(args: argparse.Namespace) -> None:
 def _model_dir(args: argparse.Namespace) -> Union[str, Path]:
     """``--model``: a folder or a hub id (resolved when loaded), or the embedded model's folder."""
     if args.model:
-        from .hub import is_hub_id
+        from convnext_common.hub import is_hub_id
 
         if not Path(args.model).is_dir() and not is_hub_id(args.model):
             raise FileNotFoundError(f"{args.model}: no such model folder (nor a hub id)")
@@ -133,9 +132,11 @@ def _load_pt(folder: Path, config):
 
 def _load_tf(folder: Path, config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
-    with tf_notices_filtered():
-        require("tensorflow", "SavedModel/TFLite export (from the Keras twin)")
-    import convnext_tf as tfm
+    try:
+        import convnext_tf as tfm  # imports TensorFlow with its start-up notices filtered
+    except ImportError:
+        require("tensorflow", "SavedModel/TFLite export (from the Keras twin)")  # names the extra to install
+        raise
 
     v2 = config.model_type == "convnextv2"
     classes = {"classification": (tfm.TFConvNextForImageClassification, tfm.TFConvNextV2ForImageClassification),
@@ -145,7 +146,7 @@ def _load_tf(folder: Path, config):
 
 
 def run_export(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
-    from .config import load_config
+    from convnext_common.config import load_config
 
     out = out or sys.stdout
     _check_options(args)

@@ -14,8 +14,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import ConvNextConfig, load_config
-from .hub import is_hub_id
+from convnext_common.config import ConvNextConfig, load_config
+from convnext_common.hub import is_hub_id
 
 FRAMEWORKS = ("pt", "tf")
 _PACKAGE_DATA = Path(__file__).resolve().parent / "data"
@@ -101,7 +101,7 @@ def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classif
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
         try:
-            from .quiet import import_tensorflow
+            from convnext_tf.quiet import import_tensorflow
 
             import_tensorflow()
         except ImportError:
@@ -127,8 +127,8 @@ def load_processor(source: str | os.PathLike, warn: Callable[[str], None] | None
     """The ConvNextImageProcessor of a model folder or hub id: its preprocessor_config.json (a timm
     source: timm's evaluation transform); without one, transformers' defaults sized to
     ``config.image_size`` (and ``warn`` is told)."""
-    from .pretrained import preprocessor_config_of
-    from .processing import PREPROCESSOR_CONFIG_NAME, ConvNextImageProcessor
+    from convnext_common.pretrained import preprocessor_config_of
+    from convnext_common.processing import PREPROCESSOR_CONFIG_NAME, ConvNextImageProcessor
 
     settings = preprocessor_config_of(source)
     if settings is not None:
@@ -136,7 +136,7 @@ def load_processor(source: str | os.PathLike, warn: Callable[[str], None] | None
             return ConvNextImageProcessor.from_dict(settings)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{source}: {PREPROCESSOR_CONFIG_NAME}: {e}") from None
-    from .checkpoints.preprocessing import default_preprocessor_config
+    from convnext_common.checkpoints.preprocessing import default_preprocessor_config
 
     config = load_config(source)
     if warn is not None:

@@ -3,7 +3,7 @@
 ``convnext train`` calls :func:`train`. The pieces (augmentation, learning-rate schedule, one epoch
 of training, evaluation) are public so other scripts (e.g. scripts/train_default_model.py) reuse them.
 
-- Data: :mod:`convnext_common.imagefolder` (one folder per class; ``train/`` + ``val/`` or a seeded,
+- Data: :mod:`convnext_app.imagefolder` (one folder per class; ``train/`` + ``val/`` or a seeded,
   stratified held-out fraction).
 - Evaluation transform: the model's :class:`ConvNextImageProcessor`, exactly what inference uses.
 - Training transform (torch, no torchvision): random resized crop (area ``[min_scale, 1]``, aspect
@@ -49,11 +49,11 @@ from convnext_common.checkpoints.preprocessing import default_preprocessor_confi
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, load_config
 from convnext_common.fileio import atomic_write, atomic_write_text
 from convnext_common.hub import is_hub_id
-from convnext_common.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
+from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_common.variants import config_for_variant, parse_variant
 
-from .modeling import ConvNextForImageClassification, ConvNextV2ForImageClassification
+from convnext_pt.modeling import ConvNextForImageClassification, ConvNextV2ForImageClassification
 
 CHECKPOINT_NAME = "last_checkpoint.pt"
 METRICS_NAME = "metrics.json"
@@ -299,7 +299,7 @@ class Distributed:
 
 
 def _one_line(error: BaseException) -> str:
-    from convnext_common.cli import one_line  # the CLI's own one-line form of an error
+    from convnext_app.cli import one_line  # the CLI's own one-line form of an error
 
     return one_line(error)
 

@@ -1,4 +1,4 @@
-"""The ``convnext`` command (also ``python -m convnext_common``).
+"""The ``convnext`` command (also ``python -m convnext_app``).
 
 Each subcommand is one :func:`register` call naming two functions, ``add_arguments(parser)`` and
 ``run(args) -> exit code``, either as callables or as ``"module:function"`` strings that are
@@ -93,7 +93,7 @@ def build_parser(selected: Optional[str] = None) -> argparse.ArgumentParser:
                      "convert checkpoints. With no --model, commands use the embedded digits model.",
                      epilog=f"Run '{PROG} COMMAND --help' for the options of a command. "
                             f"First try: '{PROG} predict'.")
-    from . import __version__
+    from convnext_common import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
@@ -356,7 +356,7 @@ def run_evaluate(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# train (the work is in convnext_pt.training, imported only when the command runs)
+# train (the work is in convnext_app.training, imported only when the command runs)
 # --------------------------------------------------------------------------------------------------
 TRAIN_EPILOG = """examples:
   convnext train --data ./flowers --model convnext-atto --out ./atto-flowers --epochs 30 --image-size 128
@@ -404,7 +404,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from convnext_pt.training import StoppedByAnotherRank, TrainOptions, train
+    from convnext_app.training import StoppedByAnotherRank, TrainOptions, train
 
     try:
         train(TrainOptions.from_namespace(args))
@@ -428,13 +428,13 @@ register("train", "train or fine-tune in PyTorch (single process or torchrun)", 
                      "head when the classes differ). AdamW, warmup + cosine, label smoothing, random resized crop + "
                      "flip. Under torchrun it trains data-parallel (DDP); only rank 0 writes.")
 register("convert", "convert a checkpoint (transformers, timm, official, torchvision, keras) to a hub folder",
-         "convnext_common.checkpoints.convert:add_convert_arguments", "convnext_common.checkpoints.convert:run_convert",
+         "convnext_app.convert:add_convert_arguments", "convnext_app.convert:run_convert",
          description="Convert a ConvNeXt checkpoint into a hub-layout folder (config.json, model.safetensors, "
                      "tf_model.h5) that both twins and transformers load. INPUT may be a hub id (a transformers or timm repo). "
                      "Example: convnext convert timm/convnext_tiny.fb_in1k OUT")
 
 register("export", "export to ONNX, TensorFlow SavedModel or TFLite, verified against the source model",
-         "convnext_common.export_cli:add_export_arguments", "convnext_common.export_cli:run_export",
+         "convnext_app.export_cli:add_export_arguments", "convnext_app.export_cli:run_export",
          description="Export a ConvNeXt (folder or hub id) for deployment and check the result against the model it "
                      "came from.")
 

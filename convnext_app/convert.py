@@ -1,0 +1,148 @@
+"""``convnext convert`` and ``tools/convert_weights.py``: the command line of the converter in
+:mod:`convnext_common.checkpoints.convert`, and ``--verify``, which loads the written folder in both
+twins and compares their outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, TextIO
+
+import numpy as np
+
+from convnext_common.checkpoints.convert import TARGETS, convert
+from convnext_common.checkpoints.foreign import FORMATS
+from convnext_common.checkpoints.io import CheckpointError
+from convnext_common.config import ConvNextConfig, load_config
+
+#: verification bound: the project's rel on logits between the twins.
+VERIFY_REL_TOL = 1e-4
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+# --- verification --------------------------------------------------------------------------------
+def verify_input_shape(config: ConvNextConfig, batch: int = 2) -> tuple[int, int, int, int]:
+    """NCHW of the random batch ``--verify`` runs: 64x64, or larger so that the last stage still has
+    a 2x2 map when the stem's patch is large."""
+    total_stride = config.patch_size * 2 ** (config.num_stages - 1)
+    side = max(64, 2 * total_stride)
+    return batch, config.num_channels, side, side
+
+
+def verify_folder(folder: Path, notes: Optional[list[str]] = None, seed: int = 0) -> float:
+    """Load ``folder`` in the PyTorch twin and the TF twin, run both on one random batch and return
+    max |PT - TF| over the main output; raises CheckpointError when rel exceeds 1e-4."""
+    import os
+
+    import torch  # noqa: F401  (before tensorflow, see tests/conftest.py)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the one-line output readable
+
+    import convnext_pt
+
+    config = load_config(folder)
+    arch = (config.architectures or ["ConvNextForImageClassification"])[0]
+    pt_cls = getattr(convnext_pt, arch, None)
+    if pt_cls is None:
+        raise CheckpointError(f"{folder}: the PyTorch twin has no class {arch}")
+    shape = verify_input_shape(config)
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    pt_model = pt_cls.from_pretrained(folder)
+    with torch.no_grad():
+        pt_out = _main_output(pt_model(torch.from_numpy(x)))
+    try:
+        import convnext_tf
+        tf_cls = getattr(convnext_tf, "TF" + arch)
+    except (ImportError, AttributeError) as e:
+        raise CheckpointError(f"--verify needs the TensorFlow twin with TF{arch} ({_one_line(e)})") from None
+    tf_model = tf_cls.from_pretrained(folder)
+    tf_out = _main_output(tf_model(x, training=False))
+    diff = float(np.abs(pt_out - tf_out).max())
+    rel = diff / max(1.0, float(np.abs(pt_out).max()))
+    if notes is not None:
+        notes.append(f"verify: PT vs TF max |diff| = {diff:.3g} (rel {rel:.3g}) on a random "
+                     f"{'x'.join(str(d) for d in shape)} batch")
+    if rel > VERIFY_REL_TOL:
+        raise CheckpointError(f"{folder}: verification failed: PT and TF outputs differ by {diff:.3g} "
+                              f"(rel {rel:.3g} > {VERIFY_REL_TOL})")
+    return diff
+
+
+def _main_output(out) -> np.ndarray:
+    for name in ("logits", "pooler_output", "feature_maps"):
+        value = getattr(out, name, None)
+        if value is not None:
+            if name == "feature_maps":
+                value = value[-1]
+            return np.asarray(value.detach().numpy() if hasattr(value, "detach") else value)
+    raise CheckpointError("the model returned no logits, pooler_output or feature_maps")
+
+
+# --- command line --------------------------------------------------------------------------------
+def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt, tf_model.h5, a keras-applications .h5, "
+                                      "or a hub id (a transformers or timm repo, ID@REVISION)")
+    parser.add_argument("output_dir", help="folder to create (config.json, model.safetensors, tf_model.h5, ...)")
+    parser.add_argument("--from", dest="source", choices=FORMATS, default=None,
+                        help="the library that wrote INPUT (default: detected from the tensor names)")
+    parser.add_argument("--to", dest="to", choices=TARGETS, default="all",
+                        help="pt: model.safetensors, tf: tf_model.h5, all: both (default)")
+    parser.add_argument("--config", default=None,
+                        help="a hub config.json to use instead of the inferred one, or a timm config.json "
+                             "(architecture, model_args) describing a bare timm state dict")
+    parser.add_argument("--ema", action="store_true",
+                        help="convert a training checkpoint's EMA weights (model_ema) instead of its model")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT_DIR if it exists")
+    parser.add_argument("--verify", action="store_true",
+                        help="load the result in both twins and print the PT vs TF max difference")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    # errors start with the program's name, as argparse's own do ("convnext convert: error: ...")
+    parser.set_defaults(convert_prog=parser.prog)
+    return parser
+
+
+def run_convert(args: argparse.Namespace, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
+    """Run a parsed ``convert`` command: 0 on success, 1 on an error (one line on stderr), 130 on Ctrl-C."""
+    stdout = stdout if stdout is not None else sys.stdout
+    stderr = stderr if stderr is not None else sys.stderr
+    debug = bool(getattr(args, "debug", False))
+    quiet = bool(getattr(args, "quiet", False))
+    prog = getattr(args, "convert_prog", None) or "convert"
+    try:
+        result = convert(args.input, args.output_dir, source=args.source, to=args.to, config=args.config,
+                         overwrite=args.overwrite, verify=verify_folder if args.verify else None,
+                         progress=not quiet, stream=stderr,
+                         ema=bool(getattr(args, "ema", False)))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted; nothing was written", file=stderr)
+        return 130
+    except (ValueError, OSError, ImportError, KeyError) as e:
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(e)}", file=stderr)
+        return 1
+    if not quiet:
+        print(f"{result.output_dir}: {', '.join(result.files)} (from {result.source_format}, "
+              f"{result.config.architectures[0]})", file=stdout)
+        for note in result.notes:
+            print(f"  {note}", file=stdout)
+    return 0
+
+
+def build_parser(prog: str = "convert_weights.py") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Convert a ConvNeXt checkpoint (transformers, timm, "
+                                     "official, torchvision, keras-applications) into a hub-layout folder.")
+    return add_convert_arguments(parser)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_convert(args)

@@ -1,0 +1,61 @@
+"""Which model a checkpoint or folder holds, in one vocabulary.
+
+A ConvNeXt comes with one of three heads: ``"classification"`` (the trunk, the pooled norm and a
+linear classifier), ``"base"`` (the trunk and the pooled norm) or ``"backbone"`` (the trunk and a
+norm per returned stage). With the family, V1 or V2 (``config.model_type``), the head names the
+class, spelled as transformers spells it in ``config.json``'s ``architectures``. Each twin maps
+these names to its classes in one place (``convnext_pt.auto``, ``convnext_tf.auto``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .config import ConvNextConfig
+
+HEADS = ("classification", "base", "backbone")
+DEFAULT_HEAD = "classification"
+
+_CLASS_SUFFIX = {"classification": "ForImageClassification", "base": "Model", "backbone": "Backbone"}
+#: the prefix transformers gives its TensorFlow classes (``TFConvNextModel``); a config written by
+#: either framework names the same model.
+TF_PREFIX = "TF"
+
+
+def family(config: ConvNextConfig) -> str:
+    """``"ConvNextV2"`` or ``"ConvNext"``, from ``config.model_type``."""
+    return "ConvNextV2" if config.model_type == "convnextv2" else "ConvNext"
+
+
+def check_head(head: str) -> str:
+    if head not in HEADS:
+        raise ValueError(f"head {head!r} is not one of {', '.join(HEADS)}")
+    return head
+
+
+def class_name(config: ConvNextConfig, head: str) -> str:
+    """transformers' PyTorch class name of this config with this head (``config.architectures``' form)."""
+    return family(config) + _CLASS_SUFFIX[check_head(head)]
+
+
+def head_of_class_name(name: str) -> Optional[str]:
+    """The head a class name stands for (``TFConvNextV2Backbone`` -> ``"backbone"``), None if it is
+    not a ConvNeXt class name."""
+    bare = name[len(TF_PREFIX):] if name.startswith(TF_PREFIX + "ConvNext") else name
+    for fam in ("ConvNextV2", "ConvNext"):
+        if bare.startswith(fam):
+            suffix = bare[len(fam):]
+            return next((h for h, s in _CLASS_SUFFIX.items() if s == suffix), None)
+    return None
+
+
+def head_of(config: ConvNextConfig) -> str:
+    """The head ``config.architectures[0]`` names; a config without ``architectures`` is a classifier
+    (transformers' default for ConvNeXt folders). Raises ValueError for a name that is not a ConvNeXt."""
+    if not config.architectures:
+        return DEFAULT_HEAD
+    head = head_of_class_name(config.architectures[0])
+    if head is None:
+        raise ValueError(f"config.json's architectures names {config.architectures[0]!r}, not a ConvNeXt class "
+                         f"(ConvNext/ConvNextV2 + {', '.join(_CLASS_SUFFIX.values())})")
+    return head
