@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from convnext_common.checkpoints.convert import write_safetensors  # noqa: E402
+from convnext_common.checkpoints.safetensors_io import write_safetensors  # noqa: E402
 from convnext_common.checkpoints.infer import expected_shapes  # noqa: E402
 from convnext_common.variants import config_for_variant  # noqa: E402
 

@@ -267,7 +267,7 @@ def test_mapped_safetensors_reader_matches_the_library(tmp_path):
     import torch
     from safetensors.torch import save_file as save_torch
 
-    from convnext_common.checkpoints.convert import map_safetensors
+    from convnext_common.checkpoints.safetensors_io import map_safetensors
 
     tensors = {"w": torch.randn(4, 3), "h": torch.randn(5).half(), "b": torch.randn(2, 2).bfloat16()}
     save_torch(tensors, str(tmp_path / "t.safetensors"))
