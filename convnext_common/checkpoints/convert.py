@@ -38,7 +38,7 @@ from .io import (EMA_ENTRIES, PT_WEIGHT_FILES, SAFE_WEIGHTS_NAME, TF_WEIGHTS_NAM
                  find_weights_file, load_state_dict, load_torch_checkpoint)
 from .keras_applications import KerasWeights, normalization_stats, read_keras_h5
 from .preprocessing import fit_to_channels, imagenet_preprocessor_config
-from .progress import Progress
+from ..progress import Progress
 from .safetensors_io import map_safetensors, write_safetensors
 from .timm_config import (TimmHubConfig, is_timm_config, read_timm_hub_config, timm_computation,
                           timm_train_config)
