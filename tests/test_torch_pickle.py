@@ -4,7 +4,6 @@ torch itself: every array equals what ``torch.load(weights_only=True)`` returns 
 from __future__ import annotations
 
 import argparse
-import io
 import subprocess
 import sys
 import zipfile

@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ..fileio import atomic_write, atomic_write_text
-from .errors import CheckpointError
+from .errors import CheckpointError  # noqa: F401  (re-exported: the readers' error)
 from .h5 import load_h5_state_dict
 from .safetensors_io import map_safetensors, write_safetensors
 from .torch_pickle import load_torch_file
