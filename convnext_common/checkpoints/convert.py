@@ -14,7 +14,7 @@ The folder is built in a temporary sibling and renamed into place, so an error o
 nothing behind; an existing OUTPUT_DIR is kept unless ``overwrite``.
 
 The command-line front end (``convnext convert``, ``tools/convert_weights.py``) and the check that
-both twins agree on the result live in the application, ``convnext_app.convert``.
+both twins agree on the result live in the application layer, which calls :func:`convert`.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     config.json (or ConvNextConfig) to use instead of the inferred one (it must fit the weights), or
     a timm config.json (architecture, model_args) describing a bare timm state dict. ``ema``: a
     training checkpoint's EMA weights instead of its model's. ``verify(folder, notes)``: called on the
-    finished folder before it is moved into place (the application's check that both twins agree,
-    ``convnext_app.convert.verify_folder``); it returns a max difference or raises, leaving nothing. Raises ValueError/OSError subclasses
+    finished folder before it is moved into place (the application's check that both twins agree);
+    it returns a max difference or raises, leaving nothing. Raises ValueError/OSError subclasses
     naming the file and the problem; a source computing something the hub layout cannot express is
     refused (UnsupportedCheckpointError) with the reason.
     """
