@@ -61,8 +61,3 @@ def infer_problem_type(config: ConvNextConfig, labels_are_integers: bool) -> str
 
 def uses_grn(config: ConvNextConfig) -> bool:
     return config.model_type == "convnextv2"
-
-
-def trunk_prefix(config: ConvNextConfig) -> str:
-    """Checkpoint prefix of the trunk inside task models: ``convnext`` or ``convnextv2``."""
-    return config.model_type

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .variant_sizes import V1_VARIANTS, V2_VARIANTS, parse_variant
+
 CONFIG_NAME = "config.json"
 
 #: activations both twins implement (names as in transformers' ACT2FN).
@@ -223,11 +225,6 @@ class ConvNextConfig:
             raise ConfigError(f"problem_type {self.problem_type!r} is not one of {PROBLEM_TYPES}")
 
     # --- (de)serialisation ------------------------------------------------------------------------
-    _ORDER = ("architectures", "depths", "drop_path_rate", "hidden_act", "hidden_sizes", "id2label",
-              "image_size", "initializer_range", "label2id", "layer_norm_eps", "layer_scale_init_value",
-              "model_type", "num_channels", "num_stages", "out_features", "out_indices", "patch_size",
-              "problem_type", "stage_names")
-
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = copy.deepcopy(self.extra)
         d.update(
@@ -312,10 +309,12 @@ class ConvNextConfig:
     # --- conveniences ---------------------------------------------------------------------------
     @classmethod
     def from_variant(cls, name: str, **overrides: Any) -> "ConvNextConfig":
-        """Config of a published size, e.g. ``"convnext-tiny"`` or ``"tiny"`` (see variants.py)."""
-        from .variants import config_for_variant
-
-        return config_for_variant(name, version=2 if cls.model_type == "convnextv2" else 1, **overrides)
+        """Config of a published size, e.g. ``"convnext-tiny"`` or ``"tiny"`` (see variant_sizes.py)."""
+        v, size = parse_variant(name, version=2 if cls.model_type == "convnextv2" else 1)
+        spec = (V2_VARIANTS if v == 2 else V1_VARIANTS)[size]
+        fields: dict[str, Any] = dict(depths=list(spec.depths), hidden_sizes=list(spec.hidden_sizes),
+                                      num_stages=len(spec.depths))
+        return cls(**{**fields, **overrides})
 
     def copy(self, **changes: Any) -> "ConvNextConfig":
         return type(self).from_dict(self.to_dict(), **changes)

@@ -20,7 +20,7 @@ from convnext_common.checkpoints.detect import detect_format, h5_kind, strip_wra
 from convnext_common.checkpoints.foreign import canonical_name, to_canonical
 from convnext_common.checkpoints.infer import UnsupportedCheckpointError, check_state_fits, infer_config
 from convnext_common.checkpoints.io import CheckpointError, load_state_dict
-from convnext_common.checkpoints.progress import Progress
+from convnext_common.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -210,12 +210,38 @@ def test_progress_bar_reports_on_stderr_only_for_large_jobs():
         for _ in range(10):
             bar.advance(100)
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("writing x [") and lines[-1].endswith("0/0 MiB") and "100%" in lines[-1]
-    assert len(lines) <= 6  # not a line per step in a log
+    assert lines[0].startswith("writing x:") and "100%" in lines[-1] and "0.98k/0.98k" in lines[-1]
+    assert len(lines) <= 4  # off a terminal: a line per quarter, not per step
     quiet = io.StringIO()
     with Progress("small", 10, quiet, min_bytes=100) as bar:
         bar.advance(10)
     assert quiet.getvalue() == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_counts_items_with_metrics():
+    """What a training epoch shows: a count of steps with the running metrics; off a terminal only the
+    final line, on a terminal one line redrawn in place."""
+    log = io.StringIO()
+    bar = Progress("epoch 1/2", 4, log, unit="it", lines_off_terminal=1)
+    for i in range(4):
+        bar.update(1, loss=1.0 / (i + 1), acc=0.25 * i)
+    assert log.getvalue() == ""
+    bar.close(loss=0.5, acc=0.75)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/2:") and "4/4" in lines[0]
+    assert "loss 0.5000" in lines[0] and "acc 0.7500" in lines[0]
+    tty = _Terminal()
+    bar = Progress("epoch 2/2", 3, tty, unit="it")
+    for _ in range(3):
+        bar.update(1, loss=0.25)
+    bar.close(loss=0.125)
+    out = tty.getvalue()
+    assert "\r" in out and out.count("\n") == 1 and "3/3" in out and "loss 0.1250" in out.rsplit("\r", 1)[-1]
 
 
 # --- command line -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Optional
 
 from ..architecture import NORM_EPS
 from ..config import SUPPORTED_ACTIVATIONS
-from .infer import UnsupportedCheckpointError
+from .errors import UnsupportedCheckpointError
 
 #: the pooling the hub layout performs before its final LayerNorm.
 HUB_POOLING = "avg"

@@ -1,4 +1,5 @@
-"""Which library wrote a checkpoint, told from its tensor names (and, for h5 files, its layout)."""
+"""Which library wrote a checkpoint, told from its tensor names (each source's signature in
+sources.py) and, for h5 files, from the file's layout."""
 
 from __future__ import annotations
 
@@ -6,18 +7,13 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from .foreign import FORMATS
-from .io import CheckpointError
+import h5py
 
-#: per format, names that only that library writes; the first format with a match wins.
-SIGNATURES: dict[str, tuple[str, ...]] = {
-    "hf": (r"(?:convnext(?:v2)?\.)?embeddings\.patch_embeddings\.weight",
-           r"(?:convnext(?:v2)?\.)?encoder\.stages\.\d+\.layers\.\d+\.dwconv\.weight"),
-    "timm": (r"stem\.0\.weight", r"stages\.\d+\.blocks\.\d+\.conv_dw\.weight"),
-    "official": (r"downsample_layers\.0\.0\.weight", r"stages\.\d+\.\d+\.dwconv\.weight"),
-    "torchvision": (r"features\.0\.0\.weight", r"features\.\d+\.\d+\.block\.0\.weight"),
-    "keras": (r"stem_conv/kernel", r"stage_\d+_block_\d+_depthwise_conv/kernel"),
-}
+from .errors import CheckpointError
+from .h5 import is_transformers_tf_h5
+from .keras_applications import str_list_attr, weights_root
+from .sources import FORMATS, SOURCES
+
 #: wrappers that training scripts put around a state dict's names.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: bookkeeping tensors a wrapper keeps beside the wrapped names: torch.optim.swa_utils.AveragedModel
@@ -36,11 +32,12 @@ def strip_wrappers(state: dict) -> dict:
 
 
 def detect_format(state: Mapping, source: str = "checkpoint") -> str:
-    """One of FORMATS, from the names in ``state``; CheckpointError when none fits."""
+    """One of FORMATS, from the names in ``state`` (the source whose signature matches most; the
+    first in SOURCES on a tie); CheckpointError when none fits."""
     names = list(state)
     scores = {}
-    for fmt, patterns in SIGNATURES.items():
-        scores[fmt] = sum(any(re.fullmatch(p, n) for n in names) for p in patterns)
+    for src in SOURCES:
+        scores[src.name] = sum(any(re.fullmatch(p, n) for n in names) for p in src.signature)
     best = max(scores, key=lambda f: scores[f])
     if scores[best] == 0:
         shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
@@ -58,11 +55,6 @@ def h5_kind(path: str | Path) -> str:
     (``<model>_stage_0_block_0_depthwise_conv``), in a ``save_weights`` file or under the
     ``model_weights`` group of a whole-model ``save``.
     """
-    import h5py
-
-    from .h5 import is_transformers_tf_h5
-    from .keras_applications import str_list_attr, weights_root
-
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import ConvNextConfig
 from ..fileio import atomic_write
-from .io import CheckpointError
+from .errors import CheckpointError
 from .keras_applications import str_list_attr
 
 #: the kind of a module, from the last part of its path; the kind decides variable names and layouts.

@@ -20,17 +20,13 @@ import numpy as np
 from ..architecture import DWCONV_KERNEL, MLP_RATIO, backbone_channels, stage_specs
 from ..config import ConvNextConfig, ConvNextV2Config
 from ..heads import HEADS, class_name
-from .io import CheckpointError
+from .errors import CheckpointError, UnsupportedCheckpointError
 from .matching import require_finite
 
 TRUNK_PREFIXES = ("convnext", "convnextv2")
 #: which model class a checkpoint holds, by the tensors beside the trunk.
 _LAYER = re.compile(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.")
 _STAGE = re.compile(r"encoder\.stages\.(\d+)\.")
-
-
-class UnsupportedCheckpointError(CheckpointError):
-    """The weights are a ConvNeXt, but one that the hub layout cannot express."""
 
 
 @lru_cache(maxsize=1)

@@ -1,14 +1,14 @@
 """Read and write weights as ``{name: numpy array}`` in the hub's file formats.
 
-safetensors and (sharded) ``*.index.json`` need only numpy; pickled torch files are opened with
-``torch.load(weights_only=True)`` so that no code inside them can run.
+safetensors files are memory-mapped (safetensors_io.py); pickled torch files are read without torch
+by an allow-list unpickler (torch_pickle.py) so that no code inside them can run.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,11 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, atomic_write_text
+from .errors import CheckpointError  # noqa: F401  (re-exported: the readers' error)
+from .h5 import load_h5_state_dict
+from .safetensors_io import map_safetensors, write_safetensors
+from .torch_pickle import load_torch_file
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -26,10 +30,6 @@ TF_WEIGHTS_NAME = "tf_model.h5"
 
 #: what a hub folder may hold, in order of preference for the PyTorch twin.
 PT_WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME)
-
-
-class CheckpointError(ValueError):
-    """A weights file is unreadable, corrupt or does not fit the model; the message names the file."""
 
 
 def find_weights_file(path: str | os.PathLike, candidates: tuple[str, ...] = PT_WEIGHT_FILES) -> Path:
@@ -53,30 +53,11 @@ def find_weights_file(path: str | os.PathLike, candidates: tuple[str, ...] = PT_
     raise FileNotFoundError(f"{path}: no such folder, file or reachable hub model")
 
 
-def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
-
-
 #: where training scripts keep the model's weights in a checkpoint dict, in order of preference.
 MODEL_ENTRIES = ("model", "state_dict", "model_state_dict", "module")
 #: where they keep the exponential moving average of the weights (official repos and torchvision:
 #: ``model_ema``; timm's train.py: ``state_dict_ema``).
 EMA_ENTRIES = ("model_ema", "state_dict_ema")
-
-
-def _allowed_containers() -> list:
-    """Classes a training checkpoint may hold besides tensors and builtins: the official repos',
-    timm's and torchvision's train scripts store their command line as an ``argparse.Namespace``
-    (a plain attribute bag; unpickling it runs no code of the file's choosing)."""
-    import argparse
-
-    return [argparse.Namespace]
 
 
 @dataclass
@@ -93,10 +74,8 @@ class TorchCheckpoint:
 def load_torch_checkpoint(path: str | os.PathLike, ema: bool = False) -> TorchCheckpoint:
     """A state dict, or a training checkpoint (``{"model": ..., "optimizer": ..., "args": Namespace,
     "model_ema": ...}``), whose ``model`` is read by default and its EMA weights with ``ema``."""
-    import argparse
-
     path = Path(path)
-    obj = _unpickle(path)
+    obj = load_torch_file(path)
     ckpt = TorchCheckpoint({})
     if isinstance(obj, Mapping):
         ckpt.other_entries = [str(k) for k in obj]
@@ -117,47 +96,16 @@ def load_torch_checkpoint(path: str | os.PathLike, ema: bool = False) -> TorchCh
             ckpt.other_entries = []  # a bare state dict
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
-    import torch
-
     for k, v in obj.items():
-        if not isinstance(v, torch.Tensor):
-            continue  # e.g. optimizer step counters in training checkpoints
-        if v.dtype == torch.bfloat16:
-            v = v.float()
-        ckpt.weights[str(k)] = v.detach().cpu().numpy()
+        if isinstance(v, np.ndarray):  # only tensors become arrays; skips e.g. optimizer step counters
+            ckpt.weights[str(k)] = v
     if not ckpt.weights:
         raise CheckpointError(f"{path}: holds no tensors")
     return ckpt
 
 
-def _unpickle(path: Path):
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the install
-        raise CheckpointError(f"{path}: reading a pickled checkpoint needs torch (pip install torch)") from None
-    try:
-        with torch.serialization.safe_globals(_allowed_containers()):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # a global the weights-only unpickler does not allow, or not a pickle
-        raise CheckpointError(f"{path}: refused: {_unpickling_reason(e)}") from None
-    except Exception as e:  # RuntimeError/EOFError/OSError for truncated or corrupt files
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt? {reason})") from None
-
-
 def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
     return load_torch_checkpoint(path).weights
-
-
-def _unpickling_reason(e: Exception) -> str:
-    """The line of torch's weights-only error that says what was refused (torch's own first line
-    suggests ``weights_only=False``, which is exactly what must not be done with a stranger's file)."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    culprit = next((line for line in lines if "GLOBAL" in line or line.lower().startswith("unsupported")), None)
-    if culprit is not None and "GLOBAL" in culprit:
-        return (f"the pickle would call code that is not a tensor ({culprit}); the file may be hostile and "
-                f"is not loaded")
-    return f"not a weights-only torch pickle ({culprit or (lines[0] if lines else type(e).__name__)})"
 
 
 def _load_index(path: Path) -> dict[str, np.ndarray]:
@@ -188,27 +136,22 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if name.endswith(".index.json"):
         return _load_index(path)
     if name.endswith(".safetensors"):
-        return _load_safetensors(path)
+        return map_safetensors(path)
     if name.endswith((".h5", ".hdf5", ".keras")):
-        from .h5 import load_h5_state_dict
-
         return load_h5_state_dict(path)
     if name.endswith((".bin", ".pth", ".pt", ".ckpt")) or zipfile.is_zipfile(path):
         return _load_torch_pickle(path)
     with open(path, "rb") as f:
         head = f.read(8)
     if len(head) == 8 and int.from_bytes(head, "little") < 100_000_000:
-        return _load_safetensors(path)  # safetensors starts with its header length
+        return map_safetensors(path)  # safetensors starts with its header length
     raise CheckpointError(f"{path}: unknown weights format (expected .safetensors, .bin/.pth, .h5 or an index)")
 
 
 def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
                      metadata: dict[str, str] | None = None) -> None:
     """Write ``state`` atomically; ``format: pt`` metadata makes transformers accept the file."""
-    from safetensors.numpy import save_file
-
-    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
-    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata={"format": "pt", **(metadata or {})}))
+    atomic_write(path, lambda tmp: write_safetensors(state, Path(tmp), metadata=metadata))
 
 
 def save_sharded_safetensors(state: Mapping[str, np.ndarray], directory: str | os.PathLike,
@@ -235,8 +178,6 @@ def save_sharded_safetensors(state: Mapping[str, np.ndarray], directory: str | o
         written.append(directory / name)
     total = int(sum(v.nbytes for v in state.values()))
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    from ..fileio import atomic_write_text
-
     atomic_write_text(directory / SAFE_WEIGHTS_INDEX_NAME, json.dumps(index, indent=2) + "\n")
     return written + [directory / SAFE_WEIGHTS_INDEX_NAME]
 
@@ -246,7 +187,5 @@ def read_canonical(path: str | os.PathLike, candidates: tuple[str, ...], config=
     a transformers tf_model.h5 is converted in memory. Returns the arrays and the file read."""
     file = find_weights_file(path, candidates)
     if file.name.endswith((".h5", ".hdf5")):
-        from .h5 import load_h5_state_dict
-
         return load_h5_state_dict(file, config=config), file
     return load_state_dict(file), file

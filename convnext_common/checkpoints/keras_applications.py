@@ -32,7 +32,7 @@ from typing import Optional
 
 import numpy as np
 
-from .io import CheckpointError
+from .errors import CheckpointError
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD  # keras-applications' built-in normalisation
 
 _STEM_GROUP = re.compile(r"(?P<prefix>.*)_stem$")

@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .io import CheckpointError
+from .errors import CheckpointError
 
 #: tensors that belong to one task's head, not to the shared trunk.
 TASK_SPECIFIC = ("classifier.", "hidden_states_norms.", "layernorm.")

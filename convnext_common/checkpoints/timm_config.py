@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .computation import Computation
-from .io import CheckpointError
+from .errors import CheckpointError
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, imagenet_preprocessor_config
 
 #: timm's ConvNeXt architectures (timm 1.0), with the arguments their factory functions set that the
