@@ -22,7 +22,7 @@ from .modeling import (
 )
 
 # keyed by transformers' PyTorch class names, the vocabulary of config.json's "architectures"
-_CLASSES: dict[str, type[TFTFConvNextPreTrainedModel]] = {cls.__name__[len(heads.TF_PREFIX):]: cls for cls in (
+_CLASSES: dict[str, type[TFConvNextPreTrainedModel]] = {cls.__name__[len(heads.TF_PREFIX):]: cls for cls in (
     TFConvNextModel, TFConvNextForImageClassification, TFConvNextBackbone,
     TFConvNextV2Model, TFConvNextV2ForImageClassification, TFConvNextV2Backbone)}
 

@@ -52,7 +52,9 @@ def _expand_images(items: Sequence[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
-    from convnext_app.inference import batched_logits, load_classifier, load_processor, sample_image_paths, softmax, top_k
+    from convnext_app.inference import (
+        batched_logits, load_classifier, load_processor, sample_image_paths, softmax, top_k,
+    )
 
     out = out or sys.stdout
     model_dir = model_source(args)
