@@ -46,21 +46,20 @@ def verify_folder(folder: Path, notes: Optional[list[str]] = None, seed: int = 0
     import convnext_pt
 
     config = load_config(folder)
-    arch = (config.architectures or ["ConvNextForImageClassification"])[0]
-    pt_cls = getattr(convnext_pt, arch, None)
-    if pt_cls is None:
-        raise CheckpointError(f"{folder}: the PyTorch twin has no class {arch}")
+    try:
+        pt_cls = convnext_pt.model_class(config)
+    except ValueError as e:
+        raise CheckpointError(f"{folder}: {e}") from None
     shape = verify_input_shape(config)
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    pt_model = pt_cls.from_pretrained(folder)
+    pt_model = pt_cls.from_pretrained(folder, config=config)
     with torch.no_grad():
         pt_out = _main_output(pt_model(torch.from_numpy(x)))
     try:
         import convnext_tf
-        tf_cls = getattr(convnext_tf, "TF" + arch)
-    except (ImportError, AttributeError) as e:
-        raise CheckpointError(f"--verify needs the TensorFlow twin with TF{arch} ({_one_line(e)})") from None
-    tf_model = tf_cls.from_pretrained(folder)
+    except ImportError as e:
+        raise CheckpointError(f"--verify needs the TensorFlow twin ({_one_line(e)})") from None
+    tf_model = convnext_tf.model_class(config).from_pretrained(folder, config=config)
     tf_out = _main_output(tf_model(x, training=False))
     diff = float(np.abs(pt_out - tf_out).max())
     rel = diff / max(1.0, float(np.abs(pt_out).max()))

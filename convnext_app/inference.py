@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from convnext_common import heads
 from convnext_common.config import ConvNextConfig, load_config
 from convnext_common.hub import is_hub_id
 
@@ -54,9 +55,8 @@ class Classifier:
 
 
 def _check_classifier_config(folder: str, config: ConvNextConfig) -> None:
-    arch = config.architectures or []
-    if arch and not any(a.endswith("ForImageClassification") for a in arch):
-        raise ModelFolderError(f"{folder}: holds a {arch[0]}, which has no classification head "
+    if heads.head_of(config) != "classification":
+        raise ModelFolderError(f"{folder}: holds a {config.architectures[0]}, which has no classification head "
                                f"(need a *ForImageClassification checkpoint)")
     if config.num_labels < 1:
         raise ModelFolderError(f"{folder}: config.json declares no labels (num_labels=0)")
@@ -70,7 +70,7 @@ def _check_head_loaded(folder: str, info: dict) -> None:
 
 
 def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classifier:
-    """Load the *ForImageClassification twin for ``source``'s model_type (convnext or convnextv2).
+    """Load ``source``'s classifier (V1 or V2 by its model_type) in ``framework``'s twin.
 
     ``source``: a hub-layout folder, or a hub id (transformers or timm repo; from the local cache
     when ``HF_HUB_OFFLINE`` is set).
@@ -82,16 +82,14 @@ def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classif
         raise FileNotFoundError(f"{name}: no such model folder (nor a hub id)")
     config = load_config(source)
     _check_classifier_config(name, config)
-    v2 = config.model_type == "convnextv2"
     if framework == "pt":
         try:
             import torch
         except ImportError:
             raise ImportError("--framework pt needs PyTorch: pip install 'convnext-twins[torch]'") from None
-        from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
+        from convnext_pt import AutoModelForImageClassification
 
-        cls = ConvNextV2ForImageClassification if v2 else ConvNextForImageClassification
-        model, info = cls.from_pretrained(source, config=config, output_loading_info=True)
+        model, info = AutoModelForImageClassification.from_pretrained(source, config=config, output_loading_info=True)
         _check_head_loaded(name, info)
         model.eval().float()
 
@@ -106,10 +104,10 @@ def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classif
             import_tensorflow()
         except ImportError:
             raise ImportError("--framework tf needs TensorFlow: pip install 'convnext-twins[tf]'") from None
-        from convnext_tf import TFConvNextForImageClassification, TFConvNextV2ForImageClassification
+        from convnext_tf import TFAutoModelForImageClassification
 
-        cls = TFConvNextV2ForImageClassification if v2 else TFConvNextForImageClassification
-        model, info = cls.from_pretrained(source, config=config, output_loading_info=True)
+        model, info = TFAutoModelForImageClassification.from_pretrained(source, config=config,
+                                                                        output_loading_info=True)
         _check_head_loaded(name, info)
 
         import tensorflow as tf

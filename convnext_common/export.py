@@ -1,8 +1,9 @@
 """What the exports of both twins share: optional-dependency checks, verification inputs, the
 agreement measure, the report, and atomic placement of the exported files.
 
-Framework-free (numpy only): ``convnext_pt.export`` (ONNX, torch.export, torch.compile) and
-``convnext_tf.export`` (SavedModel, TFLite) build on it, and ``convnext export`` prints its reports.
+Framework-free (numpy only): each twin's ``export`` module builds on it (ONNX from one twin,
+SavedModel and TFLite from the other), and the application's ``convnext export``, which knows the
+packages each format needs, prints its reports.
 """
 
 from __future__ import annotations
@@ -21,20 +22,13 @@ from .config import ConvNextConfig
 from .fileio import temporary_folder_beside
 
 #: ONNX opset of the exported graphs: LayerNormalization is a native op from 17, and 18 is the
-#: lowest opset torch's torch.export-based exporter targets natively; onnxruntime >= 1.14 runs it.
+#: lowest opset the default (dynamo) ONNX exporter targets natively; onnxruntime >= 1.14 runs it.
 ONNX_OPSET = 18
 
 #: The agreement every export must reach before its file is put in place (DESIGN.md's rel measure).
 ONNX_TOLERANCE = 1e-5
 SAVED_MODEL_TOLERANCE = 1e-5
 TFLITE_TOLERANCE = 1e-4
-
-# pip package behind each module the exports import, and the extra that installs it.
-_PACKAGES = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxscript": "onnxscript", "torch": "torch",
-             "tensorflow": "tensorflow-cpu", "keras": "keras"}
-_EXTRAS = {"onnx": "export", "onnxruntime": "export", "onnxscript": "export", "torch": "torch",
-           "tensorflow": "tf", "keras": "tf"}
-
 
 class MissingExportDependency(ImportError):
     """An optional package an export needs is not installed; the message says which extra to install."""
@@ -44,13 +38,13 @@ class ExportVerificationError(ValueError):
     """The exported model does not reproduce the source model within the tolerance; nothing was written."""
 
 
-def require(module: str, purpose: str) -> Any:
-    """Import ``module`` or raise :class:`MissingExportDependency` naming the extra that provides it."""
+def require(module: str, purpose: str, package: Optional[str] = None, extra: str = "export") -> Any:
+    """Import ``module`` or raise :class:`MissingExportDependency` naming the pip ``package`` (default:
+    the module's top-level name) and the project ``extra`` that installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        top = module.split(".")[0]
-        package, extra = _PACKAGES.get(top, top), _EXTRAS.get(top, "export")
+        package = package or module.split(".")[0]
         raise MissingExportDependency(
             f"{purpose} needs the package {package!r}, which is not installed (or fails to import: {e}); "
             f"install it with: pip install \"convnext-twins[{extra}]\"") from None
@@ -80,7 +74,7 @@ def trace_image_size(config: ConvNextConfig) -> int:
     """The size graphs are traced at: the config's image_size, but at least twice the total stride.
 
     At a smaller size the last feature map is 1 pixel high or wide, and tracers that treat a
-    size of 1 as a constant (torch.export does) would freeze the graph to it.
+    size of 1 as a constant (the dynamo exporter does) would freeze the graph to it.
     """
     return max(default_image_size(config), 2 * total_stride(config))
 

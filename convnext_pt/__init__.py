@@ -2,6 +2,7 @@
 
 from convnext_common import ConvNextConfig, ConvNextV2Config
 
+from .auto import AutoBackbone, AutoModel, AutoModelForImageClassification, model_class
 from .modeling import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextPreTrainedModel,
     ConvNextV2Backbone, ConvNextV2ForImageClassification, ConvNextV2Model, ConvNextV2PreTrainedModel,
@@ -20,4 +21,5 @@ __all__ = [
     "ConvNextConfig", "ConvNextV2Config", "ConvNextModel", "ConvNextForImageClassification", "ConvNextBackbone",
     "ConvNextPreTrainedModel", "ConvNextV2Model", "ConvNextV2ForImageClassification", "ConvNextV2Backbone",
     "ConvNextV2PreTrainedModel", "ConvNextImageProcessorFast",
+    "AutoModel", "AutoModelForImageClassification", "AutoBackbone", "model_class",
 ]

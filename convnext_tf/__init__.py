@@ -13,6 +13,7 @@ if keras.backend.backend() != "tensorflow":  # checked first: the layers below u
         f"convnext_tf needs Keras' TensorFlow backend, but KERAS_BACKEND selects {keras.backend.backend()!r}: "
         "set KERAS_BACKEND=tensorflow before Keras is imported (PyTorch users: convnext_pt)")
 
+from .auto import TFAutoBackbone, TFAutoModel, TFAutoModelForImageClassification, model_class  # noqa: E402
 from .modeling import (
     TFConvNextBackbone, TFConvNextDropPath, TFConvNextEmbeddings, TFConvNextEncoder, TFConvNextForImageClassification,
     TFConvNextLayer, TFConvNextLayerNorm, TFConvNextModel, TFConvNextPreTrainedModel, TFConvNextStage,
@@ -25,4 +26,5 @@ __all__ = [
     "TFConvNextPreTrainedModel", "TFConvNextV2Model", "TFConvNextV2ForImageClassification", "TFConvNextV2Backbone",
     "TFConvNextV2PreTrainedModel", "TFConvNextLayerNorm", "TFConvNextDropPath", "TFConvNextV2GRN",
     "TFConvNextEmbeddings", "TFConvNextLayer", "TFConvNextStage", "TFConvNextEncoder", "portable_ops",
+    "TFAutoModel", "TFAutoModelForImageClassification", "TFAutoBackbone", "model_class",
 ]

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -142,15 +143,17 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_lazy_command_with_missing_module_says_so(capsys, monkeypatch):
-    monkeypatch.setitem(cli.COMMANDS, "export", cli.Subcommand(
-        "export", "export a model", "convnext_common.not_a_module:add_arguments", "convnext_common.not_a_module:run"))
+    monkeypatch.setitem(cli.COMMANDS, "export", "convnext_common.not_a_module")
     code, _, err = run_main(capsys, "export")
     assert code == 1
     assert_one_line_error(err, "'export' is not available", "convnext_common.not_a_module")
 
 
 def test_registration_adds_a_subcommand(capsys, monkeypatch):
+    """A module with the five names of convnext_app.commands, registered by name, is a subcommand."""
     seen = {}
+    bench = types.ModuleType("bench_command")
+    bench.HELP, bench.DESCRIPTION, bench.EPILOG = "benchmarks", None, None
 
     def add(parser):
         parser.add_argument("--n", type=int, default=1)
@@ -159,9 +162,24 @@ def test_registration_adds_a_subcommand(capsys, monkeypatch):
         seen["n"] = args.n
         return 3
 
-    monkeypatch.setitem(cli.COMMANDS, "bench", cli.Subcommand("bench", "benchmarks", add, run))
+    bench.add_arguments, bench.run = add, run
+    monkeypatch.setitem(sys.modules, "bench_command", bench)
+    monkeypatch.setitem(cli.COMMANDS, "bench", "bench_command")
     code, _, _ = run_main(capsys, "bench", "--n", "7")
     assert (code, seen) == (3, {"n": 7})
+    del bench.run  # a module without one of the five names is refused in one line
+    code, _, err = run_main(capsys, "bench")
+    assert code == 1
+    assert_one_line_error(err, "'bench' is not available", "bench_command has no run")
+
+
+def test_every_builtin_command_has_the_same_shape():
+    import importlib
+
+    for name in cli.BUILTIN:
+        module = importlib.import_module(f"convnext_app.commands.{name}")
+        assert isinstance(module.HELP, str) and callable(module.add_arguments) and callable(module.run), name
+        assert cli.COMMANDS[name] == module.__name__
 
 
 def test_python_dash_m_entry_point(tmp_path):

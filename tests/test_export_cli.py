@@ -44,7 +44,8 @@ def test_savedmodel_of_a_backbone(tmp_path, fixtures_dir, inputs, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--format", "onnx", "--int8"], "--int8 applies to --format tflite only"),
-    (["--format", "tflite", "--opset", "17"], "--opset and --exporter apply to --format onnx only"),
+    (["--format", "tflite", "--opset", "17"], "--opset applies to --format onnx only"),
+    (["--format", "savedmodel", "--exporter", "dynamo"], "--exporter applies to --format onnx only"),
     (["--format", "onnx", "--model", "no/such/folder"], "no such model folder"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
@@ -133,3 +134,31 @@ def test_quiet_prints_nothing(tmp_path, capfd):
     out = tmp_path / "m.onnx"
     assert main(["export", "--format", "onnx", "--out", str(out), "--exporter", "torchscript", "--quiet"]) == 0
     assert capfd.readouterr() == ("", "") and out.is_file()
+
+
+def test_a_format_is_one_registry_entry(tmp_path, capsys, monkeypatch):
+    """A new record in exporting.FORMATS is a --format choice: its options are checked, the folder is
+    loaded in its twin through the class lookup, and its function writes the file."""
+    import dataclasses
+
+    from convnext_app import exporting
+    from convnext_common.export import ExportReport
+
+    calls = []
+
+    def write_npz(model, out, options, common):
+        calls.append((type(model).__name__, options, common["batch_size"]))
+        with open(out, "wb") as f:
+            np.savez(f, **{k: v.detach().numpy() for k, v in model.state_dict().items()})
+        return ExportReport("npz", out, "pt", None)
+
+    fmt = exporting.ExportFormat("npz", "pt", "file", (), ("int8",), write_npz)
+    monkeypatch.setitem(exporting.FORMATS, "npz", fmt)
+    out = tmp_path / "m.npz"
+    assert main(["export", "--format", "npz", "--out", str(out), "--int8", "--batch-size", "3", "--quiet"]) == 0
+    assert calls == [("ConvNextForImageClassification", {"int8": True}, 3)] and out.is_file()
+    rc = main(["export", "--format", "npz", "--out", str(tmp_path / "n.npz"), "--opset", "18"])
+    assert rc == 1 and "--opset applies to --format onnx only" in capsys.readouterr().err
+    monkeypatch.setitem(exporting.FORMATS, "npz", dataclasses.replace(fmt, writes="folder"))
+    assert main(["export", "--format", "npz", "--out", str(out), "--overwrite"]) == 1
+    assert "is not a folder" in capsys.readouterr().err

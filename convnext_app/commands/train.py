@@ -1,0 +1,67 @@
+"""``convnext train``: train or fine-tune in PyTorch; the work is in :mod:`convnext_app.training`."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import positive_int
+
+HELP = "train or fine-tune in PyTorch (single process or torchrun)"
+DESCRIPTION = ("Train a ConvNeXt on an ImageFolder: a named variant from scratch or a folder fine-tuned (a new "
+               "head when the classes differ). AdamW, warmup + cosine, label smoothing, random resized crop + "
+               "flip. Under torchrun it trains data-parallel (DDP); only rank 0 writes.")
+EPILOG = """examples:
+  convnext train --data ./flowers --model convnext-atto --out ./atto-flowers --epochs 30 --image-size 128
+  convnext train --data ./flowers --model facebook/convnext-tiny-224 --out ./tiny-flowers --lr 1e-4
+  convnext train --data ./flowers --model ./convnext-tiny-224 --out ./tiny-flowers --lr 1e-4
+  torchrun --nproc_per_node=4 -m convnext_common train --data ./flowers --model convnext-tiny --out ./run
+  convnext train ... --resume            continue from OUT/last_checkpoint.pt
+
+DATA is an ImageFolder: one sub-folder per class (the folder names become the labels), either
+directly or under train/ and val/. Without val/, --val-fraction of each class is held out."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="DIR", help="ImageFolder with class sub-folders (or train/, val/)")
+    p.add_argument("--model", required=True, metavar="ID|DIR|VARIANT",
+                   help="a hub id or hub-layout folder to fine-tune (transformers or timm), or a variant name "
+                        "(e.g. convnext-atto, convnextv2-tiny) to train from a random init")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (hub layout + metrics.json)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="default 10")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per step per process (default 32)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate of AdamW (default 5e-4)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0,
+                   help="linear warmup length before the cosine decay (default 1; at most half the run)")
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
+    p.add_argument("--drop-path", type=float, default=None, metavar="RATE",
+                   help="stochastic depth rate (default: the model's config, 0.1 for a new variant)")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="training/eval resolution (default: the model's preprocessor, 224 for a variant)")
+    p.add_argument("--min-scale", type=float, default=0.25,
+                   help="smallest area fraction of the random resized crop (default 0.25)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips (e.g. for text or digits)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="held-out fraction of each class when DATA has no val/ folder (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and augmentation (default 0)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes per training process (default 0)")
+    p.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last_checkpoint.pt")
+    p.add_argument("--stop-after", type=positive_int, default=None, metavar="N",
+                   help="stop after N epochs of this invocation (e.g. to fit a job time limit); "
+                        "the schedule still spans --epochs, continue later with --resume")
+    p.add_argument("--overwrite", action="store_true", help="start over even if OUT holds a previous run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from convnext_app.training import StoppedByAnotherRank, TrainOptions, train
+
+    try:
+        train(TrainOptions.from_namespace(args))
+    except StoppedByAnotherRank:
+        if getattr(args, "debug", False):
+            raise
+        return 1  # under torchrun, rank 0 prints the error once, naming the rank that failed
+    return 0

@@ -1,0 +1,117 @@
+"""The training data: the ImageFolder splits and the datasets over them, with the training
+augmentation (torch only, no torchvision). Each sample's randomness comes from ``(seed, epoch,
+index)``, so a run is reproducible for any number of processes and data-loading workers."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
+from convnext_common.processing import ConvNextImageProcessor
+
+from .options import TrainOptions
+
+
+def random_resized_crop_box(height: int, width: int, generator: torch.Generator, min_scale: float = 0.25,
+                            ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a crop with area in ``[min_scale, 1]`` of the image and aspect ratio in ``ratio``
+    (log-uniform); after 10 misses, the largest centred crop within ``ratio``."""
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        u = torch.rand(4, generator=generator).tolist()
+        target = area * (min_scale + (1.0 - min_scale) * u[0])
+        aspect = math.exp(log_lo + (log_hi - log_lo) * u[1])
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(u[2] * (height - h + 1))
+            left = int(u[3] * (width - w + 1))
+            return min(top, height - h), min(left, width - w), h, w
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class TrainTransform:
+    """PIL RGB image -> (3, size, size) float32: random resized crop, flip, the processor's normalisation."""
+
+    def __init__(self, processor: ConvNextImageProcessor, image_size: int, min_scale: float = 0.25,
+                 flip: bool = True):
+        self.image_size = image_size
+        self.min_scale = min_scale
+        self.flip = flip
+        self.rescale = float(processor.rescale_factor) if processor.do_rescale else 1.0
+        mean = processor.image_mean if processor.do_normalize else [0.0, 0.0, 0.0]
+        std = processor.image_std if processor.do_normalize else [1.0, 1.0, 1.0]
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, image, generator: torch.Generator) -> torch.Tensor:
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W)
+        _, height, width = pixels.shape
+        top, left, h, w = random_resized_crop_box(height, width, generator, self.min_scale)
+        crop = pixels[:, top:top + h, left:left + w].float().unsqueeze(0)
+        crop = F.interpolate(crop, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
+                             antialias=True)[0]
+        if self.flip and torch.rand(1, generator=generator).item() < 0.5:
+            crop = crop.flip(-1)
+        crop = crop.clamp(0, 255).round()  # the processor also sees uint8 pixels
+        return (crop * self.rescale - self.mean) / self.std
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The random stream of one sample in one epoch, independent of process and worker layout."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Samples of an :class:`ImageFolder`: ``train=True`` augments, else the processor transforms."""
+
+    def __init__(self, folder: ImageFolder, processor: ConvNextImageProcessor, image_size: int, train: bool,
+                 seed: int = 0, min_scale: float = 0.25, flip: bool = True):
+        self.folder = folder
+        self.processor = processor
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.augment = TrainTransform(processor, image_size, min_scale, flip) if train else None
+
+    def __len__(self) -> int:
+        return len(self.folder.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.folder.samples[index]
+        image = load_image(path)
+        if self.augment is not None:
+            return self.augment(image, sample_generator(self.seed, self.epoch, index)), label
+        pixels = self.processor(image, return_tensors="np")["pixel_values"][0]
+        return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)), label
+
+
+def load_data(options: TrainOptions) -> tuple[ImageFolder, ImageFolder]:
+    """(train, val) folders, labels indexing the sorted folder names. The held-out split depends only
+    on the files and the seed, so a resumed run validates on the same images."""
+    train_dir, val_dir = find_splits(options.data)
+    train_folder = scan_image_folder(train_dir)
+    if val_dir is not None:
+        val_folder = scan_image_folder(val_dir, classes=train_folder.classes, allow_missing_classes=True)
+        return train_folder, val_folder
+    return split_holdout(train_folder, options.val_fraction, seed=options.seed)
+
+
+def remap(folder: ImageFolder, classes: Sequence[str]) -> ImageFolder:
+    """The same images with labels indexing ``classes`` (same names, another order)."""
+    index = {name: i for i, name in enumerate(classes)}
+    return ImageFolder(folder.root, list(classes),
+                       [(p, index[folder.classes[label]]) for p, label in folder.samples])
