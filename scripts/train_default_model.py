@@ -41,7 +41,7 @@ from convnext_app.digits import (  # noqa: E402
 from convnext_common.fileio import atomic_directory  # noqa: E402
 from convnext_common.processing import ConvNextImageProcessor  # noqa: E402
 from convnext_pt import ConvNextForImageClassification  # noqa: E402
-from convnext_app.training import ProgressBar, build_optimizer, train_one_epoch, warmup_cosine  # noqa: E402
+from convnext_app.training import build_optimizer, epoch_progress, train_one_epoch, warmup_cosine  # noqa: E402
 
 IMAGE_SIZE = 32          # 8x8 source pixels -> 4x4 patches: the stem sees one source pixel per patch
 HIDDEN_SIZES = [24, 48, 96, 192]
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
     step = 0
     history = []
     for epoch in range(args.epochs):
-        bar = ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{args.epochs}")
+        bar = epoch_progress(steps_per_epoch, f"epoch {epoch + 1}/{args.epochs}")
         batches = training_batches(images[train_idx], labels[train_idx], processor, args.batch_size, rng)
         totals, step = train_one_epoch(model, batches, optimizer, lambda s: warmup_cosine(s, total, warmup, args.lr),
                                        step, label_smoothing=0.1, progress=bar)

@@ -22,7 +22,7 @@ from convnext_app.imagefolder import ImageFolderError, find_splits, scan_image_f
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
 from convnext_app.training import (
-    ProgressBar, TrainTransform, counted_samples, random_resized_crop_box, warmup_cosine, weights_digest,
+    epoch_progress, TrainTransform, counted_samples, random_resized_crop_box, warmup_cosine, weights_digest,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,13 +95,13 @@ def test_progress_bar_logs_one_line_per_epoch_off_a_terminal():
     import io
 
     stream = io.StringIO()
-    bar = ProgressBar(4, "epoch 1/2", stream)
+    bar = epoch_progress(4, "epoch 1/2", stream)
     for i in range(4):
         bar.update(1, loss=1.0 / (i + 1), acc=0.25 * i)
     assert stream.getvalue() == ""  # not a terminal: no redraws
     bar.close(loss=0.5, acc=0.75)
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("epoch 1/2 [") and "4/4" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/2: 100%") and "4/4" in lines[0]
     assert "loss 0.5000" in lines[0] and "acc 0.7500" in lines[0]
 
 

@@ -36,12 +36,12 @@ from .distributed import (
 from .loop import evaluate, train_one_epoch
 from .model import ModelSetup, prepare_model
 from .options import TrainingError, TrainOptions
-from .progress import ProgressBar
+from .progress import epoch_progress
 from .run import METRICS_NAME, train
 from .schedule import build_optimizer, warmup_cosine
 
 __all__ = [
-    "CHECKPOINT_NAME", "METRICS_NAME", "Distributed", "ImageFolderDataset", "ModelSetup", "ProgressBar", "RankError",
+    "CHECKPOINT_NAME", "METRICS_NAME", "Distributed", "ImageFolderDataset", "ModelSetup", "epoch_progress", "RankError",
     "StoppedByAnotherRank", "TrainOptions", "TrainTransform", "TrainingError", "build_optimizer", "counted_samples",
     "evaluate", "load_checkpoint", "load_data", "pick_device", "prepare_model", "random_resized_crop_box", "remap",
     "sample_generator", "save_checkpoint", "setup_distributed", "setup_from_checkpoint", "train", "train_one_epoch",

@@ -9,13 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distributed import attempt
-from .progress import ProgressBar
+from convnext_common.progress import Progress
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float], first_step: int,
                     label_smoothing: float = 0.1, device: torch.device = torch.device("cpu"),
-                    progress: Optional[ProgressBar] = None, amp: bool = False, counted: Optional[int] = None,
+                    progress: Optional[Progress] = None, amp: bool = False, counted: Optional[int] = None,
                     agree: Optional[Callable[[Optional[BaseException]], None]] = None,
                     ) -> tuple[dict[str, float], int]:
     """One pass over ``batches``; sets the learning rate of every step from ``lr_at(step)``.

@@ -25,7 +25,7 @@ from .distributed import Distributed, RankError, attempt, counted_samples, launc
 from .loop import evaluate, train_one_epoch
 from .model import ModelSetup, prepare_model
 from .options import TrainingError, TrainOptions
-from .progress import ProgressBar
+from .progress import epoch_progress
 from .schedule import build_optimizer, warmup_cosine
 
 
@@ -186,8 +186,8 @@ def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         run.train_set.epoch = epoch
-        bar = ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{options.epochs}", stream,
-                          enabled=dist.is_main and not options.quiet)
+        bar = epoch_progress(steps_per_epoch, f"epoch {epoch + 1}/{options.epochs}", stream,
+                             enabled=dist.is_main and not options.quiet)
         totals, step = train_one_epoch(wrapped, run.train_loader, optimizer, lr_at, step, options.label_smoothing,
                                        dist.device, bar, amp, counted=counted, agree=dist.agree)
         t_loss, t_correct, t_count = dist.all_sum([totals["loss_sum"], totals["correct"], totals["count"]])
