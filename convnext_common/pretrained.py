@@ -24,7 +24,6 @@ from typing import Any, Callable, ClassVar, Optional, Sequence, TypeVar, Union
 import numpy as np
 
 from .checkpoints.io import CheckpointError
-from .checkpoints.lazy import materialise
 from .checkpoints.matching import LoadReport, match_state_dict
 from .config import CONFIG_NAME, ConfigError, ConvNextConfig, config_for_model
 from .fileio import read_json_file
@@ -219,7 +218,9 @@ M = TypeVar("M", bound="PretrainedModel")
 @dataclass(frozen=True)
 class WeightSlot:
     """Where one canonical tensor goes in a model: its shape in the canonical (PyTorch) layout, and
-    the function that copies an array of that shape into the model's parameter or variable."""
+    the function that copies a tensor of that shape into the model's parameter or variable. The
+    tensor may be a LazyArray: ``assign`` reads it (``lazy.materialise``) and drops each copy it
+    makes as soon as the next exists, so a load holds at most two copies of one tensor."""
 
     shape: tuple[int, ...]
     assign: Callable[[np.ndarray], None]
@@ -291,7 +292,7 @@ class PretrainedModel:
             if not np.issubdtype(dtype, np.floating):
                 raise CheckpointError(f"{source}: {name} has dtype {dtype}, expected floating point")
         for name, array in matched.items():
-            slots[name].assign(materialise(array))  # read, copied, dropped: one tensor at a time
+            slots[name].assign(array)  # read, copied, dropped: one tensor at a time
         if report_to is not None:
             report_to.__dict__.update(report.__dict__)
 

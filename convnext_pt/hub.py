@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from convnext_common.checkpoints.io import PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, save_sharded_safetensors
+from convnext_common.checkpoints.lazy import materialise
 from convnext_common.config import ConvNextConfig
 from convnext_common.fileio import atomic_write
 from convnext_common.hub import HubOptions
@@ -38,7 +39,8 @@ def resolve_dtype(torch_dtype: Union[str, torch.dtype, None], config: ConvNextCo
     return _DTYPES[name]
 
 
-def _copy_into(target: torch.Tensor, array: np.ndarray) -> None:
+def _copy_into(target: torch.Tensor, tensor: Any) -> None:
+    array = materialise(tensor)
     with torch.no_grad(), warnings.catch_warnings():
         # read-only arrays (memory-mapped files) are only read here: torch's warning does not apply
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

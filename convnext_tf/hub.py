@@ -20,6 +20,7 @@ import numpy as np
 
 from convnext_common.checkpoints.h5 import canonical_to_tf, save_hf_tf_h5, tf_name_to_canonical, tf_to_canonical
 from convnext_common.checkpoints.io import PT_WEIGHT_FILES, TF_WEIGHTS_NAME, save_sharded_safetensors
+from convnext_common.checkpoints.lazy import materialise
 from convnext_common.config import ConvNextConfig
 from convnext_common.hub import HubOptions
 from convnext_common.pretrained import PretrainedModel, WeightSlot, requested_dtype_name
@@ -73,9 +74,9 @@ def _global_dtype_policy(policy: Optional[str]):
         keras.config.set_dtype_policy(previous)
 
 
-def _assign(variable: Any, name: str, tf_path: str, array: np.ndarray) -> None:
+def _assign(variable: Any, name: str, tf_path: str, tensor: Any) -> None:
     """Copy the canonical tensor ``name`` into ``variable`` (transformers' TF layout, then ours)."""
-    _, value = canonical_to_tf(name, array)
+    _, value = canonical_to_tf(name, materialise(tensor))  # the canonical copy is dropped here
     axes = _own_axes(tf_path)
     if axes is not None:
         value = value.transpose(axes)
