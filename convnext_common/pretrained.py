@@ -19,10 +19,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
+from .checkpoints.io import CheckpointError
+from .checkpoints.matching import LoadReport, match_state_dict
 from .config import CONFIG_NAME, ConfigError, ConvNextConfig, config_for_model
 from .fileio import read_json_file
 from .hub import PREPROCESSOR_NAME, HubOptions, model_folder, resolve_file
@@ -64,10 +66,13 @@ def is_timm_folder(folder: Union[str, os.PathLike]) -> bool:
 
 @dataclass
 class Pretrained:
-    """A model source read for loading: weights in canonical names and what goes with them."""
+    """A model source read for loading: weights in canonical names and what goes with them.
+
+    ``state``'s values are arrays or :class:`~.checkpoints.lazy.LazyArray` (read when used), so that
+    a load can copy them into a model one at a time."""
 
     config: ConvNextConfig
-    state: dict[str, np.ndarray]
+    state: Mapping[str, Any]
     weights_file: Path
     preprocessor_config: Optional[dict]
 
@@ -81,7 +86,7 @@ def load_pretrained(path_or_id: Union[str, os.PathLike], weight_files: Sequence[
     ``weight_files``: the twin's order of preference (only the first one a hub repo has is
     downloaded). ``config`` replaces the source's config; ``overrides`` change its fields.
     """
-    from .checkpoints.io import read_canonical
+    from .checkpoints.streaming import open_canonical
 
     overrides = dict(overrides or {})
     folder = model_folder(path_or_id, weight_files, options, check_convnext_config)
@@ -92,7 +97,7 @@ def load_pretrained(path_or_id: Union[str, os.PathLike], weight_files: Sequence[
         config = config_for_model(config_class, path_or_id, config or converted.config, overrides, model_name)
         return Pretrained(config, converted.state, converted.weights_file, converted.preprocessor_config)
     config = config_for_model(config_class, folder, config, overrides, model_name)
-    state, file = read_canonical(folder, tuple(weight_files), config=config)
+    state, file = open_canonical(folder, tuple(weight_files), config=config)
     return Pretrained(config, state, file, read_preprocessor_config(folder))
 
 
@@ -204,3 +209,122 @@ def save_preprocessor_config(directory: Union[str, os.PathLike], value: Any) -> 
     path = Path(directory) / PREPROCESSOR_NAME
     atomic_write_text(path, json.dumps(d, indent=2, sort_keys=True) + "\n")
     return path
+
+
+# --- the from_pretrained / save_pretrained skeleton of both twins --------------------------------------
+M = TypeVar("M", bound="PretrainedModel")
+
+
+@dataclass(frozen=True)
+class WeightSlot:
+    """Where one canonical tensor goes in a model: its shape in the canonical (PyTorch) layout, and
+    the function that copies a tensor of that shape into the model's parameter or variable. The
+    tensor may be a LazyArray: ``assign`` reads it (``lazy.materialise``) and drops each copy it
+    makes as soon as the next exists, so a load holds at most two copies of one tensor."""
+
+    shape: tuple[int, ...]
+    assign: Callable[[np.ndarray], None]
+
+
+def requested_dtype_name(requested: Any, config: ConvNextConfig) -> Optional[str]:
+    """The dtype a ``from_pretrained`` dtype argument asks for, by name: None stays None, ``"auto"``
+    is the one config.json records (``dtype`` or ``torch_dtype``; float32 when neither), and
+    ``"torch.float16"`` is ``"float16"``. Each twin checks the name against what it supports."""
+    if requested is None:
+        return None
+    if requested == "auto":
+        requested = config.extra.get("dtype") or config.extra.get("torch_dtype") or "float32"
+    return str(requested).replace("torch.", "")
+
+
+class PretrainedModel:
+    """What both twins' ``from_pretrained``, ``load_numpy_state_dict`` and ``save_pretrained`` do,
+    once, without a framework. A twin's mixin supplies only what is its own:
+
+    - ``weight_files``: its order of preference among a folder's weights files;
+    - ``_weight_slots()``: its parameters under canonical names (:class:`WeightSlot`);
+    - ``numpy_state_dict()``, ``_saved_architecture()``, ``_saved_dtype()`` and ``_write_weights()``
+      for saving;
+    - a public ``from_pretrained`` that builds the model its way (dtype, data layout) and calls
+      :meth:`_load_pretrained`, and a public ``save_pretrained`` with its defaults calling
+      :meth:`_save_pretrained`.
+
+    Loading streams: the model is built first, then each checkpoint tensor is read, copied into
+    its parameter and dropped, so that loading holds the model and one tensor, not two models.
+    """
+
+    config_class: ClassVar[type[ConvNextConfig]]
+    base_model_prefix: ClassVar[str]
+    weight_files: ClassVar[tuple[str, ...]] = ()
+
+    preprocessor_config = PreprocessorConfigAttribute()
+
+    # --- loading ------------------------------------------------------------------------------------
+    @classmethod
+    def _load_pretrained(cls: type[M], path_or_id: Union[str, os.PathLike], build: Callable[[ConvNextConfig], M], *,
+                         config: Optional[ConvNextConfig], overrides: dict[str, Any], options: HubOptions,
+                         ignore_mismatched_sizes: bool) -> tuple[M, dict[str, list]]:
+        """The model ``build(config)`` makes for the source, with the source's weights and
+        preprocessing, and transformers' loading info (missing, unexpected, mismatched keys)."""
+        source = load_pretrained(path_or_id, cls.weight_files, cls.config_class, config, overrides, cls.__name__,
+                                 options)
+        model = build(source.config)
+        info = LoadReport()
+        model.load_numpy_state_dict(source.state, source=str(source.weights_file),
+                                    ignore_mismatched_sizes=ignore_mismatched_sizes, report_to=info)
+        model.preprocessor_config = source.preprocessor_config
+        return model, {"missing_keys": info.missing_keys, "unexpected_keys": info.unexpected_keys,
+                       "mismatched_keys": info.mismatched_keys}
+
+    def _weight_slots(self) -> dict[str, WeightSlot]:
+        raise NotImplementedError
+
+    def load_numpy_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint",
+                              ignore_mismatched_sizes: bool = False, report_to: Optional[LoadReport] = None) -> None:
+        """Load canonical-named weights (numpy arrays, or tensors read when used), adapting prefixes
+        and refusing what does not fit. Every check runs before the first weight is copied, so a
+        refused checkpoint leaves the model as it was."""
+        slots = self._weight_slots()
+        matched, report = match_state_dict(state, {k: s.shape for k, s in slots.items()}, self.base_model_prefix,
+                                           source=source, ignore_mismatched_sizes=ignore_mismatched_sizes)
+        for name, array in matched.items():
+            dtype = array.dtype if hasattr(array, "dtype") else np.asarray(array).dtype
+            if not np.issubdtype(dtype, np.floating):
+                raise CheckpointError(f"{source}: {name} has dtype {dtype}, expected floating point")
+        for name, array in matched.items():
+            slots[name].assign(array)  # read, copied, dropped: one tensor at a time
+        if report_to is not None:
+            report_to.__dict__.update(report.__dict__)
+
+    # --- saving -------------------------------------------------------------------------------------
+    def numpy_state_dict(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _saved_architecture(self) -> str:
+        """The class name config.json records (transformers' PyTorch name)."""
+        raise NotImplementedError
+
+    def _saved_dtype(self) -> str:
+        """The dtype config.json records for the weights (``"float32"``, ...)."""
+        raise NotImplementedError
+
+    def _write_weights(self, directory: Path, config: ConvNextConfig, **options: Any) -> None:
+        raise NotImplementedError
+
+    def _save_pretrained(self, save_directory: Union[str, os.PathLike], image_processor: Any = None,
+                         **weights_options: Any) -> Path:
+        """Write the weights (the twin's ``_write_weights`` with ``weights_options``), config.json and
+        preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``."""
+        directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(f"{directory}: exists and is not a folder")
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.config.copy()
+        config.architectures = [self._saved_architecture()]
+        config.extra["dtype"] = self._saved_dtype()
+        config.extra.pop("torch_dtype", None)
+        self._write_weights(directory, config, **weights_options)
+        config.save_pretrained(directory)
+        save_preprocessor_config(directory, image_processor if image_processor is not None
+                                 else self.preprocessor_config)
+        return directory

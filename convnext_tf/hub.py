@@ -1,5 +1,7 @@
 """Hub-layout loading and saving for the Keras twin (config.json + tf_model.h5, ...).
 
+The steps both twins share are ``convnext_common.pretrained.PretrainedModel``'s; this mixin adds
+what is Keras' own: its weights-file order, its variables, dtype policies, and tf_model.h5.
 Weights move as canonical (PyTorch-layout) numpy arrays, the same as in ``convnext_pt/hub.py``.
 A Keras variable's path below the model is transformers' TF name (``convnext/encoder/stages.0/
 layers.0/dwconv/kernel``), so ``convnext_common.checkpoints.h5`` maps it; the only layout of ours
@@ -10,19 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
 
 from convnext_common.checkpoints.h5 import canonical_to_tf, save_hf_tf_h5, tf_name_to_canonical, tf_to_canonical
-from convnext_common.checkpoints.io import (
-    PT_WEIGHT_FILES, TF_WEIGHTS_NAME, CheckpointError, save_sharded_safetensors,
-)
-from convnext_common.checkpoints.matching import LoadReport, match_state_dict
+from convnext_common.checkpoints.io import PT_WEIGHT_FILES, TF_WEIGHTS_NAME, save_sharded_safetensors
+from convnext_common.checkpoints.lazy import materialise
 from convnext_common.config import ConvNextConfig
 from convnext_common.hub import HubOptions
-from convnext_common.pretrained import PreprocessorConfigAttribute, load_pretrained, save_preprocessor_config
+from convnext_common.pretrained import PretrainedModel, WeightSlot, requested_dtype_name
 
 M = TypeVar("M", bound="TFPreTrainedMixin")
 
@@ -47,11 +48,9 @@ def _own_axes(tf_path: str) -> Optional[tuple[int, ...]]:
 
 def resolve_dtype(dtype: Optional[str], config: ConvNextConfig) -> Optional[str]:
     """``"auto"`` takes the dtype recorded in config.json (``dtype`` or ``torch_dtype``)."""
-    if dtype is None:
+    name = requested_dtype_name(dtype, config)
+    if name is None:
         return None
-    if dtype == "auto":
-        dtype = config.extra.get("dtype") or config.extra.get("torch_dtype") or "float32"
-    name = str(dtype).replace("torch.", "")
     if name not in DTYPE_POLICIES:
         raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPE_POLICIES)} or 'auto'")
     return name
@@ -75,11 +74,19 @@ def _global_dtype_policy(policy: Optional[str]):
         keras.config.set_dtype_policy(previous)
 
 
-class TFPreTrainedMixin:
+def _assign(variable: Any, name: str, tf_path: str, tensor: Any) -> None:
+    """Copy the canonical tensor ``name`` into ``variable`` (transformers' TF layout, then ours)."""
+    _, value = canonical_to_tf(name, materialise(tensor))  # the canonical copy is dropped here
+    axes = _own_axes(tf_path)
+    if axes is not None:
+        value = value.transpose(axes)
+    variable.assign(np.ascontiguousarray(value).astype(variable.dtype, copy=False))
+
+
+class TFPreTrainedMixin(PretrainedModel):
     """``from_pretrained`` / ``save_pretrained`` for the keras.Model classes in modeling.py."""
 
-    config_class: type[ConvNextConfig]
-    base_model_prefix: str
+    weight_files = TF_WEIGHT_FILES
 
     @classmethod
     def from_pretrained(cls: type[M], pretrained_model_name_or_path: Union[str, os.PathLike], *,
@@ -100,21 +107,16 @@ class TFPreTrainedMixin:
         ``ignore_mismatched_sizes=True`` for a new head). The source's preprocessor config is
         kept in ``model.preprocessor_config`` and written again by ``save_pretrained``.
         """
-        options = HubOptions(revision, cache_dir, local_files_only, token)
-        source = load_pretrained(pretrained_model_name_or_path, TF_WEIGHT_FILES, cls.config_class, config,
-                                 config_overrides, cls.__name__, options)
-        policy = resolve_dtype(dtype, source.config)
-        with _global_dtype_policy(policy):
-            model = cls(source.config, data_format=data_format, **({"dtype": policy} if policy else {}))
-        model.load_numpy_state_dict(source.state, source=str(source.weights_file),
-                                    ignore_mismatched_sizes=ignore_mismatched_sizes, report_to=(info := LoadReport()))
-        model.preprocessor_config = source.preprocessor_config
-        if output_loading_info:
-            return model, {"missing_keys": info.missing_keys, "unexpected_keys": info.unexpected_keys,
-                           "mismatched_keys": info.mismatched_keys}
-        return model
+        def build(model_config: ConvNextConfig) -> M:
+            policy = resolve_dtype(dtype, model_config)
+            with _global_dtype_policy(policy):
+                return cls(model_config, data_format=data_format, **({"dtype": policy} if policy else {}))
 
-    preprocessor_config = PreprocessorConfigAttribute()
+        model, info = cls._load_pretrained(pretrained_model_name_or_path, build,
+                                           config=config, overrides=config_overrides,
+                                           options=HubOptions(revision, cache_dir, local_files_only, token),
+                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
+        return (model, info) if output_loading_info else model
 
     def _variables_by_tf_path(self) -> dict[str, Any]:
         """Every variable under its transformers TF path below this model (``convnext/.../dwconv/kernel``)."""
@@ -132,32 +134,16 @@ class TFPreTrainedMixin:
                 out[f"{layer.name}/{v.path[len(root):]}"] = v
         return out
 
-    def load_numpy_state_dict(self, state: dict[str, np.ndarray], source: str = "checkpoint",
-                              ignore_mismatched_sizes: bool = False, report_to: Optional[LoadReport] = None) -> None:
-        """Load canonical-named numpy weights, adapting prefixes and refusing what does not fit."""
-        by_name: dict[str, tuple[str, Any]] = {}
-        expected: dict[str, tuple[int, ...]] = {}
+    def _weight_slots(self) -> dict[str, WeightSlot]:
+        slots: dict[str, WeightSlot] = {}
         for tf_path, variable in self._variables_by_tf_path().items():
             name, to_pt = tf_name_to_canonical(tf_path)
             shape = tuple(variable.shape)
             for axes in (_own_axes(tf_path), to_pt):
                 if axes is not None:
                     shape = tuple(shape[a] for a in axes)
-            by_name[name] = (tf_path, variable)
-            expected[name] = shape
-        matched, report = match_state_dict(state, expected, self.base_model_prefix, source=source,
-                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
-        for name, array in matched.items():
-            if not np.issubdtype(np.asarray(array).dtype, np.floating):
-                raise CheckpointError(f"{source}: {name} has dtype {array.dtype}, expected floating point")
-            tf_path, variable = by_name[name]
-            _, value = canonical_to_tf(name, array)
-            axes = _own_axes(tf_path)
-            if axes is not None:
-                value = value.transpose(axes)
-            variable.assign(np.ascontiguousarray(value).astype(variable.dtype))
-        if report_to is not None:
-            report_to.__dict__.update(report.__dict__)
+            slots[name] = WeightSlot(shape, partial(_assign, variable, name, tf_path))
+        return slots
 
     def numpy_state_dict(self) -> dict[str, np.ndarray]:
         """Weights under canonical names, in PyTorch layouts (float32 for bfloat16 variables)."""
@@ -178,20 +164,19 @@ class TFPreTrainedMixin:
         """Write config.json and the tf_model.h5 transformers' TF class would write (and, with
         ``safe_serialization``, a canonical model.safetensors too), each file atomically, and
         preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``."""
-        directory = Path(save_directory)
-        if directory.exists() and not directory.is_dir():
-            raise FileExistsError(f"{directory}: exists and is not a folder")
-        directory.mkdir(parents=True, exist_ok=True)
-        config = self.config.copy()
+        return self._save_pretrained(save_directory, image_processor, safe_serialization=safe_serialization,
+                                     max_shard_size=max_shard_size)
+
+    def _saved_architecture(self) -> str:
         class_name = type(self).__name__
-        config.architectures = [class_name[2:] if class_name.startswith("TF") else class_name]
-        config.extra["dtype"] = self.dtype_policy.variable_dtype
-        config.extra.pop("torch_dtype", None)
+        return class_name[2:] if class_name.startswith("TF") else class_name
+
+    def _saved_dtype(self) -> str:
+        return self.dtype_policy.variable_dtype
+
+    def _write_weights(self, directory: Path, config: ConvNextConfig, *, safe_serialization: bool,
+                       max_shard_size: int) -> None:
         state = self.numpy_state_dict()
-        save_hf_tf_h5(state, config, directory / TF_WEIGHTS_NAME, architecture=class_name)
+        save_hf_tf_h5(state, config, directory / TF_WEIGHTS_NAME, architecture=type(self).__name__)
         if safe_serialization:
             save_sharded_safetensors(state, directory, max_shard_bytes=max_shard_size)
-        config.save_pretrained(directory)
-        save_preprocessor_config(directory, image_processor if image_processor is not None
-                                 else self.preprocessor_config)
-        return directory
