@@ -5,6 +5,7 @@ Importing this package imports neither torch nor tensorflow.
 
 from .config import ConvNextConfig, ConvNextV2Config, ConfigError, load_config
 from .variants import config_for_variant, variant_names
+from . import pretrained as _pretrained  # noqa: F401,E402  (installs how configs read hub ids and timm checkpoints)
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .variant_sizes import V1_VARIANTS, V2_VARIANTS, parse_variant
 
@@ -291,11 +291,7 @@ class ConvNextConfig:
         ``revision``, ``cache_dir``, ``local_files_only`` and ``token`` are passed to the hub as in
         transformers; other keyword arguments override fields.
         """
-        from .hub import HubOptions
-        from .pretrained import config_of
-
-        options = HubOptions.pop_from(overrides)
-        return config_of(path, cls, options, **overrides)
+        return _source_reader()(path, cls, **overrides)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         from .fileio import atomic_write_text
@@ -371,26 +367,28 @@ def config_class_for(model_type: str) -> type[ConvNextConfig]:
 
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:
-    """Read a config.json of either version, choosing the class by its ``model_type`` (a timm
-    folder or hub id: converted, see ``pretrained.config_of``; hub arguments as in from_pretrained)."""
-    from .fileio import read_json_file
-    from .hub import HubOptions, is_hub_id, resolve_file
+    """Read a config of either version, choosing the class by its ``model_type``, from a config.json,
+    a hub-layout folder or a hub id (a timm one: its weights are converted; hub arguments as in
+    ``from_pretrained``)."""
+    return _source_reader()(path, None, **overrides)
 
-    options = HubOptions.pop_from(overrides)
-    file = resolve_file(path, CONFIG_NAME, options=options)
-    d = read_json_file(file, "config file", ConfigError)
-    if not isinstance(d, dict):
-        raise ConfigError(f"{file}: a config must be a JSON object")
-    from .pretrained import check_convnext_config
-    from .timm_hub import is_timm_config
 
-    check_convnext_config(file, str(path) if is_hub_id(path) else str(file))  # a ViT, say, is named as such
-    if is_timm_config(d):
-        from .pretrained import config_of
+# --- model sources ---------------------------------------------------------------------------------
+# Reading the config of a model *source* (a hub id, a timm checkpoint whose config.json does not give
+# the model's shape) needs the hub and the converter, which are built on this module. So the reader
+# is installed from above, by convnext_common.pretrained when the package is imported, and this
+# module stays at the bottom of the core.
+SourceReader = Callable[..., ConvNextConfig]
+_SOURCE_READER: list[SourceReader] = []
 
-        return config_of(path, None, options, **overrides)
-    try:
-        cls = config_class_for(d.get("model_type", "convnext"))
-    except ConfigError as e:
-        raise ConfigError(f"{file}: {e}") from None
-    return cls.from_json_file(file, **overrides)
+
+def install_source_reader(reader: SourceReader) -> None:
+    """Set how ``from_pretrained`` / ``load_config`` read a model source:
+    ``reader(path_or_id, config_class_or_None, **overrides_and_hub_options)``."""
+    _SOURCE_READER[:] = [reader]
+
+
+def _source_reader() -> SourceReader:
+    if not _SOURCE_READER:  # only if the package's __init__ did not run to its end
+        raise RuntimeError("convnext_common.pretrained was not imported: no reader for model sources")
+    return _SOURCE_READER[0]

@@ -25,43 +25,15 @@ import numpy as np
 
 from .checkpoints.io import CheckpointError
 from .checkpoints.matching import LoadReport, match_state_dict
-from .config import CONFIG_NAME, ConfigError, ConvNextConfig, config_for_model
+from .config import CONFIG_NAME, ConfigError, ConvNextConfig, config_class_for, config_for_model, install_source_reader
 from .fileio import read_json_file
-from .hub import PREPROCESSOR_NAME, HubOptions, model_folder, resolve_file
-from .timm_hub import is_timm_config, is_timm_convnext, timm_architecture, timm_preprocessor_config
-
-CONVNEXT_MODEL_TYPES = ("convnext", "convnextv2")
-
-
-class NotAConvNextError(ConfigError):
-    """The source holds another kind of model; the message says which."""
-
-
-def _read_config_dict(path: Path) -> Any:
-    return read_json_file(path, "config file", ConfigError)
-
-
-def check_convnext_config(config_path: Path, name: str) -> None:
-    """Refuse a config.json that describes anything but a ConvNeXt (transformers' or timm's);
-    ``name`` (the hub id, or the local file) starts the message."""
-    d = _read_config_dict(config_path)
-    if not isinstance(d, dict):
-        return  # the config reader names this problem
-    if is_timm_config(d):
-        if not is_timm_convnext(d):
-            raise NotAConvNextError(f"{name}: is a timm {timm_architecture(d)} model, not a ConvNeXt")
-        return
-    model_type = d.get("model_type")
-    if model_type is not None and model_type not in CONVNEXT_MODEL_TYPES:
-        arch = d.get("architectures")
-        what = f" ({arch[0]})" if isinstance(arch, list) and arch and isinstance(arch[0], str) else ""
-        raise NotAConvNextError(f"{name}: is a {model_type!r} model{what}, not a ConvNeXt "
-                                f"(model_type convnext or convnextv2)")
-
+from .hub import PREPROCESSOR_NAME, HubOptions, is_hub_id, model_folder, resolve_file
+from .identify import NotAConvNextError, check_convnext_config, read_config_dict  # noqa: F401 (re-exported)
+from .timm_hub import is_timm_config, timm_preprocessor_config
 
 def is_timm_folder(folder: Union[str, os.PathLike]) -> bool:
     config = resolve_file(folder, CONFIG_NAME, required=False)
-    return config is not None and is_timm_config(_read_config_dict(config))
+    return config is not None and is_timm_config(read_config_dict(config))
 
 
 @dataclass
@@ -115,7 +87,7 @@ def read_preprocessor_config(folder: Union[str, os.PathLike]) -> Optional[dict]:
         return d
     config = folder / CONFIG_NAME
     if config.is_file():
-        d = _read_config_dict(config)
+        d = read_config_dict(config)
         if is_timm_config(d):
             return timm_preprocessor_config(d)
     return None
@@ -149,12 +121,10 @@ def config_of(path_or_id: Union[str, os.PathLike], config_class: Optional[type[C
     """The config of a model source: read as ``config_class`` (by its ``model_type`` when None).
     A timm source's comes from converting its weights (timm's config.json does not give the
     model's shape)."""
-    from .config import load_config
-
     folder = model_folder(path_or_id, (), options, check_convnext_config, optional_files=())
     if not is_timm_folder(folder):
         if config_class is None:
-            return load_config(folder, **overrides)
+            return _read_hub_config(folder, None, **overrides)
         return config_class.from_json_file(resolve_file(folder, CONFIG_NAME), **overrides)
     from .checkpoints.convert import load_converted
     from .checkpoints.io import PT_WEIGHT_FILES
@@ -164,6 +134,36 @@ def config_of(path_or_id: Union[str, os.PathLike], config_class: Optional[type[C
     if config_class is not None and not isinstance(config, config_class):
         raise ConfigError(f"{path_or_id}: a {config.model_type} checkpoint, not a {config_class.model_type} one")
     return config
+
+
+def _read_hub_config(path: Union[str, os.PathLike], options: Optional[HubOptions], **overrides: Any) -> ConvNextConfig:
+    """A config.json of either version (a file, a folder or a hub id), the class chosen by its
+    ``model_type``; a timm config.json is handed to :func:`config_of`."""
+    file = resolve_file(path, CONFIG_NAME, options=options)
+    d = read_json_file(file, "config file", ConfigError)
+    if not isinstance(d, dict):
+        raise ConfigError(f"{file}: a config must be a JSON object")
+    check_convnext_config(file, str(path) if is_hub_id(path) else str(file))  # a ViT, say, is named as such
+    if is_timm_config(d):
+        return config_of(path, None, options, **overrides)
+    try:
+        cls = config_class_for(d.get("model_type", "convnext"))
+    except ConfigError as e:
+        raise ConfigError(f"{file}: {e}") from None
+    return cls.from_json_file(file, **overrides)
+
+
+def read_config(path_or_id: Union[str, os.PathLike], config_class: Optional[type[ConvNextConfig]] = None,
+                **overrides: Any) -> ConvNextConfig:
+    """``ConvNextConfig.from_pretrained`` (``config_class`` given) and ``load_config`` (None): hub
+    arguments (revision, cache_dir, local_files_only, token) are taken out, the rest override fields."""
+    options = HubOptions.pop_from(overrides)
+    if config_class is not None:
+        return config_of(path_or_id, config_class, options, **overrides)
+    return _read_hub_config(path_or_id, options, **overrides)
+
+
+install_source_reader(read_config)
 
 
 # --- the preprocessing a model carries -------------------------------------------------------------

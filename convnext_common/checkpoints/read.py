@@ -23,7 +23,7 @@ def local_input(input: str | Path, hub_options: Optional[HubOptions] = None) -> 
     """INPUT itself, or for a hub id the cached snapshot folder holding its config and one weights file."""
     if Path(input).exists() or not is_hub_id(input):
         return Path(input)
-    from ..pretrained import check_convnext_config  # the loader's check that a hub id is a ConvNeXt
+    from ..identify import check_convnext_config  # a hub id that is not a ConvNeXt is refused by name
 
     return model_folder(input, PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,), hub_options, check_convnext_config)
 
