@@ -55,16 +55,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 from .fileio import atomic_write_text, read_json_file
 
 PREPROCESSOR_CONFIG_NAME = "preprocessor_config.json"
 
-#: transformers' IMAGENET_STANDARD_MEAN / _STD: the defaults of its ConvNextImageProcessor.
-IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
-IMAGENET_STANDARD_STD = (0.5, 0.5, 0.5)
-#: the ImageNet statistics that the published ConvNeXt checkpoints' configs use.
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
 #: shortest_edge at and above which images are warped to a square instead of resized + cropped.
 WARP_THRESHOLD = 384
