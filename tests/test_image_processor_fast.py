@@ -20,12 +20,20 @@ from conftest import FIXTURES
 from convnext_common import ConvNextImageProcessor
 from convnext_pt import ConvNextImageProcessorFast
 from convnext_pt import image_processing_fast as fast_module
+from tensor_types_support import project_entry_points, write_distribution
 
 IMAGES = FIXTURES / "images"
 SETTINGS = FIXTURES / "image-processor"
 MANIFEST = json.loads((SETTINGS / "manifest.json").read_text())
 HUB = MANIFEST["hub_tiny_224"]["kwargs"]
 MAX_DIFF, MEAN_DIFF = 0.05, 0.005
+
+
+@pytest.fixture
+def declared_tensor_types(tmp_path, monkeypatch):
+    """This checkout's tensor types (pyproject.toml's entry points) visible to importlib.metadata, which
+    may hold an older install's; what ``return_tensors`` finds without the twin being imported."""
+    monkeypatch.syspath_prepend(str(write_distribution(tmp_path / "site", project_entry_points())))
 
 
 def load(name: str) -> Image.Image:
@@ -158,7 +166,7 @@ def test_float_and_grayscale_inputs_match_slow():
 
 
 @pytest.mark.tf
-def test_tensorflow_input_and_output():
+def test_tensorflow_input_and_output(declared_tensor_types):
     tf = pytest.importorskip("tensorflow")
     hwc = np.asarray(load("tiny_17x23.png"))
     fast = ConvNextImageProcessorFast(**HUB)
