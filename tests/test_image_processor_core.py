@@ -1,11 +1,13 @@
 """The processing core on its own: PIL's arithmetic against PIL itself, tensor types found by name
 without the core naming a framework, and tensors read through the array protocols.
 
-References: PIL itself, the numpy results of the same images, and the process's own imports.
+References: PIL (the installed one, and the pass orders other Pillow versions were observed to use,
+tests/fixtures/pil-pass-order/), the numpy results of the same images, and the process's own imports.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,14 +18,16 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import FIXTURES
 from convnext_common import ConvNextImageProcessor
 from convnext_common import tensor_types
 from convnext_common.processing import BatchFeature, center_crop_plan, resize_and_crop, resize_output_size
 from convnext_common.processing.resampling import (
-    FILTERS, pil_horizontal_first, pil_nearest_indices, pil_window_matrix, round_fixed_point,
+    FILTERS, PIL_VERSION, pil_horizontal_first, pil_nearest_indices, pil_window_matrix, round_fixed_point,
 )
 from tensor_types_support import ROOT, project_entry_points, write_distribution
 
+PASS_ORDERS = sorted((FIXTURES / "pil-pass-order").glob("pillow-*.json"))
 PIL_FILTERS = sorted(f for f in FILTERS if f in {int(r) for r in Image.Resampling})
 SIZE = {"shortest_edge": 32}
 
@@ -60,6 +64,20 @@ def test_pass_order_is_the_installed_pils():
             decisive += 1
             assert pil_horizontal_first(w, h, out_w, out_h) == h_ok, (w, h, out_w, out_h, resample, (x0, y0, x1, y1))
     assert decisive > 100
+
+
+@pytest.mark.parametrize("path", PASS_ORDERS, ids=[p.stem for p in PASS_ORDERS])
+def test_pass_order_of_other_pillow_versions(path):
+    recorded = json.loads(path.read_text())
+    version = tuple(int(p) for p in recorded["pillow"].split(".")[:2])
+    for w, h, out_w, out_h, resample, *box, first in recorded["cases"]:
+        assert pil_horizontal_first(w, h, out_w, out_h, pil_version=version) == (first == "h"), \
+            (recorded["pillow"], w, h, out_w, out_h, resample, box)
+
+
+def test_pass_order_fixtures_cover_each_rule():
+    versions = {json.loads(p.read_text())["pillow"] for p in PASS_ORDERS}
+    assert {"12.1.0", "12.2.0", "13.0.0"} <= versions
 
 
 # --- PIL's arithmetic, in numpy, against PIL ------------------------------------------------------------
@@ -225,3 +243,7 @@ def test_batch_feature_to_moves_tensors_and_leaves_arrays():
     moved = out.to(torch.float64)
     assert isinstance(moved, BatchFeature) and moved.pixel_values.dtype == torch.float64
     assert moved["names"] is out["names"] and moved["list"] is out["list"]
+
+
+def test_pil_version_is_read():
+    assert PIL_VERSION == tuple(int(p) for p in Image.__version__.split(".")[:2])

@@ -160,12 +160,26 @@ def pil_nearest_indices(in_size: int, out_size: int) -> np.ndarray:
     return np.clip(np.trunc(pos).astype(np.int64), 0, in_size - 1)
 
 
-_PIL_MAJOR = int(PIL.__version__.split(".")[0])
+def _version(text: str) -> tuple[int, int]:
+    major, minor = (text.split(".") + ["0"])[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
-def pil_horizontal_first(w: int, h: int, out_w: int, out_h: int) -> bool:
-    """PIL's pass order: Pillow >= 13 runs the vertical pass first when the height shrinks more
-    than twice as much as the width; older versions always start with the horizontal pass."""
-    if _PIL_MAJOR < 13:
-        return True
-    return not ((h - out_h) > 0 and (h - out_h) > (w - out_w) * 2)
+PIL_VERSION = _version(PIL.__version__)
+
+
+def pil_horizontal_first(w: int, h: int, out_w: int, out_h: int, pil_version: tuple[int, int] = PIL_VERSION) -> bool:
+    """Whether PIL resizes a (w, h) image to (out_w, out_h) horizontal pass first.
+
+    The order matters because the first pass is rounded to uint8. Pillow chose it three ways:
+    before 12.2 always horizontal first; 12.2 and 12.3 vertical first for an image more than 100
+    times taller than wide whose height shrinks (in ``Image.resize``); from 13 vertical first when
+    the height loses more than twice as many pixels as the width (in the C code). Each rule is on
+    the image's size, also when a ``box`` selects part of it.
+    """
+    if pil_version >= (13, 0):
+        dh, dw = h - out_h, w - out_w
+        return not (dh > 0 and dh > 2 * dw)
+    if pil_version >= (12, 2):
+        return not (h > 100 * w and out_h < h)
+    return True
