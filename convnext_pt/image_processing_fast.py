@@ -189,7 +189,7 @@ def _to_uint8(x: torch.Tensor, where: str) -> tuple[torch.Tensor, float]:
         xd = x.double()
         integral = bool(torch.allclose(xd, xd.trunc(), rtol=1e-5, atol=1e-8))
     else:
-        xd, integral = x, True
+        xd, integral = x.long(), True  # torch has no min/max for uint16/32/64
     lo, hi = xd.min().item(), xd.max().item()
     if integral:
         if lo < 0 or hi > 255:
