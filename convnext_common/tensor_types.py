@@ -14,8 +14,10 @@ A registration made at run time (:func:`register_tensor_type`) wins over a decla
 from __future__ import annotations
 
 import threading
-from importlib import metadata
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "convnext_twins.tensor_types"
 
@@ -35,7 +37,9 @@ def register_tensor_type(name: str, from_numpy: Converter) -> None:
         _CONVERTERS[name] = from_numpy
 
 
-def _declared(name: str | None = None) -> list[metadata.EntryPoint]:
+def _declared(name: str | None = None) -> list[EntryPoint]:
+    from importlib import metadata  # only when a name is not registered: it scans every installed package
+
     selection = metadata.entry_points(group=ENTRY_POINT_GROUP)
     return [ep for ep in selection if name is None or ep.name == name]
 
