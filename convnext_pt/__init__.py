@@ -1,12 +1,17 @@
 """ConvNeXt for PyTorch: drop-in for transformers' ConvNext* classes, reading the same hub folders."""
 
+import torch
+
 from convnext_common import ConvNextConfig, ConvNextV2Config
+from convnext_common.tensor_types import register_tensor_type
 
 from .auto import AutoBackbone, AutoModel, AutoModelForImageClassification, model_class
 from .modeling import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextPreTrainedModel,
     ConvNextV2Backbone, ConvNextV2ForImageClassification, ConvNextV2Model, ConvNextV2PreTrainedModel,
 )
+
+register_tensor_type("pt", torch.from_numpy)  # return_tensors="pt" also where no installed metadata declares it
 
 
 def __getattr__(name):  # the fast processor imports lazily: it is not needed to run a model

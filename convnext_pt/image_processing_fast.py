@@ -1,7 +1,7 @@
 """ConvNextImageProcessorFast: the ConvNeXt preprocessing in torch, batched, on any device.
 
 Same options, same config files and same steps as :class:`convnext_common.ConvNextImageProcessor`
-(the PIL one; its module docstring describes them), but images of one size are stacked and
+(the PIL one; :mod:`convnext_common.processing` describes them), but images of one size are stacked and
 processed as one tensor on the input tensor's device (or ``device=``). Needs torch only.
 
 How close it is to the PIL processor: the resize reproduces PIL's resampling rather than
@@ -10,12 +10,13 @@ How close it is to the PIL processor: the resize reproduces PIL's resampling rat
 - On CUDA (and any non-CPU device), and on the CPU for the filters torch has no uint8 kernel for
   (box, hamming, lanczos, MKS), the resize is PIL's algorithm re-implemented: PIL's filter
   weights, quantised to PIL's 22-bit fixed point, applied per axis as a matrix product in float64
-  (exact for these integers), rounded and clamped to uint8 after each pass, in PIL's pass order.
+  (exact for these integers), rounded and clamped to uint8 after each pass, in PIL's pass order
+  (all of it from :mod:`convnext_common.processing.resampling`, which the PIL processor uses too).
   The resized pixels equal PIL's bit for bit, so outputs agree with the PIL processor to float32
   rounding (< 1e-6). On devices without float64 (e.g. MPS) float32 is used and a pixel may be one
   level off.
-- On the CPU, bilinear and bicubic use torch's uint8 antialiased ``interpolate`` kernel (about
-  10x faster than PIL), called one axis at a time in PIL's order: pixels differ from PIL's by at
+- On the CPU, bilinear and bicubic use torch's uint8 antialiased ``interpolate`` kernel (much
+  faster than the matrix product), called in PIL's pass order: pixels differ from PIL's by at
   most one level (two for strong upscaling), measured on the shared fixture images at every
   setting: max 0.035, mean < 0.0001 in normalised units, within DESIGN.md's bound (max 0.05,
   mean 0.005).
@@ -29,146 +30,24 @@ threads, each running torch single-threaded: ``num_threads`` (default ``torch.ge
 
 from __future__ import annotations
 
-import math
 import warnings
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import PIL
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from convnext_common.processing import (
-    CHANNELS_FIRST, WARP_THRESHOLD, BatchFeature, ConvNextImageProcessor, CropPlan, ProcessorOptions,
-    center_crop_plan, channel_layout, check_stackable, flatten_images, pil_to_rgb, resize_output_size,
-    thread_pool,
+    CHANNELS_FIRST, BatchFeature, ConvNextImageProcessor, CropPlan, ProcessorOptions, channel_layout,
+    check_stackable, flatten_images, pil_to_rgb, resize_plan, thread_pool, to_numpy,
 )
-
-# --------------------------------------------------------------------------------------------------
-# PIL's resampling arithmetic (libImaging/Resample.c), in numpy float64 like the C code
-# --------------------------------------------------------------------------------------------------
-PRECISION_BITS = 32 - 8 - 2  # PIL's fixed point for 8-bit images
-
-
-def _box(x):
-    return np.where((x > -0.5) & (x <= 0.5), 1.0, 0.0)
-
-
-def _bilinear(x):
-    x = np.abs(x)
-    return np.where(x < 1.0, 1.0 - x, 0.0)
-
-
-def _hamming(x):
-    x = np.abs(x)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        px = x * math.pi
-        v = np.sin(px) / px * (float(np.float32(0.54)) + float(np.float32(0.46)) * np.cos(px))
-    return np.where(x == 0.0, 1.0, np.where(x >= 1.0, 0.0, v))
-
-
-def _bicubic(x):
-    a = -0.5
-    x = np.abs(x)
-    return np.where(x < 1.0, ((a + 2.0) * x - (a + 3.0)) * x * x + 1,
-                    np.where(x < 2.0, (((x - 5) * x + 8) * x - 4) * a, 0.0))
-
-
-def _sinc(x):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        px = x * math.pi
-        return np.where(x == 0.0, 1.0, np.sin(px) / px)
-
-
-def _lanczos(x):
-    return np.where((-3.0 <= x) & (x < 3.0), _sinc(x) * _sinc(x / 3), 0.0)
-
-
-def _mks2013(x):
-    x = np.abs(x)
-    return np.where(x < 0.5, 17.0 / 16.0 - 7.0 / 4.0 * x ** 2,
-                    np.where(x < 1.5, (1.0 - x) * (7.0 / 4.0 - x),
-                             np.where(x < 2.5, -1.0 / 8.0 * (x - 5.0 / 2.0) ** 2, 0.0)))
-
-
-def _mks2021(x):
-    x = np.abs(x)
-    return np.where(x < 0.5, 577.0 / 576.0 - 239.0 / 144.0 * x ** 2,
-                    np.where(x < 1.5, 35.0 / 36.0 * (x - 1.0) * (x - 239.0 / 140.0),
-                             np.where(x < 2.5, 1.0 / 6.0 * (x - 2.0) * (65.0 / 24.0 - x),
-                                      np.where(x < 3.5, 1.0 / 36.0 * (x - 3.0) * (x - 15.0 / 4.0),
-                                               np.where(x < 4.5, -1.0 / 288.0 * (x - 9.0 / 2.0) ** 2, 0.0)))))
-
-
-#: PIL filter number -> (filter function, support)
-_FILTERS = {4: (_box, 0.5), 2: (_bilinear, 1.0), 5: (_hamming, 1.0), 3: (_bicubic, 2.0), 1: (_lanczos, 3.0),
-            6: (_mks2013, 2.5), 7: (_mks2021, 4.5)}
-NEAREST, BILINEAR, BICUBIC = 0, 2, 3
-
-
-@lru_cache(maxsize=512)
-def pil_axis_weights(in_size: int, out_size: int, resample: int) -> tuple[np.ndarray, np.ndarray]:
-    """PIL's per-output window start and fixed-point weights for one axis (``precompute_coeffs``).
-
-    Returns (xmin (out_size,), kk (out_size, ksize)) with kk integer-valued float64: output j is
-    ``clip8((2**21 + sum_k kk[j, k] * in[xmin[j] + k]) >> 22)``.
-    """
-    filt, support = _FILTERS[resample]
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = support * filterscale
-    ksize = int(math.ceil(support)) * 2 + 1
-    center = (np.arange(out_size) + 0.5) * scale
-    xmin = np.maximum(np.trunc(center - support + 0.5).astype(np.int64), 0)
-    count = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), in_size) - xmin
-    taps = np.arange(ksize)
-    w = filt((taps[None, :] + xmin[:, None] - center[:, None] + 0.5) * (1.0 / filterscale))
-    w = np.where(taps[None, :] < count[:, None], w, 0.0)
-    # PIL sums in tap order; cumulative sum reproduces that order exactly
-    total = np.add.accumulate(w, axis=1)[:, -1:]
-    w = np.where(total != 0.0, w / np.where(total != 0.0, total, 1.0), w)
-    kk = np.where(w < 0, np.trunc(-0.5 + w * (1 << PRECISION_BITS)), np.trunc(0.5 + w * (1 << PRECISION_BITS)))
-    return xmin, kk
-
-
-@lru_cache(maxsize=512)
-def pil_window_matrix(in_size: int, out_size: int, start: int, count: int, resample: int):
-    """Outputs ``[start, start + count)`` of an axis as a matrix over the source window they read.
-
-    Returns (lo, hi, M) with M (hi - lo, count) float64 such that ``src[lo:hi] @ M`` are the
-    un-shifted fixed-point sums.
-    """
-    xmin, kk = pil_axis_weights(in_size, out_size, resample)
-    xmin, kk = xmin[start:start + count], kk[start:start + count]
-    ksize = kk.shape[1]
-    lo = int(xmin.min())
-    hi = int(min(in_size, (xmin + ksize).max()))
-    m = np.zeros((hi - lo, count))
-    for j in range(count):
-        n = min(ksize, hi - xmin[j])
-        m[xmin[j] - lo:xmin[j] - lo + n, j] = kk[j, :n]
-    return lo, hi, m
-
-
-@lru_cache(maxsize=512)
-def pil_nearest_indices(in_size: int, out_size: int) -> np.ndarray:
-    """Source index of each output for PIL's NEAREST resize (``ImagingScaleAffine``: a running sum)."""
-    step = float(np.float32(in_size)) / out_size
-    pos = np.add.accumulate(np.concatenate([[step * 0.5], np.full(out_size - 1, step)]))
-    return np.clip(np.trunc(pos).astype(np.int64), 0, in_size - 1)
-
-
-_PIL_MAJOR = int(PIL.__version__.split(".")[0])
-
-
-def pil_horizontal_first(w: int, h: int, out_w: int, out_h: int) -> bool:
-    """PIL's pass order: Pillow >= 13 runs the vertical pass first when the height shrinks more
-    than twice as much as the width; older versions always start with the horizontal pass."""
-    if _PIL_MAJOR < 13:
-        return True
-    return not ((h - out_h) > 0 and (h - out_h) > (w - out_w) * 2)
+from convnext_common.processing.inputs import PRESCALED_WARNING, check_pil_size
+from convnext_common.processing.resampling import (
+    BICUBIC, BILINEAR, NEAREST, pil_horizontal_first, pil_nearest_indices, pil_window_matrix, round_fixed_point,
+)
+from convnext_common.tensor_types import tensor_converter
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,13 +68,6 @@ def _matmul_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def _round_fixed(t: torch.Tensor) -> torch.Tensor:
-    """PIL's clip8((2**21 + sum) >> 22) on exact float sums."""
-    if t.dtype == torch.float64:
-        return torch.floor((t + (1 << (PRECISION_BITS - 1))) * 2.0 ** -PRECISION_BITS).clamp_(0, 255)
-    return torch.floor(t * 2.0 ** -PRECISION_BITS + 0.5).clamp_(0, 255)
-
-
 def _pass_matmul(x: torch.Tensor, axis: int, in_size: int, out_size: int, start: int, count: int,
                  resample: int, dtype: torch.dtype) -> torch.Tensor:
     """One PIL pass over ``axis`` (-1: width, -2: height) producing outputs [start, start+count)."""
@@ -205,7 +77,7 @@ def _pass_matmul(x: torch.Tensor, axis: int, in_size: int, out_size: int, start:
         t = x[..., lo:hi].to(dtype) @ m
     else:
         t = m.T @ x[..., lo:hi, :].to(dtype)
-    return _round_fixed(t)
+    return round_fixed_point(t, torch.floor)
 
 
 def resize_crop_tensor(x: torch.Tensor, out_h: int, out_w: int, crop: CropPlan | None, resample: int) -> torch.Tensor:
@@ -252,7 +124,7 @@ def resize_crop_tensor(x: torch.Tensor, out_h: int, out_w: int, crop: CropPlan |
         t = _pass_matmul(t, -1, w, out_w, cx, cw, resample, dtype) if out_w != w else t[..., cx:cx + cw]
         if out_h != h:
             lo, hi, m = pil_window_matrix(h, out_h, cy, ch, resample)
-            t = _round_fixed(torch.as_tensor(m.T, dtype=dtype, device=x.device) @ t.to(dtype))
+            t = round_fixed_point(torch.as_tensor(m.T, dtype=dtype, device=x.device) @ t.to(dtype), torch.floor)
     else:
         if out_w != w:
             col_lo, col_hi, _ = pil_window_matrix(w, out_w, cx, cw, resample)
@@ -262,7 +134,7 @@ def resize_crop_tensor(x: torch.Tensor, out_h: int, out_w: int, crop: CropPlan |
         t = _pass_matmul(t, -2, h, out_h, cy, ch, resample, dtype) if out_h != h else t[..., cy:cy + ch, :]
         if out_w != w:
             lo, hi, m = pil_window_matrix(w, out_w, cx, cw, resample)
-            t = _round_fixed(t.to(dtype) @ torch.as_tensor(m, dtype=dtype, device=x.device))
+            t = round_fixed_point(t.to(dtype) @ torch.as_tensor(m, dtype=dtype, device=x.device), torch.floor)
     return t.to(torch.uint8)
 
 
@@ -275,12 +147,7 @@ def _as_tensor(x: Any, where: str) -> torch.Tensor:
 
 
 def _array_to_tensor(x: Any, where: str) -> torch.Tensor:
-    if type(x).__module__.split(".")[0] in ("tensorflow", "keras", "tf_keras") and hasattr(x, "numpy"):
-        x = x.numpy()
-    if not hasattr(x, "__array__"):
-        raise ValueError(f"{where}: unsupported image type {type(x).__module__}.{type(x).__name__}; expected a PIL "
-                         "image, a torch tensor, a numpy array, a TensorFlow tensor, or a list of them")
-    arr = np.asarray(x)
+    arr = to_numpy(x, where)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{where}: unsupported dtype {arr.dtype}")
     if arr.dtype == np.uint16 or arr.dtype == np.uint32 or arr.dtype == np.uint64:
@@ -296,8 +163,7 @@ def _to_chw(x: Any, input_data_format: str | None, where: str) -> torch.Tensor:
     """One image as a (C, H, W) tensor (a view where possible) with C in (1, 3), by the PIL processor's rules."""
     if isinstance(x, Image.Image):
         img = pil_to_rgb(x)
-        if img.size[0] == 0 or img.size[1] == 0:
-            raise ValueError(f"{where}: empty image (size {img.size})")
+        check_pil_size(img, where)
         arr = np.asarray(img)
         with warnings.catch_warnings():  # a read-only buffer, never written to
             warnings.simplefilter("ignore", UserWarning)
@@ -323,7 +189,7 @@ def _to_uint8(x: torch.Tensor, where: str) -> tuple[torch.Tensor, float]:
         xd = x.double()
         integral = bool(torch.allclose(xd, xd.trunc(), rtol=1e-5, atol=1e-8))
     else:
-        xd, integral = x, True
+        xd, integral = x.long(), True  # torch has no min/max for uint16/32/64
     lo, hi = xd.min().item(), xd.max().item()
     if integral:
         if lo < 0 or hi > 255:
@@ -412,9 +278,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
     def _warn_if_prescaled_tensor(first: torch.Tensor, opts: ProcessorOptions) -> None:
         if opts.do_rescale and first.is_floating_point() and first.numel():
             if bool(torch.isfinite(first).all()) and first.min().item() >= 0 and first.max().item() <= 1:
-                warnings.warn("The images look already rescaled to [0, 1] but do_rescale is True: they will be "
-                              "scaled by rescale_factor again (as transformers does). Pass do_rescale=False for "
-                              "images in [0, 1].", UserWarning, stacklevel=4)
+                warnings.warn(PRESCALED_WARNING, UserWarning, stacklevel=4)
 
     def _process_group(self, tensors: list[torch.Tensor], idx: list[int], opts: ProcessorOptions,
                        device: torch.device, n: int) -> torch.Tensor:
@@ -429,9 +293,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
         crop = None
         if opts.do_resize:
             h, w = x.shape[-2:]
-            out_h, out_w = resize_output_size(h, w, opts.shortest_edge, opts.crop_pct)
-            if opts.shortest_edge < WARP_THRESHOLD:
-                crop = center_crop_plan(out_h, out_w, opts.shortest_edge, opts.shortest_edge)
+            out_h, out_w, crop = resize_plan(h, w, opts.shortest_edge, opts.crop_pct)
             x = resize_crop_tensor(x, out_h, out_w, crop, opts.resample)
             size = (opts.shortest_edge, opts.shortest_edge)
         else:
@@ -447,11 +309,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
             stacked = torch.stack(items)
         if return_tensors == "pt":
             return stacked
-        if return_tensors == "np":
-            return stacked.cpu().numpy()
-        import tensorflow as tf
-
-        return tf.convert_to_tensor(stacked.cpu().numpy())
+        return tensor_converter(return_tensors)(stacked.cpu().numpy())
 
 
 def _normalise(x: torch.Tensor, value_scales: list[float], crop: CropPlan | None, size: tuple[int, int],
@@ -481,5 +339,4 @@ def _normalise(x: torch.Tensor, value_scales: list[float], crop: CropPlan | None
     return out
 
 
-__all__ = ["ConvNextImageProcessorFast", "resize_crop_tensor", "pil_axis_weights", "pil_window_matrix",
-           "pil_nearest_indices"]
+__all__ = ["ConvNextImageProcessorFast", "resize_crop_tensor"]

@@ -2,11 +2,13 @@
 and writing the same hub folders (tf_model.h5, model.safetensors, pytorch_model.bin)."""
 
 from convnext_common import ConvNextConfig, ConvNextV2Config
+from convnext_common.tensor_types import register_tensor_type
 from convnext_tf.quiet import import_tensorflow
 
 import_tensorflow()  # first, so that TensorFlow's start-up notices follow TF_CPP_MIN_LOG_LEVEL
 
 import keras  # noqa: E402  (after TensorFlow, see above)
+import tensorflow as tf  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":  # checked first: the layers below use TensorFlow ops
     raise ImportError(
@@ -20,6 +22,8 @@ from .modeling import (
     TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2GRN, TFConvNextV2Model,
     TFConvNextV2PreTrainedModel, portable_ops,
 )
+
+register_tensor_type("tf", tf.convert_to_tensor)  # return_tensors="tf" also where no installed metadata declares it
 
 __all__ = [
     "ConvNextConfig", "ConvNextV2Config", "TFConvNextModel", "TFConvNextForImageClassification", "TFConvNextBackbone",

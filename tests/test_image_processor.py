@@ -21,12 +21,20 @@ from PIL import Image
 from conftest import FIXTURES
 from convnext_common import ConvNextFeatureExtractor, ConvNextImageProcessor
 from convnext_common.processing import center_crop_plan, resize_and_crop, resize_output_size
+from tensor_types_support import project_entry_points, write_distribution
 
 IMAGES = FIXTURES / "images"
 SETTINGS = FIXTURES / "image-processor"
 MANIFEST = json.loads((SETTINGS / "manifest.json").read_text())
 CASES = [(name, image) for name, entry in MANIFEST.items() for image in entry["images"]]
 HUB = MANIFEST["hub_tiny_224"]["kwargs"]
+
+
+@pytest.fixture
+def declared_tensor_types(tmp_path, monkeypatch):
+    """This checkout's tensor types (pyproject.toml's entry points) visible to importlib.metadata, which
+    may hold an older install's; what ``return_tensors`` finds without the twin being imported."""
+    monkeypatch.syspath_prepend(str(write_distribution(tmp_path / "site", project_entry_points())))
 
 
 def load(name: str) -> Image.Image:
@@ -204,7 +212,7 @@ def test_grayscale_arrays():
         assert np.abs(proc(arr).pixel_values[0] - want).max() <= 1e-5
 
 
-def test_torch_tensors():
+def test_torch_tensors(declared_tensor_types):
     import torch
 
     hwc = np.asarray(load("flower.png"))
@@ -219,7 +227,7 @@ def test_torch_tensors():
 
 
 @pytest.mark.tf
-def test_tensorflow_tensors():
+def test_tensorflow_tensors(declared_tensor_types):
     tf = pytest.importorskip("tensorflow")
     hwc = np.asarray(load("flower.png"))
     proc = ConvNextImageProcessor(**HUB)

@@ -20,12 +20,20 @@ from conftest import FIXTURES
 from convnext_common import ConvNextImageProcessor
 from convnext_pt import ConvNextImageProcessorFast
 from convnext_pt import image_processing_fast as fast_module
+from tensor_types_support import project_entry_points, write_distribution
 
 IMAGES = FIXTURES / "images"
 SETTINGS = FIXTURES / "image-processor"
 MANIFEST = json.loads((SETTINGS / "manifest.json").read_text())
 HUB = MANIFEST["hub_tiny_224"]["kwargs"]
 MAX_DIFF, MEAN_DIFF = 0.05, 0.005
+
+
+@pytest.fixture
+def declared_tensor_types(tmp_path, monkeypatch):
+    """This checkout's tensor types (pyproject.toml's entry points) visible to importlib.metadata, which
+    may hold an older install's; what ``return_tensors`` finds without the twin being imported."""
+    monkeypatch.syspath_prepend(str(write_distribution(tmp_path / "site", project_entry_points())))
 
 
 def load(name: str) -> Image.Image:
@@ -157,8 +165,21 @@ def test_float_and_grayscale_inputs_match_slow():
         ConvNextImageProcessorFast(**HUB)(torch.from_numpy(x))
 
 
+def test_wide_unsigned_tensors_match_slow():
+    """torch's uint16/32/64 tensors (no min/max kernels) are pixels like any integer type."""
+    x = np.random.default_rng(4).integers(0, 256, (3, 40, 50))
+    want = ConvNextImageProcessor(**HUB)(x.astype(np.uint8), return_tensors="np").pixel_values
+    fast = ConvNextImageProcessorFast(**HUB)
+    for dtype in (torch.uint16, torch.uint32, torch.uint64, torch.int32):
+        got = fast(torch.from_numpy(x).to(dtype), return_tensors="np").pixel_values
+        assert np.abs(got - want).max() <= MAX_DIFF, dtype
+        np.testing.assert_array_equal(got, fast(torch.from_numpy(x.astype(np.uint8)), return_tensors="np").pixel_values)
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        fast(torch.full((3, 8, 8), 300, dtype=torch.uint16))
+
+
 @pytest.mark.tf
-def test_tensorflow_input_and_output():
+def test_tensorflow_input_and_output(declared_tensor_types):
     tf = pytest.importorskip("tensorflow")
     hwc = np.asarray(load("tiny_17x23.png"))
     fast = ConvNextImageProcessorFast(**HUB)

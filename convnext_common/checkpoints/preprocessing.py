@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-#: the ImageNet normalisation of timm's, the official repos', torchvision's and keras-applications'
-#: ImageNet ConvNeXts, as transformers' image_mean / image_std (pixels rescaled to [0, 1]).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..constants import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 
 def imagenet_preprocessor_config(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> dict:

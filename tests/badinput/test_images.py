@@ -277,7 +277,7 @@ def test_boxed_resize_fallback_agrees_with_the_full_resize(monkeypatch, name):
     image = Image.open(FIXTURES / "images" / name).convert("RGB")
     proc = processing.ConvNextImageProcessor(size={"shortest_edge": 224}, crop_pct=0.875, resample=3)
     full = proc(image, return_tensors="np").pixel_values
-    monkeypatch.setattr(processing, "MAX_INTERMEDIATE_PIXELS", 1)
-    monkeypatch.setattr(processing, "_split_plan", lambda *args, **kwargs: None)
+    monkeypatch.setattr(processing.pil_resize, "MAX_INTERMEDIATE_PIXELS", 1)
+    monkeypatch.setattr(processing.pil_resize, "_split_plan", lambda *args, **kwargs: None)
     boxed = proc(image, return_tensors="np").pixel_values
     assert np.abs(full - boxed).max() <= 0.05 and np.abs(full - boxed).mean() <= 0.005

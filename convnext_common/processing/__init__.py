@@ -1,0 +1,60 @@
+"""ConvNeXt image preprocessing with PIL and numpy: transformers' ``ConvNextImageProcessor``, faster.
+
+This package is the core's: it imports no deep-learning framework. Tensors given as input are read
+through the array protocols (``inputs``); ``return_tensors`` other than "np" is converted by the
+function a package registered for that name (``convnext_common.tensor_types``).
+
+What happens to each image (the semantics of transformers' slow ``ConvNextImageProcessor``):
+
+1. **To RGB.** A PIL image in any mode is converted with ``Image.convert("RGB")`` (``L`` is kept
+   as one channel and repeated at the end, which gives the same numbers). Alpha is *dropped*, not
+   composited: the colour channels of an RGBA/LA/P-with-transparency image are used as they are,
+   exactly as ``image.convert("RGB")`` does, which is what transformers' users feed it. Composite
+   onto a background yourself first if transparent areas matter. Arrays and tensors may be HW,
+   HWC or CHW (1 or 3 channels; the channel axis is inferred as transformers does, or given by
+   ``input_data_format``), and a 4-D array or tensor is a batch.
+2. **Resize** (``do_resize``), through PIL exactly as transformers does, so results agree to the
+   last bit: if ``size["shortest_edge"] < 384`` the short side goes to
+   ``int(shortest_edge / crop_pct)`` (the long side as transformers' ``get_resize_output_image_size``
+   computes it), then a centre crop of ``shortest_edge`` x ``shortest_edge`` (zero padded when the
+   resized image is smaller, as transformers' ``center_crop`` does); otherwise the image is warped
+   to ``shortest_edge`` x ``shortest_edge``. PIL resizes uint8 data, so a non-uint8 array is first
+   converted as transformers converts it: integer-valued data in [0, 255] is cast to uint8; float
+   data in [0, 1] is multiplied by 255 and truncated, and the resized result divided by 255 again
+   (so a [0, 1] float image that is also rescaled by ``rescale_factor`` ends up ~255x too small,
+   as in transformers: such inputs trigger a warning, pass ``do_rescale=False`` for them). Other
+   ranges are refused.
+3. **Rescale and normalise** (``do_rescale``, ``do_normalize``): ``(x * rescale_factor - mean) / std``,
+   in one pass through a per-channel table of the 256 possible uint8 values, each computed with
+   transformers' float32 operations, so the output equals transformers' bit for bit.
+4. **Layout**: ``data_format`` ``"channels_first"`` (C, H, W, the default) or ``"channels_last"``.
+
+The data stay uint8 until the single table lookup; the resize asks PIL for the kept pixels only
+(``pil_resize``), and a batch is spread over a thread pool (PIL releases the GIL while resizing).
+JPEG draft decoding is not used: it changes the pixels.
+
+Modules, one job each: ``options`` (names, checks, one call's options), ``geometry`` (output size
+and crop), ``inputs`` (anything -> single RGB arrays), ``resampling`` (PIL's arithmetic, shared
+with the batched tensor processor), ``pil_resize`` (resize + crop through PIL), ``threads``, ``output``
+(rescale/normalise tables, batching, ``BatchFeature``) and ``processor`` (the class).
+"""
+
+from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
+from .geometry import WARP_THRESHOLD, CropPlan, center_crop_plan, resize_output_size, resize_plan
+from .inputs import channel_layout, flatten_images, pil_to_rgb, to_hwc, to_numpy, to_uint8_for_pil
+from .options import (
+    CALL_OPTION_NAMES, CHANNELS_FIRST, CHANNELS_LAST, OPTION_NAMES, PREPROCESSOR_CONFIG_NAME, RESAMPLE_NAMES,
+    ProcessorOptions, normalize_resample, normalize_size, validate_options,
+)
+from .output import BatchFeature, check_stackable, pixel_lut
+from .pil_resize import resize_and_crop
+from .processor import ConvNextFeatureExtractor, ConvNextImageProcessor
+from .threads import thread_pool
+
+__all__ = ["ConvNextImageProcessor", "ConvNextFeatureExtractor", "BatchFeature", "ProcessorOptions",
+           "PREPROCESSOR_CONFIG_NAME", "IMAGENET_STANDARD_MEAN", "IMAGENET_STANDARD_STD", "IMAGENET_DEFAULT_MEAN",
+           "IMAGENET_DEFAULT_STD", "validate_options", "resize_output_size", "resize_plan", "center_crop_plan",
+           "CropPlan", "WARP_THRESHOLD", "flatten_images", "to_numpy", "to_hwc", "channel_layout", "to_uint8_for_pil",
+           "pil_to_rgb", "resize_and_crop", "check_stackable", "thread_pool", "pixel_lut", "normalize_size",
+           "normalize_resample", "RESAMPLE_NAMES", "OPTION_NAMES", "CALL_OPTION_NAMES", "CHANNELS_FIRST",
+           "CHANNELS_LAST"]
