@@ -17,8 +17,9 @@ from .modeling import (
     TFConvNextBackbone, TFConvNextDropPath, TFConvNextEmbeddings, TFConvNextEncoder, TFConvNextForImageClassification,
     TFConvNextLayer, TFConvNextLayerNorm, TFConvNextModel, TFConvNextPreTrainedModel, TFConvNextStage,
     TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2GRN, TFConvNextV2Model,
-    TFConvNextV2PreTrainedModel, portable_ops,
+    TFConvNextV2PreTrainedModel,
 )
+from .fused import portable_ops
 
 __all__ = [
     "ConvNextConfig", "ConvNextV2Config", "TFConvNextModel", "TFConvNextForImageClassification", "TFConvNextBackbone",

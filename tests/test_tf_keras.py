@@ -174,7 +174,7 @@ def test_layer_norm_runs_as_one_onednn_kernel_in_graphs_and_saved_models_stay_po
     (TFLite and GPUs need the plain form)."""
     import glob
 
-    from convnext_tf.modeling import _onednn_layer_norm_available
+    from convnext_tf.fused import _onednn_layer_norm_available
 
     _, model = small_pair()  # 2 stages of 1 block: stem, downsampling and block norms, and the head's
     x = tf.constant(pixels())
