@@ -209,6 +209,9 @@ class TFConvNextLayer(_ConfiguredLayer):
         self.dim = int(dim)
         self.drop_path_rate = float(drop_path)
         init = _kernel_initializer(config)
+        # TensorFlow's own depthwise kernel, not the grouped Conv2D of transformers' TF model and
+        # keras.applications (a generic grouped convolution, far slower on CPU, forward and
+        # backward); its kernel layout is converted at load and save (hub.py, OWN_LAYOUTS).
         self.dwconv = keras.layers.DepthwiseConv2D(DWCONV_KERNEL, padding="same", depthwise_initializer=init,
                                                    name="dwconv", dtype=self.dtype_policy)
         self.layernorm = TFConvNextLayerNorm(dim, eps=NORM_EPS, name="layernorm", dtype=self.dtype_policy)
