@@ -1,11 +1,11 @@
 """Deployment of the Keras twin: a TensorFlow SavedModel and a TFLite flatbuffer, each verified
 against the Keras model before it is put in place.
 
-- :func:`write_serving_archive` (behind ``model.export()``): the model's ``serve`` endpoint (also the ``serving_default``
-  signature): ``pixel_values`` float32 (batch, C, height, width), all three sizes free (NHWC for a
-  ``channels_last`` model) -> a dict of outputs named by :func:`output_names` (``logits`` for a
-  classifier). :func:`export_saved_model` writes it and checks it by reloading it with
-  ``tf.saved_model.load``.
+- :func:`export_saved_model`: the model's ``serve`` endpoint (also the ``serving_default``
+  signature), written by :func:`write_serving_archive` (behind ``model.export()``): ``pixel_values``
+  float32 (batch, C, height, width), all three sizes free (NHWC for a ``channels_last`` model) -> a
+  dict of outputs named by :func:`output_names` (``logits`` for a classifier). Checked by reloading
+  it with ``tf.saved_model.load``.
 - :func:`export_tflite`: that SavedModel through the TFLite converter, float32 or with dynamic-range
   int8 weights (``int8=True``: weights stored as int8, activations float). Checked with the LiteRT
   interpreter (``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``); the float32 file
@@ -79,7 +79,8 @@ def output_names(model) -> tuple[str, ...]:
         return tuple(f"feature_maps_{i}" for i in range(len(model.out_features)))
     if isinstance(model, TFConvNextModel):
         return ("last_hidden_state", "pooler_output")
-    raise TypeError(f"export needs a TFConvNext(V2)Model, ForImageClassification or Backbone, got {type(model).__name__}")
+    raise TypeError("export needs a TFConvNext(V2)Model, ForImageClassification or Backbone, "
+                    f"got {type(model).__name__}")
 
 
 def serving_outputs(model, outputs) -> dict[str, Any]:

@@ -8,6 +8,8 @@ Importing this module registers them.
 
 from __future__ import annotations
 
+import functools
+
 import optree
 
 from convnext_common.outputs import (
@@ -23,11 +25,14 @@ def _flatten(output: ModelOutput):
     return tuple(getattr(output, n) for n in names), names, names
 
 
+def _unflatten(cls: type, names: tuple[str, ...], children) -> ModelOutput:
+    return cls(**dict(zip(names, children)))
+
+
 def _register_with_keras_tree() -> None:
     for cls in OUTPUT_CLASSES:
         try:
-            optree.register_pytree_node(cls, _flatten, lambda names, children, cls=cls: cls(**dict(zip(names, children))),
-                                        namespace="keras")
+            optree.register_pytree_node(cls, _flatten, functools.partial(_unflatten, cls), namespace="keras")
         except ValueError:
             pass  # already registered (module reloaded)
 
