@@ -4,9 +4,9 @@ The Keras translation of ``convnext_pt/fused.py``: the modeling file calls :func
 :func:`linear_act`, which compute the plain thing unless a faster form is the same computation.
 
 - :func:`linear_act`: ``act(dense(x))``. On 2-D rows (the block's layout, see
-  ``TFConvNextLayer``) TensorFlow's graph optimizer fuses a Dense's MatMul with its BiasAdd and
-  activation into one kernel by itself, so the plain layer calls are also the fast form; the
-  layers are called as themselves, so a layer replaced, quantized or given LoRA runs as itself.
+  ``TFConvNextLayer``) TensorFlow's graph optimizer fuses a Dense's MatMul with its BiasAdd and,
+  where it has a fused form (GELU among them), the activation into one kernel by itself, so the
+  plain layer calls are also the fast form; a layer replaced, quantized or given LoRA runs as itself.
 - :func:`layer_norm`: a channels-last LayerNorm. In a graph on a oneDNN CPU (TensorFlow's default
   on x86) it is written as the batch-norm subgraph that TensorFlow's remapper fuses into its
   one-pass ``_MklLayerNorm`` kernel (Keras 2's fused LayerNormalization): one pass over the rows
@@ -45,8 +45,8 @@ def portable_ops() -> Iterator[None]:
 
 
 def linear_act(dense: keras.layers.Layer, act: Optional[keras.layers.Layer], x):
-    """``act(dense(x))`` (``dense(x)`` when ``act`` is None). On 2-D ``x`` TensorFlow's graph
-    optimizer fuses the two into one MatMul + BiasAdd + activation kernel itself."""
+    """``act(dense(x))`` (``dense(x)`` when ``act`` is None), calling the layers. On 2-D ``x`` in a
+    graph TensorFlow's optimizer fuses them into one kernel itself (see the module docstring)."""
     x = dense(x)
     return x if act is None else act(x)
 
