@@ -5,7 +5,8 @@ Read a block top to bottom against Fig. 4 of the paper: 7x7 depthwise conv -> La
 drop path -> residual add. Tensors between modules are NCHW; a block works channels-last inside
 so that the 1x1 convs are plain matrix multiplies.
 
-``convnext_tf/modeling.py`` is the Keras translation of this file, class for class.
+``convnext_tf/modeling.py`` is the Keras translation of this file, class for class. The fast CPU
+form of the block's Linears lives in ``fused.py``, deployment in ``export.py``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class ConvNextV2GRN(nn.Module):
 
 
 class ConvNextEmbeddings(nn.Module):
-    """The stem: a patch_size x patch_size conv with the same stride (a "patchify" layer), then LayerNorm.
+    """The paper's "patchify" stem: a patch_size x patch_size conv with the same stride, then LayerNorm.
     (B, num_channels, H, W) -> (B, hidden_sizes[0], H/patch, W/patch)."""
 
     def __init__(self, config: ConvNextConfig):
@@ -132,7 +133,8 @@ class ConvNextEmbeddings(nn.Module):
 
 
 class ConvNextLayer(nn.Module):
-    """One ConvNeXt block (V1 with layer scale, or V2 with GRN). (B, C, H, W) -> (B, C, H, W)."""
+    """One ConvNeXt block, Fig. 4 of the paper: dwconv 7x7 -> LayerNorm -> pwconv1 (4x) -> GELU ->
+    [GRN, V2] -> pwconv2 -> [layer scale, V1] -> drop path -> residual. (B, C, H, W) -> (B, C, H, W)."""
 
     def __init__(self, config: ConvNextConfig, dim: int, drop_path: float = 0.0):
         super().__init__()
@@ -164,7 +166,7 @@ class ConvNextLayer(nn.Module):
 
 
 class ConvNextStage(nn.Module):
-    """Optional downsampling (LayerNorm + 2x2 stride-2 conv) followed by ``depth`` blocks."""
+    """The paper's separate downsampling layer (LayerNorm + 2x2 stride-2 conv), if any, then ``depth`` blocks."""
 
     def __init__(self, config: ConvNextConfig, in_channels: int, out_channels: int, stride: int = 2,
                  depth: int = 2, drop_path_rates: Optional[list[float]] = None):
@@ -184,7 +186,7 @@ class ConvNextStage(nn.Module):
 
 
 class ConvNextEncoder(nn.Module):
-    """The stages in order; optionally returns every intermediate map."""
+    """The stages in order; optionally returns every intermediate map (NCHW here)."""
 
     def __init__(self, config: ConvNextConfig):
         super().__init__()

@@ -20,8 +20,9 @@ from .modeling import (
     TFConvNextBackbone, TFConvNextDropPath, TFConvNextEmbeddings, TFConvNextEncoder, TFConvNextForImageClassification,
     TFConvNextLayer, TFConvNextLayerNorm, TFConvNextModel, TFConvNextPreTrainedModel, TFConvNextStage,
     TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2GRN, TFConvNextV2Model,
-    TFConvNextV2PreTrainedModel, portable_ops,
+    TFConvNextV2PreTrainedModel,
 )
+from .fused import portable_ops
 
 register_tensor_type("tf", tf.convert_to_tensor)  # return_tensors="tf" also where no installed metadata declares it
 

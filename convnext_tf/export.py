@@ -2,8 +2,9 @@
 against the Keras model before it is put in place.
 
 - :func:`export_saved_model`: the model's ``serve`` endpoint (also the ``serving_default``
-  signature): ``pixel_values`` float32 (batch, C, height, width), all three sizes free (NHWC for a
-  ``channels_last`` model) -> a dict of outputs (``logits`` for a classifier). Checked by reloading
+  signature), written by :func:`write_serving_archive` (behind ``model.export()``): ``pixel_values``
+  float32 (batch, C, height, width), all three sizes free (NHWC for a ``channels_last`` model) -> a
+  dict of outputs named by :func:`output_names` (``logits`` for a classifier). Checked by reloading
   it with ``tf.saved_model.load``.
 - :func:`export_tflite`: that SavedModel through the TFLite converter, float32 or with dynamic-range
   int8 weights (``int8=True``: weights stored as int8, activations float). Checked with the LiteRT
@@ -22,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -31,6 +33,9 @@ from convnext_common.export import (
 )
 from convnext_common.fileio import atomic_directory
 from convnext_tf.quiet import tf_notices_filtered
+
+from .fused import portable_ops
+from .modeling import TFConvNextBackbone, TFConvNextForImageClassification, TFConvNextModel
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "pixel_values"
@@ -58,13 +63,52 @@ def _input_shapes(model, batch_size: int, image_size: Optional[Sequence[int]],
 
 def eager_outputs(model, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
     """The reference: the Keras model's serving outputs (inference mode) by name, as numpy."""
-    outputs = model._serving_outputs(model(tf.constant(pixel_values), training=False))
+    outputs = serving_outputs(model, model(tf.constant(pixel_values), training=False))
     return {name: np.asarray(value) for name, value in outputs.items()}
 
 
 # ------------------------------------------------------------------------------------------------
 # SavedModel
 # ------------------------------------------------------------------------------------------------
+def output_names(model) -> tuple[str, ...]:
+    """The tensors the ``serve`` endpoint returns, by model class (transformers' field names, as
+    the PyTorch twin's exports name them)."""
+    if isinstance(model, TFConvNextForImageClassification):
+        return ("logits",)
+    if isinstance(model, TFConvNextBackbone):
+        return tuple(f"feature_maps_{i}" for i in range(len(model.out_features)))
+    if isinstance(model, TFConvNextModel):
+        return ("last_hidden_state", "pooler_output")
+    raise TypeError("export needs a TFConvNext(V2)Model, ForImageClassification or Backbone, "
+                    f"got {type(model).__name__}")
+
+
+def serving_outputs(model, outputs) -> dict[str, Any]:
+    """``model``'s outputs as the ``serve`` endpoint returns them: a dict in :func:`output_names`."""
+    if isinstance(model, TFConvNextBackbone):
+        return {f"feature_maps_{i}": f for i, f in enumerate(outputs.feature_maps)}
+    return {name: getattr(outputs, name) for name in output_names(model)}
+
+
+def write_serving_archive(model, filepath: Union[str, os.PathLike], verbose: bool = False,
+                          input_signature: Optional[Sequence[tf.TensorSpec]] = None) -> None:
+    """Write ``model`` as a SavedModel with its ``serve`` endpoint, unchecked (``model.export()``).
+    ``verbose=True`` lists the endpoint and its captured variables."""
+    c = model.config.num_channels
+    if input_signature is None:
+        shape = (None, c, None, None) if model.data_format == "channels_first" else (None, None, None, c)
+        input_signature = [tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(pixel_values):
+        return serving_outputs(model, model(pixel_values, training=False))
+
+    with portable_ops():  # a SavedModel is for any runtime, not only this CPU's
+        archive.add_endpoint("serve", serve, input_signature=input_signature)
+        archive.write_out(str(filepath), verbose=verbose)
+
+
 def _write_saved_model(model, directory: Path) -> None:
     # Keras' ExportArchive (behind model.export) writes into an existing empty folder.
     model.export(str(directory), verbose=False)

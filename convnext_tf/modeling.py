@@ -2,25 +2,21 @@
 
 Read a block top to bottom against Fig. 4 of the paper: 7x7 depthwise conv -> LayerNorm ->
 1x1 expand (Dense, 4x) -> GELU -> [GRN, V2] -> 1x1 project (Dense) -> [layer scale, V1] ->
-drop path -> residual add. Tensors between layers are NHWC, TensorFlow's native layout on CPU: the
-depthwise conv is a DepthwiseConv2D (Keras' grouped Conv2D, which keras.applications uses, was
-measured ~50x slower on CPU for the same work, forward and backward) and the 1x1 convs are plain
-matrix multiplies. The models take NCHW ``pixel_values`` like
-transformers and return NCHW maps, transposing once at the input and once per returned map;
-``data_format="channels_last"`` takes and returns NHWC instead.
+drop path -> residual add. Tensors between layers are NHWC, TensorFlow's native layout on CPU; a
+block works on rows of channels inside so that the 1x1 convs are plain matrix multiplies. The
+models take NCHW ``pixel_values`` like transformers and return NCHW maps, transposing once at the
+input and once per returned map; ``data_format="channels_last"`` takes and returns NHWC instead.
 
-``convnext_pt/modeling.py`` is the PyTorch original of this file, class for class.
+``convnext_pt/modeling.py`` is the PyTorch original of this file, class for class. The fast CPU
+forms live in ``fused.py``, the SavedModel endpoint in ``export.py``, Keras' view of the outputs in
+``outputs.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
 from typing import Any, Optional, Union
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from convnext_common.architecture import (
@@ -28,12 +24,13 @@ from convnext_common.architecture import (
 )
 from convnext_common.checkpoints.h5 import tf_model_name
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_class_for
-from convnext_common.outputs import (
-    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
-)
 
+from . import fused
 from .activations import get_activation
 from .hub import TFPreTrainedMixin
+from .outputs import (
+    OUTPUT_CLASSES, BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+)
 
 DATA_FORMATS = ("channels_first", "channels_last")
 _PACKAGE = "convnext_tf"
@@ -56,11 +53,6 @@ def _as_config(config: Union[ConvNextConfig, dict]) -> ConvNextConfig:
     return config
 
 
-def _default_name(class_name: str) -> str:
-    """Keras' name for the class, as transformers' TF models get it: ``tf_conv_next_model``."""
-    return tf_model_name(class_name)
-
-
 class _ConfiguredLayer(keras.layers.Layer):
     """A layer built from a ConvNextConfig; serialises the config as its dict."""
 
@@ -72,61 +64,22 @@ class _ConfiguredLayer(keras.layers.Layer):
         return {**super().get_config(), "config": self.config.to_dict()}
 
 
-_PORTABLE_OPS = contextvars.ContextVar("convnext_tf_portable_ops", default=False)
+def layer_norm_float32(x, gamma, beta, eps: float, axis: int = -1):
+    """LayerNorm over ``axis`` with float32 statistics and parameters whatever the input dtype
+    (output in the input's dtype); on a oneDNN CPU graph as one kernel (see fused.py)."""
+    dtype = x.dtype
+    x = fused.layer_norm(ops.cast(x, "float32"), ops.cast(gamma, "float32"), ops.cast(beta, "float32"), eps, axis)
+    return ops.cast(x, dtype)
 
 
-@contextlib.contextmanager
-def portable_ops():
-    """Within this context the models trace standard TensorFlow ops only, leaving out the
-    CPU-specific form of :func:`_onednn_layer_norm`: for graphs that other runtimes load
-    (``export()`` traces its SavedModel so, for TFLite, GPUs and builds without oneDNN)."""
-    token = _PORTABLE_OPS.set(True)
-    try:
-        yield
-    finally:
-        _PORTABLE_OPS.reset(token)
-
-
-def _use_onednn_layer_norm() -> bool:
-    # Only graphs get the rewrite; run eagerly, op by op, the plain form is the faster one.
-    return not tf.executing_eagerly() and not _PORTABLE_OPS.get() and _onednn_layer_norm_available()
-
-
-@functools.lru_cache(maxsize=None)
-def _onednn_layer_norm_available() -> bool:
-    """Whether TensorFlow's graph optimizer can turn :func:`_onednn_layer_norm` into its one-pass
-    oneDNN LayerNorm kernel: oneDNN on (TensorFlow's default on x86 CPUs) and no GPU (the kernel
-    is CPU-only; cuDNN's batch norm also rejects eps < 1e-5)."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-        onednn = bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):  # a TensorFlow build without the flag: keep the plain form
-        return False
-    return onednn and not tf.config.list_physical_devices("GPU")
-
-
-def _onednn_layer_norm(rows, gamma, beta, eps: float):
-    """LayerNorm of float32 ``rows`` (N, C) over C, written as the subgraph TensorFlow's remapper
-    fuses into one oneDNN kernel (``_MklLayerNorm``; it was Keras 2's fused LayerNormalization):
-    a training-mode FusedBatchNormV3 over an NCHW view (1, N, C, 1) (per-row statistics, scale
-    and offset Fill ops of ones and zeros), reshaped back, times gamma, plus beta. Op by op
-    (eager, or without the rewrite) it computes the same LayerNorm; fused it is ~1.7x faster at
-    ConvNeXt's sizes than the mean/variance/normalise ops of the plain form.
-
-    The rewrite wants a 2-D input that is not itself a reshape (the optimizer merges reshape
-    chains, and a block's rows are a reshape of the 4-D depthwise conv output), and Fill ops
-    that constant folding has not turned into constants (it does whenever N is static). Passing
-    the rows, and N, through PlaceholderWithDefault (an identity that the optimizer leaves alone)
-    does both.
-    """
-    channels = rows.shape[-1]
-    rows = tf.raw_ops.PlaceholderWithDefault(input=rows, shape=rows.shape)
-    n = tf.raw_ops.PlaceholderWithDefault(input=tf.shape(rows)[:1], shape=[1])
-    y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-        x=tf.reshape(rows, tf.concat([[1], n, [channels, 1]], axis=0)),
-        scale=tf.fill(n, 1.0), offset=tf.fill(n, 0.0), mean=tf.constant([], tf.float32),
-        variance=tf.constant([], tf.float32), epsilon=eps, data_format="NCHW", is_training=True)
-    return tf.reshape(y, tf.shape(rows)) * gamma + beta
+def check_pixel_values(pixel_values, num_channels: int, data_format: str) -> None:
+    """A clear error for input of the wrong rank or channel count."""
+    channel_axis = 1 if data_format == "channels_first" else -1
+    shape = tuple(pixel_values.shape)
+    if len(shape) != 4 or (shape[channel_axis] is not None and shape[channel_axis] != num_channels):
+        layout = ("(batch, {c}, height, width)" if channel_axis == 1 else "(batch, height, width, {c})")
+        raise ValueError(f"pixel_values must be {layout.format(c=num_channels)} "
+                         f"(data_format={data_format!r}), got {shape}")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -150,20 +103,8 @@ class TFConvNextLayerNorm(keras.layers.Layer):
         self.beta = self.add_weight(shape=(self.normalized_shape,), initializer="zeros", name="beta")
 
     def call(self, x):
-        dtype = x.dtype
-        x = ops.cast(x, "float32")
-        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
-        if self.data_format == "channels_last" and _use_onednn_layer_norm():
-            shape = ops.shape(x)
-            x = ops.reshape(_onednn_layer_norm(ops.reshape(x, (-1, self.normalized_shape)), gamma, beta, self.eps),
-                            shape)
-            return ops.cast(x, dtype)
         axis = -1 if self.data_format == "channels_last" else 1
-        mean, variance = ops.moments(x, axes=[axis], keepdims=True)
-        if self.data_format == "channels_first":
-            gamma, beta = ops.reshape(gamma, (-1, 1, 1)), ops.reshape(beta, (-1, 1, 1))
-        x = (x - mean) * ops.rsqrt(variance + self.eps) * gamma + beta
-        return ops.cast(x, dtype)
+        return layer_norm_float32(x, self.gamma, self.beta, self.eps, axis)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -229,7 +170,7 @@ class TFConvNextV2GRN(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextEmbeddings(_ConfiguredLayer):
-    """The stem: a patch_size x patch_size conv with the same stride (a "patchify" layer), then LayerNorm.
+    """The paper's "patchify" stem: a patch_size x patch_size conv with the same stride, then LayerNorm.
     (B, num_channels, H, W) (NHWC with ``data_format="channels_last"``) -> NHWC (B, H/patch, W/patch, C0)."""
 
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
@@ -248,12 +189,7 @@ class TFConvNextEmbeddings(_ConfiguredLayer):
         self.layernorm.build((None, None, None, self.config.hidden_sizes[0]))
 
     def call(self, pixel_values):
-        channel_axis = 1 if self.data_format == "channels_first" else -1
-        shape = tuple(pixel_values.shape)
-        if len(shape) != 4 or (shape[channel_axis] is not None and shape[channel_axis] != self.num_channels):
-            layout = ("(batch, {c}, height, width)" if channel_axis == 1 else "(batch, height, width, {c})")
-            raise ValueError(f"pixel_values must be {layout.format(c=self.num_channels)} "
-                             f"(data_format={self.data_format!r}), got {shape}")
+        check_pixel_values(pixel_values, self.num_channels, self.data_format)
         if self.data_format == "channels_first":
             pixel_values = ops.transpose(pixel_values, (0, 2, 3, 1))  # the only input transpose
         return self.layernorm(self.patch_embeddings(pixel_values))
@@ -264,7 +200,8 @@ class TFConvNextEmbeddings(_ConfiguredLayer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextLayer(_ConfiguredLayer):
-    """One ConvNeXt block (V1 with layer scale, or V2 with GRN). NHWC (B, H, W, C) -> (B, H, W, C)."""
+    """One ConvNeXt block, Fig. 4 of the paper: dwconv 7x7 -> LayerNorm -> pwconv1 (4x) -> GELU ->
+    [GRN, V2] -> pwconv2 -> [layer scale, V1] -> drop path -> residual. NHWC (B, H, W, C) -> (B, H, W, C)."""
 
     def __init__(self, config: ConvNextConfig, dim: int, drop_path: float = 0.0, **kwargs):
         super().__init__(config, **kwargs)
@@ -272,6 +209,9 @@ class TFConvNextLayer(_ConfiguredLayer):
         self.dim = int(dim)
         self.drop_path_rate = float(drop_path)
         init = _kernel_initializer(config)
+        # TensorFlow's own depthwise kernel, not the grouped Conv2D of transformers' TF model and
+        # keras.applications (a generic grouped convolution, far slower on CPU, forward and
+        # backward); its kernel layout is converted at load and save (hub.py, OWN_LAYOUTS).
         self.dwconv = keras.layers.DepthwiseConv2D(DWCONV_KERNEL, padding="same", depthwise_initializer=init,
                                                    name="dwconv", dtype=self.dtype_policy)
         self.layernorm = TFConvNextLayerNorm(dim, eps=NORM_EPS, name="layernorm", dtype=self.dtype_policy)
@@ -303,16 +243,15 @@ class TFConvNextLayer(_ConfiguredLayer):
         residual = hidden_states
         x = self.dwconv(hidden_states)
         shape = ops.shape(x)
-        # NHWC -> rows of channels: the 1x1 convs become 2-D matmuls, which TensorFlow's graph
-        # optimizer fuses with the bias add and GELU (the PyTorch original permutes here instead).
-        x = ops.reshape(x, (-1, self.dim))
+        x = ops.reshape(x, (-1, self.dim))  # NHWC -> rows of channels (the PyTorch original permutes)
         x = self.layernorm(x)
-        x = self.pwconv1(x)
-        x = self.act(x)
+        # self.act(self.pwconv1(x)) and self.pwconv2(x); on rows TensorFlow's graph optimizer fuses
+        # each Dense with its bias add and activation (see fused.py)
+        x = fused.linear_act(self.pwconv1, self.act, x)
         if self.grn is not None:  # GRN needs the spatial layout back: it pools over H and W
             x = self.grn(ops.reshape(x, (shape[0], shape[1], shape[2], MLP_RATIO * self.dim)))
             x = ops.reshape(x, (-1, MLP_RATIO * self.dim))
-        x = self.pwconv2(x)
+        x = fused.linear_act(self.pwconv2, None, x)
         if self.layer_scale_parameter is not None:
             x = self.layer_scale_parameter * x
         x = ops.reshape(x, shape)
@@ -327,7 +266,7 @@ class TFConvNextLayer(_ConfiguredLayer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextStage(_ConfiguredLayer):
-    """Optional downsampling (LayerNorm + 2x2 stride-2 conv) followed by ``depth`` blocks."""
+    """The paper's separate downsampling layer (LayerNorm + 2x2 stride-2 conv), if any, then ``depth`` blocks."""
 
     def __init__(self, config: ConvNextConfig, in_channels: int, out_channels: int, stride: int = 2,
                  depth: int = 2, drop_path_rates: Optional[list[float]] = None, **kwargs):
@@ -369,7 +308,7 @@ class TFConvNextStage(_ConfiguredLayer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextEncoder(_ConfiguredLayer):
-    """The stages in order; optionally returns every intermediate map (NHWC)."""
+    """The stages in order; optionally returns every intermediate map (NHWC here)."""
 
     def __init__(self, config: ConvNextConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -409,7 +348,7 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         config = _as_config(config)
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
-        kwargs.setdefault("name", _default_name(type(self).__name__))
+        kwargs.setdefault("name", tf_model_name(type(self).__name__))  # as transformers' TF models: tf_conv_next_model
         super().__init__(**kwargs)
         self.config = config
         self.data_format = _check_data_format(data_format)
@@ -440,14 +379,12 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         return {k: v for k, v in zip(outputs.keys(), outputs.to_tuple())}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if isinstance(y_pred, (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
-                               BackboneOutput)):
+        if isinstance(y_pred, OUTPUT_CLASSES):
             y_pred = self._keras_outputs(y_pred)
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if isinstance(y_pred, (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
-                               BackboneOutput)):
+        if isinstance(y_pred, OUTPUT_CLASSES):
             y_pred = self._keras_outputs(y_pred)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
@@ -459,25 +396,13 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
                **kwargs) -> None:
         """A SavedModel whose ``serve`` endpoint maps a float32 batch in the model's data_format
         (NCHW by default) to a dict of outputs (``logits`` for a classifier). ``verbose=True`` lists
-        the endpoint and its captured variables, as Keras prints them by default."""
+        the endpoint and its captured variables, as Keras prints them by default.
+        ``convnext_tf.export.export_saved_model`` writes the same and checks it against the model."""
         if format != "tf_saved_model":
             raise ValueError(f"format must be 'tf_saved_model', got {format!r}")
-        c = self.config.num_channels
-        if input_signature is None:
-            shape = (None, c, None, None) if self.data_format == "channels_first" else (None, None, None, c)
-            input_signature = [tf.TensorSpec(shape, tf.float32, name="pixel_values")]
-        archive = keras.export.ExportArchive()
-        archive.track(self)
+        from .export import write_serving_archive  # deployment code, imported when used
 
-        def serve(pixel_values):
-            return self._serving_outputs(self(pixel_values, training=False))
-
-        with portable_ops():  # a SavedModel is for any runtime, not only this CPU's
-            archive.add_endpoint("serve", serve, input_signature=input_signature)
-            archive.write_out(filepath, verbose=verbose)
-
-    def _serving_outputs(self, outputs) -> dict:
-        return self._keras_outputs(outputs)
+        write_serving_archive(self, filepath, verbose=verbose, input_signature=input_signature)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -573,9 +498,6 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
     def _keras_outputs(self, outputs):
         return outputs.logits
 
-    def _serving_outputs(self, outputs) -> dict:
-        return {"logits": outputs.logits}
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self._compile_loss is None and y is not None and isinstance(y_pred, ImageClassifierOutputWithNoAttention):
             # compile() without a loss: the model's own loss, as transformers' TF models do.
@@ -624,9 +546,6 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
         out = BackboneOutput(feature_maps, hidden_states)
         return out if return_dict else out.to_tuple()
 
-    def _serving_outputs(self, outputs) -> dict:
-        return {f"feature_maps_{i}": f for i, f in enumerate(outputs.feature_maps)}
-
 
 # ConvNeXt V2: the same layers; the config's model_type switches layer scale for GRN.
 class TFConvNextV2PreTrainedModel(TFConvNextPreTrainedModel):
@@ -648,25 +567,3 @@ class TFConvNextV2ForImageClassification(TFConvNextV2PreTrainedModel, TFConvNext
 class TFConvNextV2Backbone(TFConvNextV2PreTrainedModel, TFConvNextBackbone):
     pass
 
-
-def _register_outputs_with_keras_tree() -> None:
-    """Let Keras' structure utilities see into the output dataclasses (fit's symbolic build and
-    the functional API map over the model's outputs), as they see into dicts. Fields that are
-    None are not part of the structure: Keras wants a tensor at every leaf."""
-    import dataclasses
-
-    import optree
-
-    def flatten(output):
-        names = tuple(f.name for f in dataclasses.fields(output) if getattr(output, f.name) is not None)
-        return tuple(getattr(output, n) for n in names), names, names
-
-    for cls in (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput):
-        try:
-            optree.register_pytree_node(cls, flatten, lambda names, children, cls=cls: cls(**dict(zip(names, children))),
-                                        namespace="keras")
-        except ValueError:
-            pass  # already registered (module reloaded)
-
-
-_register_outputs_with_keras_tree()

@@ -147,3 +147,32 @@ def test_existing_outputs_need_overwrite(fixture_model, tmp_path):
     with pytest.raises(FileExistsError):
         export_tflite(fixture_model, tmp_path / "m.tflite")
     assert (tmp_path / "saved" / "keep").read_text() == "x" and (tmp_path / "m.tflite").read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("task", ["Model", "ForImageClassification", "Backbone"])
+def test_every_head_serves_the_pytorch_twins_output_names_and_values(task, tmp_path):
+    """``model.export()`` of each head serves the tensors the PyTorch twin's exports return, under
+    the same names (convnext_pt.export.output_names), each equal to the PyTorch twin's output."""
+    import torch
+
+    import convnext_pt
+    from convnext_pt.export import TensorOutputs, output_names
+    from convnext_tf.export import output_names as tf_output_names
+    from helpers import redraw_
+
+    config = ConvNextV2Config(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=3,
+                              out_features=["stem", "stage2"])
+    pt = getattr(convnext_pt, "ConvNextV2" + task)(config).eval()
+    redraw_(pt, seed=4)
+    model = getattr(convnext_tf, "TFConvNextV2" + task)(config)
+    model.load_numpy_state_dict(pt.numpy_state_dict())
+    names = output_names(pt)
+    assert tf_output_names(model) == names
+    model.export(str(tmp_path / "sm"), verbose=False)
+    x = np.random.default_rng(3).standard_normal((2, 3, 36, 44)).astype(np.float32)
+    served = run_saved_model(tmp_path / "sm", x)
+    assert sorted(served) == sorted(names)
+    with torch.no_grad():
+        ref = dict(zip(names, TensorOutputs(pt)(torch.from_numpy(x))))
+    for name in names:
+        assert rel_err(served[name], ref[name].numpy()) <= HF_TOL, name

@@ -174,7 +174,7 @@ def test_layer_norm_runs_as_one_onednn_kernel_in_graphs_and_saved_models_stay_po
     (TFLite and GPUs need the plain form)."""
     import glob
 
-    from convnext_tf.modeling import _onednn_layer_norm_available
+    from convnext_tf.fused import _onednn_layer_norm_available
 
     _, model = small_pair()  # 2 stages of 1 block: stem, downsampling and block norms, and the head's
     x = tf.constant(pixels())
@@ -196,3 +196,18 @@ def test_layer_norm_runs_as_one_onednn_kernel_in_graphs_and_saved_models_stay_po
     graph_ops |= {node.op for f in tf.saved_model.load(str(tmp_path / "sm")).serve.concrete_functions
                   for lib in [f.graph.as_graph_def().library] for fn in lib.function for node in fn.node_def}
     assert graph_ops and not any("BatchNorm" in op for op in graph_ops)
+
+
+def test_modeling_file_leaves_tensorflow_to_fused_and_export():
+    """TensorFlow-specific code (the oneDNN LayerNorm form, the SavedModel endpoint) lives in
+    convnext_tf/fused.py and convnext_tf/export.py: modeling.py is written in Keras alone."""
+    import ast
+    import inspect
+
+    import convnext_tf.modeling
+
+    tree = ast.parse(inspect.getsource(convnext_tf.modeling))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {name for name in imported if name.split(".")[0] == "tensorflow"}
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "tf"]

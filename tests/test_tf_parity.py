@@ -197,3 +197,27 @@ def test_bad_inputs_are_clear_value_errors():
         convnext_tf.TFConvNextModel(config, data_format="NCHW")
     with pytest.raises(TypeError, match="needs a ConvNextV2Config"):
         convnext_tf.TFConvNextV2Model(config)
+
+
+def _top_level(module) -> tuple[list[str], set[str]]:
+    """Class names in file order, and module-level function names, of a module's source."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")]
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    return classes, functions
+
+
+def test_modeling_files_are_translations_class_for_class():
+    """The two modeling files hold the same classes in the same order (the Keras ones prefixed TF)
+    and share their helpers by name: the float32 LayerNorm, the input check and the loss."""
+    import convnext_pt.modeling
+    import convnext_tf.modeling
+
+    pt_classes, pt_functions = _top_level(convnext_pt.modeling)
+    tf_classes, tf_functions = _top_level(convnext_tf.modeling)
+    assert tf_classes == ["TF" + name for name in pt_classes]
+    shared = {"layer_norm_float32", "check_pixel_values", "classification_loss"}
+    assert shared <= pt_functions and shared <= tf_functions
