@@ -9,9 +9,10 @@ these names to its classes in one place (``convnext_pt.auto``, ``convnext_tf.aut
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import Any, Callable, Optional, Union
 
-from .config import ConvNextConfig
+from .config import ConvNextConfig, load_config
 
 HEADS = ("classification", "base", "backbone")
 DEFAULT_HEAD = "classification"
@@ -59,3 +60,35 @@ def head_of(config: ConvNextConfig) -> str:
         raise ValueError(f"config.json's architectures names {config.architectures[0]!r}, not a ConvNeXt class "
                          f"(ConvNext/ConvNextV2 + {', '.join(_CLASS_SUFFIX.values())})")
     return head
+
+
+class AutoClass:
+    """transformers-style Auto class: ``from_pretrained`` / ``from_config`` pick the class of one head
+    (``_head``; None: the config's own) and V1 or V2 by ``config.model_type``. Each twin subclasses it
+    once with its lookup (``_lookup = staticmethod(model_class)``) and then once per head."""
+
+    _head: Optional[str] = None
+    _lookup: Callable[[ConvNextConfig, Optional[str]], type]
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise TypeError(f"{type(self).__name__} is not instantiated: use {type(self).__name__}.from_pretrained(...) "
+                        f"or {type(self).__name__}.from_config(config)")
+
+    @classmethod
+    def class_for(cls, config: ConvNextConfig) -> type:
+        return cls._lookup(config, cls._head)
+
+    @classmethod
+    def from_config(cls, config: ConvNextConfig) -> Any:
+        """A randomly initialised model of this head for ``config``."""
+        return cls.class_for(config)(config)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> Any:
+        """Load a folder or hub id (transformers or timm) into the class :meth:`class_for` picks; the
+        keyword arguments are those of the twin's ``from_pretrained``."""
+        config = kwargs.pop("config", None)
+        if config is None:
+            hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+            config = load_config(pretrained_model_name_or_path, **hub)
+        return cls.class_for(config).from_pretrained(pretrained_model_name_or_path, config=config, **kwargs)

@@ -10,11 +10,10 @@ class the config's ``architectures`` names.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Optional, Union
+from typing import Optional
 
 from convnext_common import heads
-from convnext_common.config import ConvNextConfig, load_config
+from convnext_common.config import ConvNextConfig
 
 from .modeling import (
     TFConvNextBackbone, TFConvNextForImageClassification, TFConvNextModel, TFConvNextPreTrainedModel,
@@ -34,33 +33,8 @@ def model_class(config: ConvNextConfig, head: Optional[str] = None) -> type[TFCo
     return _CLASSES[heads.class_name(config, heads.head_of(config) if head is None else head)]
 
 
-class _AutoClass:
-    """``from_pretrained`` / ``from_config`` for the head in ``_head`` (None: the config's own)."""
-
-    _head: Optional[str] = None
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        raise TypeError(f"{type(self).__name__} is not instantiated: use {type(self).__name__}.from_pretrained(...) "
-                        f"or {type(self).__name__}.from_config(config)")
-
-    @classmethod
-    def class_for(cls, config: ConvNextConfig) -> type[TFConvNextPreTrainedModel]:
-        return model_class(config, cls._head)
-
-    @classmethod
-    def from_config(cls, config: ConvNextConfig) -> TFConvNextPreTrainedModel:
-        """A randomly initialised model of this head for ``config``."""
-        return cls.class_for(config)(config)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any):
-        """Load a folder or hub id (transformers or timm) into the class :meth:`class_for` picks; the
-        keyword arguments are those of ``TFConvNextPreTrainedModel.from_pretrained``."""
-        config = kwargs.pop("config", None)
-        if config is None:
-            hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-            config = load_config(pretrained_model_name_or_path, **hub)
-        return cls.class_for(config).from_pretrained(pretrained_model_name_or_path, config=config, **kwargs)
+class _AutoClass(heads.AutoClass):
+    _lookup = staticmethod(model_class)
 
 
 class TFAutoModel(_AutoClass):
