@@ -21,14 +21,12 @@ from convnext_common import ConvNextImageProcessor  # noqa: E402
 from PIL import Image  # noqa: E402
 
 inputs = dict(np.load(FIXTURES / "inputs.npz"))
-cases = [("test-org/convnext-hf", "ConvNextForImageClassification", "hf-convnext"),
-         ("test-org/convnextv2-hf", "ConvNextV2ForImageClassification", "hf-convnextv2"),
-         ("timm/convnext_test.fixture", "ConvNextForImageClassification", "timm-convnext"),
-         ("timm/convnextv2_test.fixture", "ConvNextV2ForImageClassification", "timm-convnextv2")]
-for repo, cls, fx in cases:
+cases = [("test-org/convnext-hf", "hf-convnext"), ("test-org/convnextv2-hf", "hf-convnextv2"),
+         ("timm/convnext_test.fixture", "timm-convnext"), ("timm/convnextv2_test.fixture", "timm-convnextv2")]
+for repo, fx in cases:
     ref = np.load(FIXTURES / fx / "expected.npz")
-    pt = getattr(convnext_pt, cls).from_pretrained(repo)
-    tf = getattr(convnext_tf, "TF" + cls).from_pretrained(repo)
+    pt = convnext_pt.AutoModelForImageClassification.from_pretrained(repo)  # V1 or V2 by the repo's config
+    tf = convnext_tf.TFAutoModelForImageClassification.from_pretrained(repo)
     r = []
     for k in ("pixel_values", "pixel_values_odd"):
         with torch.no_grad():
@@ -37,13 +35,12 @@ for repo, cls, fx in cases:
     print(f"{repo:32s} max rel PT/TF vs {fx}: {max(r):.2e}")
 refs = np.load(HUB_FIXTURES / "expected.npz")
 PHOTOS = ["china.jpg", "flower.png"]
-pipelines = [("test-org/convnext-hf", "ConvNextForImageClassification", "hf_convnext", PHOTOS),
-             ("test-org/convnextv2-hf", "ConvNextV2ForImageClassification", "hf_convnextv2", PHOTOS),
-             ("timm/convnext_test.fixture", "ConvNextForImageClassification", "timm", ["square.png"])]
-for repo, cls, key, images in pipelines:
+pipelines = [("test-org/convnext-hf", "hf_convnext", PHOTOS), ("test-org/convnextv2-hf", "hf_convnextv2", PHOTOS),
+             ("timm/convnext_test.fixture", "timm", ["square.png"])]
+for repo, key, images in pipelines:
     proc = ConvNextImageProcessor.from_pretrained(repo)
-    pt = getattr(convnext_pt, cls).from_pretrained(repo)
-    tf = getattr(convnext_tf, "TF" + cls).from_pretrained(repo)
+    pt = convnext_pt.AutoModelForImageClassification.from_pretrained(repo)  # V1 or V2 by the repo's config
+    tf = convnext_tf.TFAutoModelForImageClassification.from_pretrained(repo)
     r = []
     for im in images:
         path = HUB_FIXTURES / im if im == "square.png" else FIXTURES / "images" / im

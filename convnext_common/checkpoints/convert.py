@@ -52,7 +52,7 @@ class ConversionResult:
 
 
 def _write_tf(state: dict, config: ConvNextConfig, head: str, path: Path) -> None:
-    save_hf_tf_h5(state, config, path, "TF" + class_name(config, head))
+    save_hf_tf_h5(state, config, path, class_name(config, head))
 
 
 def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = None, to: str = "all",

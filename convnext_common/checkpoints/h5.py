@@ -28,9 +28,11 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from .. import heads
 from ..config import ConvNextConfig
 from ..fileio import atomic_write
 from .errors import CheckpointError
+from .infer import head_of_state
 from .keras_applications import str_list_attr
 
 #: the kind of a module, from the last part of its path; the kind decides variable names and layouts.
@@ -264,27 +266,19 @@ def save_hf_tf_h5(state: Mapping[str, np.ndarray], config: ConvNextConfig, path:
 
     path = Path(path)
     prefix = config.model_type
-    if architecture is None:
-        if config.architectures:
-            architecture = config.architectures[0]
-        elif any(k.startswith("classifier.") for k in state):
-            architecture = "ForImageClassification"
-        elif any(k.startswith("hidden_states_norms.") for k in state):
-            architecture = "Backbone"
-        else:
-            architecture = "Model"
-    arch = architecture[2:] if architecture.startswith("TF") else architecture
-    task = next((t for t in ("ForImageClassification", "Backbone", "Model") if arch.endswith(t)), None)
-    if task is None:
-        raise ValueError(f"architecture {architecture!r} is not a ConvNeXt model class")
-    if not arch.startswith(("ConvNextV2", "ConvNext")) or ("V2" in arch) != (prefix == "convnextv2"):
-        arch = ("ConvNextV2" if prefix == "convnextv2" else "ConvNext") + task
+    if architecture is not None:
+        head = heads.head_of_class_name(architecture)
+        if head is None:
+            raise ValueError(f"architecture {architecture!r} is not a ConvNeXt model class")
+    else:
+        head = heads.head_of(config) if config.architectures else head_of_state(state)
+    arch = heads.class_name(config, head)  # the family (V1/V2) follows config.model_type
     model_name = tf_model_name(arch)
 
     p = prefix + "."
     variables: dict[str, tuple[str, np.ndarray]] = {}
     for key, array in state.items():
-        if task == "ForImageClassification":
+        if head == "classification":
             name = key if key.startswith((p, "classifier.")) else p + key
         else:
             if key.startswith("classifier."):
@@ -294,7 +288,7 @@ def save_hf_tf_h5(state: Mapping[str, np.ndarray], config: ConvNextConfig, path:
             tf_path, _ = canonical_to_tf(name, array)
         except KeyError:
             raise CheckpointError(f"{path}: {key} is not a ConvNeXt parameter") from None
-        if task == "Model":
+        if head == "base":
             tf_path = f"{prefix}/{tf_path}"  # transformers' TFConvNextModel wraps a main layer
         # keep the canonical array: the TF-layout copy is made per tensor while writing, so that
         # peak memory stays near one checkpoint instead of two
@@ -308,7 +302,7 @@ def save_hf_tf_h5(state: Mapping[str, np.ndarray], config: ConvNextConfig, path:
         layer = tf_path.split("/", 1)[0]
         if layer not in layer_names:
             layer_names.append(layer)
-    if task == "ForImageClassification":
+    if head == "classification":
         layer_names = [prefix, "classifier"]  # an empty classifier group when num_labels == 0
     ascii_str = h5py.string_dtype("ascii")
 
