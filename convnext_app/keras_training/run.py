@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, Sequence, TextIO
 
 import numpy as np
 
@@ -133,8 +133,10 @@ def weights_sha256(setup: KerasSetup) -> str:
 
 
 def train_keras(options: KerasTrainOptions, stream: Optional[TextIO] = None,
-                strategy: Optional["tf.distribute.Strategy"] = None) -> dict[str, Any]:
-    """Run ``convnext train --framework tf``; returns the metrics written to metrics.json."""
+                strategy: Optional["tf.distribute.Strategy"] = None,
+                callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+    """Run ``convnext train --framework tf``; returns the metrics written to metrics.json.
+    ``strategy``: instead of :func:`pick_strategy`'s; ``callbacks``: more Keras callbacks for ``fit``."""
     stream = stream if stream is not None else sys.stderr
     options.validate()
     out = _check_output(options)
@@ -173,7 +175,9 @@ def train_keras(options: KerasTrainOptions, stream: Optional[TextIO] = None,
     ).prefetch(2)
     epochs = _Epochs(setup, val_folder, global_batch, schedule, steps, options.epochs, options.ema is not None,
                      stream, options.quiet)
-    model.fit(batches, epochs=options.epochs, steps_per_epoch=steps, callbacks=[epochs], shuffle=False, verbose=0)  # shuffled per epoch above
+    # shuffled per epoch by train_batches, keyed by (seed, epoch)
+    model.fit(batches, epochs=options.epochs, steps_per_epoch=steps, callbacks=[epochs, *callbacks], shuffle=False,
+              verbose=0)
     # with --ema, fit ended by putting the averaged weights into the model: they are the output
     history = epochs.history
     digest = weights_sha256(setup)

@@ -1,0 +1,170 @@
+"""`convnext train --framework tf`: the Keras twin fine-tuned with fit on the folders of `convnext train`.
+
+References: `convnext train`'s own pieces (crop box, schedule, weight-decay rule, metrics keys), the image
+processor, torch's antialiased resize and clip_grad_norm_, the closed forms of mixup/cutmix (timm's Mixup),
+of Keras' EMA recursion and of gradient accumulation (two half batches = one batch), and the PyTorch twin
+reading the output.
+"""
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch  # before TensorFlow
+
+from convnext_app import cli
+from convnext_app.digits import Rendering, load_heldout, render
+from convnext_app.keras_training import KerasTrainingError, KerasTrainOptions, run_from_args
+from convnext_app.keras_training.data import Augment, crop_box, mix_batch, one_hot
+from convnext_app.training import build_optimizer as pt_build_optimizer
+from convnext_app.training import random_resized_crop_box, warmup_cosine
+from convnext_common import ConvNextConfig
+from convnext_common.processing import ConvNextImageProcessor
+from convnext_pt import ConvNextForImageClassification
+
+REPO = Path(__file__).resolve().parents[1]
+HELDOUT = Path(__file__).parent / "fixtures" / "digits_heldout.npz"
+CLASSES = ["one", "seven", "zero"]
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory):
+    """ImageFolder: 10 images per class, 36 px, from held-out 8x8 digits 1, 7 and 0 (as tests/test_train.py)."""
+    held = load_heldout(HELDOUT)
+    root = tmp_path_factory.mktemp("digits_folder")
+    for name, digit in zip(CLASSES, (1, 7, 0)):
+        (root / name).mkdir()
+        for k, i in enumerate(np.flatnonzero(held.labels == digit)[:10]):
+            render(held.images[i], Rendering("nearest" if k % 2 else "bilinear", 36, "L")).save(root / name / f"{k}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny random V1 classifier with 5 labels (fine-tuning on 3 classes needs a new head); layer scale
+    0.5 so that every block counts."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    torch.manual_seed(0)
+    config = ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], num_labels=5, image_size=32,
+                            layer_scale_init_value=0.5)
+    ConvNextForImageClassification(config).save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(folder)
+    return folder
+
+
+def train_args(data, model, out, *extra):
+    return ["train", "--data", str(data), "--model", str(model), "--out", str(out), "--batch-size", "8",
+            "--no-flip", "--quiet", "--val-fraction", "0.2", "--drop-path", "0", *extra]
+
+
+def namespace(data, model, out, **recipe) -> argparse.Namespace:
+    """Parsed `convnext train --framework tf` arguments plus recipe options the parser may not define yet."""
+    from convnext_app.cli import build_parser
+
+    args = build_parser("train").parse_args(train_args(data, model, out, "--framework", "tf"))
+    for name, value in recipe.items():
+        setattr(args, name, value)
+    return args
+
+
+# ---- framework-free pieces -----------------------------------------------------------------------
+def test_crop_box_is_convnext_trains_box_for_the_same_draws():
+    for h, w in [(40, 40), (30, 90), (224, 160), (5, 300)]:
+        for seed in range(40):
+            ours_g, ref_g = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+            ours = crop_box(h, w, lambda: torch.rand(4, generator=ours_g).tolist(), min_scale=0.25)
+            assert ours == random_resized_crop_box(h, w, ref_g, min_scale=0.25)
+
+
+def test_augment_normalises_like_the_processor_and_resizes_like_torch():
+    from PIL import Image
+
+    processor = ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0, image_mean=[0.2, 0.4, 0.6],
+                                       image_std=[0.3, 0.2, 0.1])
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    # area 1 and a square image: the whole image, no resize -> exactly the processor's pixels
+    ours = Augment(processor, 32, min_scale=1.0, flip=False)(image, np.random.default_rng(1))
+    np.testing.assert_allclose(ours, processor(image, return_tensors="np")["pixel_values"][0], atol=1e-5)
+    # a downscale: PIL's bilinear against torch's antialiased bilinear (convnext train's), within one grey level
+    smooth = Image.fromarray(np.uint8(np.add.outer(np.arange(64), np.arange(64)) * 2 % 256)).convert("RGB")
+    got = Augment(processor, 24, min_scale=1.0, flip=False)(smooth, np.random.default_rng(1))
+    x = torch.from_numpy(np.asarray(smooth, np.float32)).permute(2, 0, 1)[None]
+    ref = torch.nn.functional.interpolate(x, size=(24, 24), mode="bilinear", antialias=True)[0].round().numpy()
+    ref = (ref / 255.0 - np.array([0.2, 0.4, 0.6])[:, None, None]) / np.array([0.3, 0.2, 0.1])[:, None, None]
+    assert np.abs((got - ref) * np.array([0.3, 0.2, 0.1])[:, None, None]).max() <= 1.01 / 255
+
+
+def test_mixup_blends_with_the_reversed_batch():
+    pixels = np.arange(4, dtype=np.float32)[:, None, None, None] * np.ones((4, 3, 8, 8), np.float32)
+    targets = one_hot([0, 1, 2, 0], 3)
+    mixed, soft, lam = mix_batch(pixels, targets, mixup=0.8, cutmix=0.0, rng=np.random.default_rng(3))
+    assert 0 < lam < 1
+    for i in range(4):  # sample i with sample 3 - i, weights lam and 1 - lam
+        np.testing.assert_allclose(mixed[i], lam * i + (1 - lam) * (3 - i), rtol=1e-6)
+    np.testing.assert_allclose(soft[0], [lam + (1 - lam), 0, 0], rtol=1e-6)  # labels 0 and 0
+    np.testing.assert_allclose(soft[1], [0, lam, 1 - lam], rtol=1e-6)        # labels 1 and 2
+    np.testing.assert_allclose(soft.sum(1), 1.0, rtol=1e-6)
+
+
+def test_cutmix_pastes_a_box_and_lambda_is_the_area_left():
+    pixels = np.arange(4, dtype=np.float32)[:, None, None, None] * np.ones((4, 3, 20, 30), np.float32)
+    targets = one_hot([0, 1, 2, 2], 3)
+    for seed in range(20):
+        mixed, soft, lam = mix_batch(pixels, targets, mixup=0.0, cutmix=1.0, rng=np.random.default_rng(seed))
+        pasted = mixed[0, 0] == 3  # sample 0 received sample 3's pixels in a rectangle
+        rows, cols = np.flatnonzero(pasted.any(1)), np.flatnonzero(pasted.any(0))
+        if pasted.any():
+            assert pasted[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+        assert lam == pytest.approx(1 - pasted.mean())
+        np.testing.assert_allclose(soft[0], [lam, 0, 1 - lam], rtol=1e-6)
+        np.testing.assert_array_equal(mixed[0, 0][~pasted], 0)
+
+
+def test_both_mixes_switch_half_the_time():
+    pixels, targets = np.zeros((2, 3, 16, 16), np.float32), one_hot([0, 1], 2)
+    pixels[1] = 1
+    cut = 0
+    for seed in range(400):
+        mixed, _, lam = mix_batch(pixels, targets, mixup=0.8, cutmix=1.0, rng=np.random.default_rng(seed))
+        cut += int(np.isin(mixed[0], (0.0, 1.0)).all() and 0 < lam < 1)  # cutmix leaves pure pixels
+    assert 160 <= cut <= 240  # Binomial(400, 1/2): 8 sigma around 200
+
+
+@pytest.mark.parametrize("flag,name,value", [
+    ("--randaugment", "randaugment", "rand-m9-mstd0.5"), ("--reprob", "reprob", 0.25),
+    ("--layer-decay", "layer_decay", 0.8), ("--resume", "resume", True), ("--amp", "amp", True),
+    ("--workers", "workers", 2), ("--stop-after", "stop_after", 1)])
+def test_options_keras_does_not_run_are_refused_in_one_line(digit_folder, tiny_model, tmp_path, flag, name, value):
+    with pytest.raises(KerasTrainingError) as caught:
+        run_from_args(namespace(digit_folder, tiny_model, tmp_path / "out", **{name: value}))
+    message = str(caught.value)
+    assert message.startswith(f"{flag} is not supported with --framework tf") and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_refusals_through_the_command_line(digit_folder, tiny_model, tmp_path, capsys):
+    for extra in (["--resume"], ["--amp"], ["--workers", "2"]):
+        assert cli.main(train_args(digit_folder, tiny_model, tmp_path / "out", "--framework", "tf", *extra)) == 1
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"convnext train: error: {extra[0]} is not supported with --framework tf")
+    # neutral values of the recipe options are no options at all
+    args = namespace(digit_folder, tiny_model, tmp_path / "out", layer_decay=1.0, accum_steps=1, reprob=0.0,
+                     head_init_scale=1.0, ema=None, mixup=0.0)
+    options = KerasTrainOptions.from_namespace(args)
+    assert options.accum_steps == 1 and options.ema is None and options.mixup == 0.0
+    with pytest.raises(KerasTrainingError, match="^--ema with --accum-steps is not supported"):
+        KerasTrainOptions.from_namespace(namespace(digit_folder, tiny_model, tmp_path, ema=0.9, accum_steps=2)).validate()
+
+
+def test_the_keras_path_imports_no_torch():
+    code = ("import sys; import convnext_app.keras_training.run; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
