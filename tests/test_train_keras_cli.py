@@ -168,3 +168,202 @@ def test_the_keras_path_imports_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ---- Keras: optimizer pieces -----------------------------------------------------------------------
+@pytest.mark.tf
+def test_schedule_is_warmup_cosine_per_update():
+    from convnext_app.keras_training.optim import WarmupCosine, plan_updates
+
+    plan = plan_updates(steps_per_epoch=10, epochs=10, warmup_epochs=1.0)
+    assert (plan.total_updates, plan.warmup_updates) == (100, 10)
+    schedule = WarmupCosine(1.0, plan.total_updates, plan.warmup_updates, min_lr=0.1)
+    lrs = [float(schedule(s)) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)             # linear warmup
+    assert lrs[10] == pytest.approx(1.0)                                               # the cosine starts at the peak
+    assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))   # half way: the midpoint
+    assert lrs[100] == pytest.approx(0.1)
+    for s in range(101):  # the values of convnext train's schedule
+        assert lrs[s] == pytest.approx(warmup_cosine(s, 100, 10, 1.0, 0.1), abs=1e-6)  # float32 of a peak of 1
+    # accumulation: Keras counts batches; the rate is that of the update they belong to
+    plan = plan_updates(steps_per_epoch=10, epochs=10, warmup_epochs=1.0, accum_steps=4)
+    assert (plan.total_updates, plan.warmup_updates) == (25, 2)
+    schedule = WarmupCosine(2e-3, plan.total_updates, plan.warmup_updates, plan.accum_steps)
+    for batch in range(100):
+        assert float(schedule(batch)) == pytest.approx(warmup_cosine(batch // 4, 25, 2, 2e-3), abs=2e-9)
+
+
+@pytest.mark.tf
+def test_weight_decay_spares_what_convnext_train_spares():
+    from convnext_app.keras_training.optim import WarmupCosine, build_optimizer
+    from convnext_tf import TFConvNextV2ForImageClassification
+    from convnext_tf.hub import tf_name_to_canonical
+    from convnext_pt import ConvNextV2ForImageClassification
+
+    from convnext_common import ConvNextV2Config
+
+    config = ConvNextV2Config(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=3)
+    pt = ConvNextV2ForImageClassification(config)
+    names = {id(p): n for n, p in pt.named_parameters()}
+    pt_spared = {names[id(p)] for p in pt_build_optimizer(pt, 1e-3, 0.05).param_groups[1]["params"]}
+    model = TFConvNextV2ForImageClassification(config)
+    optimizer = build_optimizer(model, WarmupCosine(1e-3, 10, 1), 0.05)
+    by_path = {v.path: v for v in model.trainable_variables}
+    spared = {tf_name_to_canonical(p)[0] for p, v in model._variables_by_tf_path().items()
+              if not optimizer._use_weight_decay(v)}
+    assert spared == pt_spared and any(".grn." in n for n in spared) and len(by_path) > len(spared)
+    assert optimizer.epsilon == 1e-8 and optimizer.global_clipnorm is None and not optimizer.use_ema
+
+
+@pytest.mark.tf
+def test_clip_grad_is_torchs_global_norm():
+    import keras
+
+    from convnext_app.keras_training.optim import WarmupCosine, build_optimizer
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    optimizer = build_optimizer(model, WarmupCosine(1e-3, 10, 1), 0.05, clip_grad=0.5)
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(tuple(v.shape)).astype(np.float32) for v in model.trainable_variables]
+    clipped = [np.asarray(g) for g in optimizer._clip_gradients([keras.ops.convert_to_tensor(g) for g in grads])]
+    params = [torch.zeros(g.shape, requires_grad=True) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = torch.from_numpy(g.copy())
+    torch.nn.utils.clip_grad_norm_(params, 0.5)
+    for ours, p in zip(clipped, params):
+        np.testing.assert_allclose(ours, p.grad.numpy(), rtol=1e-5, atol=1e-7)
+    assert optimizer.clipnorm is None  # not Keras' per-variable norm
+
+
+@pytest.mark.tf
+def test_head_init_scale_multiplies_the_new_head():
+    from convnext_app.keras_training.model import prepare_keras_model, scale_head
+
+    plain = prepare_keras_model("convnext-atto", CLASSES, 32, None, seed=5).model
+    scaled = prepare_keras_model("convnext-atto", CLASSES, 32, None, seed=5).model
+    scale_head(scaled, 0.001)
+    kernel = plain.classifier.kernel.numpy()
+    assert np.abs(kernel).max() > 0
+    np.testing.assert_allclose(scaled.classifier.kernel.numpy(), kernel * np.float32(0.001), rtol=1e-6)
+
+
+# ---- Keras: runs ------------------------------------------------------------------------------------
+def _predicted_labels(model_dir, images, framework, capsys) -> list[str]:
+    assert cli.main(["predict", str(images), "--model", str(model_dir), "--framework", framework, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    return [r["top_k"][framework][0]["label"] for r in doc["results"]]
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_fine_tune_from_the_command_line_reads_in_both_twins(digit_folder, tiny_model, tmp_path, capsys):
+    from convnext_tf import TFConvNextForImageClassification
+
+    out = tmp_path / "keras"
+    assert cli.main(train_args(digit_folder, tiny_model, out, "--framework", "tf", "--epochs", "3", "--lr", "2e-3")) == 0
+    for name in ("config.json", "tf_model.h5", "model.safetensors", "preprocessor_config.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "one", "1": "seven", "2": "zero"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    epochs = metrics["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3] and metrics["images"] == {"train": 24, "val": 6}
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]                 # it learns
+    assert epochs[-1]["val_accuracy"] > 1 / 3                                 # above chance on held-out images
+    # the same keys as convnext train's (PyTorch) metrics.json, per run and per epoch
+    pt_out = tmp_path / "torch"
+    assert cli.main(train_args(digit_folder, tiny_model, pt_out, "--epochs", "1")) == 0
+    pt_metrics = json.loads((pt_out / "metrics.json").read_text())
+    assert set(metrics) == set(pt_metrics) and set(epochs[0]) == set(pt_metrics["epochs"][0])
+    # the output is one model to both twins: same logits, and convnext predict gives the same labels
+    pt = ConvNextForImageClassification.from_pretrained(out)
+    tf_model = TFConvNextForImageClassification.from_pretrained(out)
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x)).logits.numpy()
+    assert np.abs(np.asarray(tf_model(x, training=False).logits) - ref).max() / max(1.0, np.abs(ref).max()) <= 1e-4
+    start = ConvNextForImageClassification.from_pretrained(tiny_model)
+    assert not torch.equal(pt.convnext.embeddings.patch_embeddings.weight, start.convnext.embeddings.patch_embeddings.weight)
+    labels = _predicted_labels(out, digit_folder, "pt", capsys)
+    assert labels == _predicted_labels(out, digit_folder, "tf", capsys) and len(labels) == 30
+    # a second run into the same folder must be explicit
+    assert cli.main(train_args(digit_folder, tiny_model, out, "--framework", "tf", "--epochs", "1")) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+class _RecordBias:
+    """Keras callback: the classifier bias after every batch (the raw weights, before any averaging)."""
+
+    def __new__(cls):
+        import keras
+
+        class Record(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.values = []
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.values.append(np.array(self.model.classifier.bias.numpy()))
+
+        return Record()
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_ema_under_mirrored_strategy_saves_the_average(digit_folder, tiny_model, tmp_path):
+    import tensorflow as tf
+
+    from convnext_app.keras_training.run import train_keras
+    from convnext_tf import TFConvNextForImageClassification
+
+    out, decay = tmp_path / "ema", 0.6
+    options = KerasTrainOptions.from_namespace(namespace(digit_folder, tiny_model, out, ema=decay, mixup=0.8,
+                                                         cutmix=1.0, clip_grad=1.0))
+    options.epochs, options.lr = 2, 3e-3
+    record = _RecordBias()
+    metrics = train_keras(options, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]), callbacks=[record])
+    assert len(record.values) == 6 and metrics["world_size"] == 1
+    average = record.values[0]  # Keras' moving average: the first update's weights, then decay per update
+    for value in record.values[1:]:
+        average = decay * average + (1 - decay) * value
+    saved = TFConvNextForImageClassification.from_pretrained(out).classifier.bias.numpy()
+    np.testing.assert_allclose(saved, average, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(saved, record.values[-1])  # the output is the average, not the last raw weights
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_two_accumulated_half_batches_are_one_batch(digit_folder, tiny_model, tmp_path):
+    from convnext_app.keras_training.run import train_keras
+    from convnext_tf import TFConvNextForImageClassification
+
+    def run(out, batch_size, accum_steps):
+        options = KerasTrainOptions.from_namespace(namespace(digit_folder, tiny_model, out, accum_steps=accum_steps))
+        options.epochs, options.lr, options.batch_size = 2, 3e-3, batch_size
+        train_keras(options)
+        return TFConvNextForImageClassification.from_pretrained(out).numpy_state_dict()
+
+    whole, halves = run(tmp_path / "whole", 8, 1), run(tmp_path / "halves", 4, 2)
+    start = ConvNextForImageClassification.from_pretrained(tiny_model).state_dict()
+    assert not np.allclose(whole["convnext.embeddings.patch_embeddings.weight"],
+                           start["convnext.embeddings.patch_embeddings.weight"].numpy())
+    for name, value in whole.items():
+        np.testing.assert_allclose(halves[name], value, rtol=1e-4, atol=2e-6, err_msg=name)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_freeze_trunk_trains_the_head_only(digit_folder, tiny_model, tmp_path):
+    from convnext_app.keras_training.run import train_keras
+    from convnext_tf import TFConvNextForImageClassification
+
+    options = KerasTrainOptions.from_namespace(namespace(digit_folder, tiny_model, tmp_path / "probe",
+                                                         freeze_trunk=True, head_init_scale=0.5))
+    options.epochs, options.lr, options.drop_path = 1, 1e-2, 0.3
+    train_keras(options)
+    trained = TFConvNextForImageClassification.from_pretrained(tmp_path / "probe").numpy_state_dict()
+    start = ConvNextForImageClassification.from_pretrained(tiny_model).state_dict()
+    trunk = [n for n in trained if not n.startswith("classifier.")]
+    assert len(trunk) > 10
+    for name in trunk:
+        np.testing.assert_array_equal(trained[name], start[name].numpy(), err_msg=name)
+    assert trained["classifier.weight"].shape == (3, 64) and np.abs(trained["classifier.bias"]).max() > 0
