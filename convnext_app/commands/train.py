@@ -6,7 +6,7 @@ import argparse
 
 from .common import positive_int
 
-HELP = "train or fine-tune in PyTorch (single process or torchrun)"
+HELP = "train or fine-tune in PyTorch (single process or torchrun), or in Keras (--framework tf)"
 DESCRIPTION = ("Train a ConvNeXt on an ImageFolder: a named variant from scratch or a folder fine-tuned (a new "
                "head when the classes differ). AdamW, warmup + cosine, label smoothing, random resized crop + "
                "flip. Under torchrun it trains data-parallel (DDP); only rank 0 writes.")
