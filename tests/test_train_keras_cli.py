@@ -162,6 +162,7 @@ def test_refusals_through_the_command_line(digit_folder, tiny_model, tmp_path, c
         KerasTrainOptions.from_namespace(namespace(digit_folder, tiny_model, tmp_path, ema=0.9, accum_steps=2)).validate()
 
 
+@pytest.mark.tf
 def test_the_keras_path_imports_no_torch():
     code = ("import sys; import convnext_app.keras_training.run; "
             "assert 'torch' not in sys.modules, 'torch imported'")
