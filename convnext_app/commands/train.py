@@ -6,7 +6,7 @@ import argparse
 
 from .common import positive_int
 
-HELP = "train or fine-tune in PyTorch (single process or torchrun)"
+HELP = "train or fine-tune in PyTorch (single process or torchrun), or in Keras (--framework tf)"
 DESCRIPTION = ("Train a ConvNeXt on an ImageFolder: a named variant from scratch or a folder fine-tuned (a new "
                "head when the classes differ). AdamW, warmup + cosine, label smoothing, random resized crop + "
                "flip. Under torchrun it trains data-parallel (DDP); only rank 0 writes.")
@@ -53,9 +53,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the schedule still spans --epochs, continue later with --resume")
     p.add_argument("--overwrite", action="store_true", help="start over even if OUT holds a previous run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--framework", choices=["pt", "tf"], default="pt",
+                   help="pt (default: PyTorch) or tf (the Keras twin with fit; some recipe options are PyTorch only)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.framework == "tf":
+        from convnext_app.keras_training import run_from_args
+
+        return run_from_args(args)
     from convnext_app.training import StoppedByAnotherRank, TrainOptions, train
 
     try:

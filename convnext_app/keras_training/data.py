@@ -1,0 +1,157 @@
+"""The data of the Keras path, in numpy and PIL (no framework): the same folders and held-out split
+as ``convnext train``, the same augmentation (random resized crop with the same parameters, flip,
+the processor's normalisation), mixup/cutmix as timm's ``Mixup`` (batch mode), and the batches of
+every epoch. Each random draw comes from a numpy generator keyed by (seed, epoch, index or step)."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
+from convnext_common.processing import ConvNextImageProcessor
+
+# stream names inside a key, so the sample, shuffle and mix streams of one epoch never coincide
+_SAMPLE, _SHUFFLE, _MIX = 0, 1, 2
+
+
+def keyed_rng(seed: int, epoch: int, stream: int, index: int = 0) -> np.random.Generator:
+    """The generator of one (seed, epoch, stream, index): independent of batch size and device count."""
+    return np.random.default_rng([seed, epoch, stream, index])
+
+
+def load_folders(data: str, val_fraction: float, seed: int) -> tuple[ImageFolder, ImageFolder]:
+    """(train, val) exactly as ``convnext train`` splits them: ``train/`` + ``val/`` or a seeded,
+    stratified held-out fraction."""
+    train_dir, val_dir = find_splits(data)
+    train_folder = scan_image_folder(train_dir)
+    if val_dir is not None:
+        return train_folder, scan_image_folder(val_dir, classes=train_folder.classes, allow_missing_classes=True)
+    return split_holdout(train_folder, val_fraction, seed=seed)
+
+
+def remap(folder: ImageFolder, classes: Sequence[str]) -> ImageFolder:
+    """The same images with labels indexing ``classes`` (the model's order of the same names)."""
+    index = {name: i for i, name in enumerate(classes)}
+    return ImageFolder(folder.root, list(classes), [(p, index[folder.classes[label]]) for p, label in folder.samples])
+
+
+def crop_box(height: int, width: int, uniforms: Callable[[], Sequence[float]], min_scale: float = 0.25,
+             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random resized crop, with the rule of ``convnext train``: area in
+    ``[min_scale, 1]`` of the image, log-uniform aspect in ``ratio``, 10 tries of four uniforms each
+    (area, aspect, top, left), then the largest centred crop within ``ratio``."""
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        u = list(uniforms())
+        target = area * (min_scale + (1.0 - min_scale) * u[0])
+        aspect = math.exp(log_lo + (log_hi - log_lo) * u[1])
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(u[2] * (height - h + 1))
+            left = int(u[3] * (width - w + 1))
+            return min(top, height - h), min(left, width - w), h, w
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class Augment:
+    """PIL RGB image -> (3, size, size) float32: random resized crop, flip, the processor's normalisation.
+    The resize is PIL's bilinear filter, antialiased as ``convnext train``'s (torch's antialias follows PIL)."""
+
+    def __init__(self, processor: ConvNextImageProcessor, image_size: int, min_scale: float = 0.25,
+                 flip: bool = True):
+        self.image_size = image_size
+        self.min_scale = min_scale
+        self.flip = flip
+        self.rescale = float(processor.rescale_factor) if processor.do_rescale else 1.0
+        self.mean = np.asarray(processor.image_mean if processor.do_normalize else [0.0] * 3, np.float32)[:, None, None]
+        self.std = np.asarray(processor.image_std if processor.do_normalize else [1.0] * 3, np.float32)[:, None, None]
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> np.ndarray:
+        top, left, h, w = crop_box(image.height, image.width, lambda: rng.random(4), self.min_scale)
+        crop = image.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR,
+                            box=(left, top, left + w, top + h))
+        pixels = np.asarray(crop, dtype=np.float32).transpose(2, 0, 1)
+        if self.flip and rng.random() < 0.5:
+            pixels = pixels[:, :, ::-1]
+        return np.ascontiguousarray((pixels * self.rescale - self.mean) / self.std, dtype=np.float32)
+
+
+def mix_batch(pixels: np.ndarray, targets: np.ndarray, mixup: float, cutmix: float,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """timm's ``Mixup`` in batch mode (the official ConvNeXt recipe: probability 1, switch 0.5): each
+    sample is mixed with the batch reversed. With both alphas, cutmix is drawn with probability 1/2.
+    lambda ~ Beta(alpha, alpha); mixup blends the pixels, cutmix pastes a box of side ``sqrt(1 - lambda)``
+    around a uniform centre (clipped at the border) and corrects lambda to the pasted area.
+    ``pixels`` (B, C, H, W), ``targets`` (B, classes) -> (pixels, targets, lambda)."""
+    use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < 0.5)
+    alpha = cutmix if use_cutmix else mixup
+    lam = float(rng.beta(alpha, alpha))
+    flipped = pixels[::-1]
+    if use_cutmix:
+        height, width = pixels.shape[-2:]
+        cut = math.sqrt(1.0 - lam)
+        cut_h, cut_w = int(height * cut), int(width * cut)
+        cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
+        y0, y1 = np.clip([cy - cut_h // 2, cy + cut_h // 2], 0, height)
+        x0, x1 = np.clip([cx - cut_w // 2, cx + cut_w // 2], 0, width)
+        pixels = pixels.copy()
+        pixels[:, :, y0:y1, x0:x1] = flipped[:, :, y0:y1, x0:x1]
+        lam = 1.0 - float((y1 - y0) * (x1 - x0)) / (height * width)
+    else:
+        pixels = pixels * lam + flipped * (1.0 - lam)
+    return pixels.astype(np.float32, copy=False), (targets * lam + targets[::-1] * (1.0 - lam)), lam
+
+
+def one_hot(labels: Sequence[int], classes: int) -> np.ndarray:
+    out = np.zeros((len(labels), classes), np.float32)
+    out[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)] = 1.0
+    return out
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of the training images in one epoch."""
+    return keyed_rng(seed, epoch, _SHUFFLE).permutation(size)
+
+
+def train_batches(folder: ImageFolder, augment: Augment, batch_size: int, seed: int, epochs: range,
+                  mixup: float = 0.0, cutmix: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(pixels (B, 3, S, S), soft targets (B, classes)) of every step of ``epochs``, in order; a
+    batch never spans two epochs (the last one of an epoch may be smaller)."""
+    classes = len(folder.classes)
+    for epoch in epochs:
+        order = epoch_order(len(folder), seed, epoch)
+        for step, start in enumerate(range(0, len(order), batch_size)):
+            indices = order[start:start + batch_size]
+            pixels = np.stack([augment(load_image(folder.samples[i][0]), keyed_rng(seed, epoch, _SAMPLE, int(i)))
+                               for i in indices])
+            targets = one_hot([folder.samples[i][1] for i in indices], classes)
+            if mixup > 0 or cutmix > 0:
+                pixels, targets, _ = mix_batch(pixels, targets, mixup, cutmix, keyed_rng(seed, epoch, _MIX, step))
+            yield pixels, targets
+
+
+def eval_batches(folder: ImageFolder, processor: ConvNextImageProcessor, batch_size: int
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(pixels, integer labels) of ``folder`` through the model's image processor (what inference uses)."""
+    for start in range(0, len(folder), batch_size):
+        chunk = folder.samples[start:start + batch_size]
+        images = [load_image(path) for path, _ in chunk]
+        pixels = np.asarray(processor(images, return_tensors="np")["pixel_values"], dtype=np.float32)
+        yield pixels, np.asarray([label for _, label in chunk], dtype=np.int64)
+
+
+def steps_per_epoch(size: int, batch_size: int) -> int:
+    return -(-size // batch_size)
