@@ -6,7 +6,7 @@
 
 For each model folder: ONNX (both torch exporters, onnxruntime CPU), torch.export (dynamic shapes),
 torch.compile (fullgraph, aot_eager; inductor with --inductor), SavedModel and TFLite float32/int8
-(Keras twin). Agreement is DESIGN.md's rel = max|export - model| / max(1, max|model|), the largest
+(Keras twin). Agreement is docs/DESIGN.md's rel = max|export - model| / max(1, max|model|), the largest
 over the verification inputs (the export shape, another batch at an odd size, and the model's own
 image size). For the embedded model the TFLite files are also compared on the held-out digits
 (tests/fixtures/digits_heldout.npz in each evaluation rendering): top-1 agreement and accuracy.

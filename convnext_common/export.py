@@ -25,7 +25,7 @@ from .fileio import temporary_folder_beside
 #: lowest opset the default (dynamo) ONNX exporter targets natively; onnxruntime >= 1.14 runs it.
 ONNX_OPSET = 18
 
-#: The agreement every export must reach before its file is put in place (DESIGN.md's rel measure).
+#: The agreement every export must reach before its file is put in place (docs/DESIGN.md's rel measure).
 ONNX_TOLERANCE = 1e-5
 SAVED_MODEL_TOLERANCE = 1e-5
 TFLITE_TOLERANCE = 1e-4
@@ -51,7 +51,7 @@ def require(module: str, purpose: str, package: Optional[str] = None, extra: str
 
 
 def rel_error(ours: Any, ref: Any) -> float:
-    """DESIGN.md's measure: ``max|ours - ref| / max(1, max|ref|)``, in float64."""
+    """docs/DESIGN.md's measure: ``max|ours - ref| / max(1, max|ref|)``, in float64."""
     ours, ref = np.asarray(ours, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     if ours.shape != ref.shape:
         raise ExportVerificationError(f"output shape {ours.shape} differs from the source model's {ref.shape}")

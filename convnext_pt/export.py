@@ -2,7 +2,7 @@
 
 Every function checks its result against the eager model on two inputs (the export shape and
 another batch at an odd size, see :func:`convnext_common.export.verification_shapes`) and reports
-DESIGN.md's ``rel`` per output.
+docs/DESIGN.md's ``rel`` per output.
 
 - :func:`export_onnx`: opset 18 by default (:func:`supported_opsets` gives each exporter's range),
   dynamic batch, height and width. The default exporter is torch's torch.export-based one

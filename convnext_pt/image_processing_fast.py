@@ -18,7 +18,7 @@ How close it is to the PIL processor: the resize reproduces PIL's resampling rat
 - On the CPU, bilinear and bicubic use torch's uint8 antialiased ``interpolate`` kernel (much
   faster than the matrix product), called in PIL's pass order: pixels differ from PIL's by at
   most one level (two for strong upscaling), measured on the shared fixture images at every
-  setting: max 0.035, mean < 0.0001 in normalised units, within DESIGN.md's bound (max 0.05,
+  setting: max 0.035, mean < 0.0001 in normalised units, within docs/DESIGN.md's bound (max 0.05,
   mean 0.005).
 - Nearest neighbour reproduces PIL's index arithmetic exactly on every device.
 

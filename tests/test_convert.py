@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def rel_err(ours, ref) -> float:
-    """DESIGN.md's measure: max|ours - ref| / max(1, max|ref|)."""
+    """docs/DESIGN.md's measure: max|ours - ref| / max(1, max|ref|)."""
     ours, ref = np.asarray(ours, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     assert ours.shape == ref.shape, f"shape {ours.shape} != {ref.shape}"
     return float(np.abs(ours - ref).max() / max(1.0, np.abs(ref).max()))

@@ -2,7 +2,7 @@
 models, the embedded digits model, the file's contents, and what happens when it goes wrong.
 
 The reference is independent of the exporter: transformers' outputs in the fixtures' expected.npz
-(DESIGN.md's bound rel <= 1e-4) and the eager PyTorch twin (the issue's bound rel <= 1e-5).
+(docs/DESIGN.md's bound rel <= 1e-4) and the eager PyTorch twin (the issue's bound rel <= 1e-5).
 """
 
 import json
@@ -27,7 +27,7 @@ from convnext_pt.export import eager_outputs, export_onnx, run_onnx  # noqa: E40
 from helpers import redraw_  # noqa: E402
 
 ONNX_TOL = 1e-5       # issue 8: exported vs the PyTorch twin
-HF_TOL = 1e-4         # DESIGN.md: vs transformers
+HF_TOL = 1e-4         # docs/DESIGN.md: vs transformers
 
 
 def tiny(v2: bool = False, **kw):

@@ -1,7 +1,7 @@
 """SavedModel and TFLite exports of the Keras twin: the transformers fixture, a random-weight V2
 model, the embedded digits model (int8 agreement on its held-out set), and failure handling.
 
-References independent of the exporters: transformers' outputs in expected.npz (DESIGN.md's
+References independent of the exporters: transformers' outputs in expected.npz (docs/DESIGN.md's
 rel <= 1e-4), the eager Keras model (SavedModel rel <= 1e-5, TFLite float32 rel <= 1e-4) and, for
 the random model, the PyTorch twin holding the same weights.
 """

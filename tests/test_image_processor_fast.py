@@ -1,6 +1,6 @@
 """ConvNextImageProcessorFast (torch) against the PIL processor and transformers' fixture outputs.
 
-DESIGN.md's bound for the fast processor: max <= 0.05 and mean <= 0.005 (normalised units) against
+docs/DESIGN.md's bound for the fast processor: max <= 0.05 and mean <= 0.005 (normalised units) against
 the slow one. The PIL-emulating matrix path (CUDA, and CPU for the filters without a torch uint8
 kernel) must reproduce the slow processor exactly; it is tested on the CPU by disabling the
 uint8-kernel path.

@@ -1,4 +1,4 @@
-"""The PyTorch twin reproduces transformers' outputs on the shared fixtures (DESIGN.md: rel <= 1e-4)."""
+"""The PyTorch twin reproduces transformers' outputs on the shared fixtures (docs/DESIGN.md: rel <= 1e-4)."""
 
 import numpy as np
 import pytest

@@ -270,7 +270,7 @@ def test_tall_one_pixel_wide_image_needs_no_gigapixel_intermediate(processor, mo
 
 @pytest.mark.parametrize("name", ["china.jpg", "portrait_427x150.png"])
 def test_boxed_resize_fallback_agrees_with_the_full_resize(monkeypatch, name):
-    """The gigapixel guard's boxed resize stays within DESIGN.md's fast-processor tolerance."""
+    """The gigapixel guard's boxed resize stays within docs/DESIGN.md's fast-processor tolerance."""
     import convnext_common.processing as processing
     from tests.conftest import FIXTURES
 
