@@ -65,7 +65,7 @@ def write_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title
     figure, ax = plt.subplots(figsize=(side, side))
     image = ax.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(n), labels=list(labels), rotation=90 if n > 6 else 0)
+    ax.set_xticks(range(n), labels=list(labels), rotation=90 if max(map(len, labels), default=0) > 3 else 0)
     ax.set_yticks(range(n), labels=list(labels))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
