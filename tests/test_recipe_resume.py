@@ -152,3 +152,16 @@ def test_without_matplotlib_one_line_names_the_extra(digit_folder, tiny_model, t
                      "--confusion-png", str(tmp_path / "c.png")]) == 0
     err = capsys.readouterr().err
     assert err.count("convnext-twins[plot]") == 1 and not (tmp_path / "c.png").exists()
+
+
+def test_resume_with_other_recipe_state_is_one_clear_error(digit_folder, tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(train_args(digit_folder, tiny_model, out, "--epochs", "2", "--stop-after", "1")) == 0
+    capsys.readouterr()
+    assert cli.main(train_args(digit_folder, tiny_model, out, "--epochs", "2", "--resume", "--ema", "0.9")) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("convnext train: error: --resume --ema:") and "last_checkpoint.pt" in line
+    assert cli.main(train_args(digit_folder, tiny_model, out, "--epochs", "2", "--resume", "--layer-decay",
+                               "0.8")) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "other parameter groups" in line
