@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_framework_option(p, ["pt", "tf"])
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--json", action="store_true", help="print JSON (accuracy, per-class, confusion matrix)")
+    p.add_argument("--confusion-png", metavar="FILE", default=None,
+                   help='write the confusion matrix as a PNG with the label names (needs the plot extra: '
+                        'pip install "convnext-twins[plot]")')
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
@@ -50,6 +53,9 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     accuracy = float((pred == truth).mean())
     per_class = {labels[i]: {"images": int(confusion[i].sum()), "accuracy": float(confusion[i, i] / confusion[i].sum())}
                  for i in present}
+    if args.confusion_png:
+        _write_confusion_png(confusion[np.ix_(present, present)], [labels[i] for i in present], args.confusion_png,
+                             f"{classifier.config.model_type}: {accuracy * 100:.1f}% on {len(paths)} images")
     mistakes = sorted(((int(confusion[t, p]), labels[t], labels[p]) for t in range(n) for p in range(n)
                        if t != p and confusion[t, p]), reverse=True)
     if args.json:
@@ -77,3 +83,13 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         header = ["true\\pred"] + [labels[i] for i in present]
         print_table(header, [[labels[i]] + [str(confusion[i, j]) for j in present] for i in present], out)
     return 0
+
+
+def _write_confusion_png(matrix, labels: list[str], path: str, title: str) -> None:
+    """The picture, or one line naming the extra to install (the numbers are still printed)."""
+    from convnext_app.plots import PlotsUnavailable, write_confusion
+
+    try:
+        write_confusion(matrix, labels, path, title)
+    except PlotsUnavailable as e:
+        warn(f"--confusion-png {path} not written: {e}")

@@ -9,13 +9,17 @@ from .common import positive_int
 HELP = "train or fine-tune in PyTorch (single process or torchrun), or in Keras (--framework tf)"
 DESCRIPTION = ("Train a ConvNeXt on an ImageFolder: a named variant from scratch or a folder fine-tuned (a new "
                "head when the classes differ). AdamW, warmup + cosine, label smoothing, random resized crop + "
-               "flip. Under torchrun it trains data-parallel (DDP); only rank 0 writes.")
+               "flip; optionally the papers' recipe (EMA, mixup/cutmix, RandAugment, random erasing, layer decay, "
+               "accumulation, clipping). Writes curves.png. Under torchrun it trains data-parallel (DDP); only "
+               "rank 0 writes.")
 EPILOG = """examples:
   convnext train --data ./flowers --model convnext-atto --out ./atto-flowers --epochs 30 --image-size 128
   convnext train --data ./flowers --model facebook/convnext-tiny-224 --out ./tiny-flowers --lr 1e-4
   convnext train --data ./flowers --model ./convnext-tiny-224 --out ./tiny-flowers --lr 1e-4
   torchrun --nproc_per_node=4 -m convnext_common train --data ./flowers --model convnext-tiny --out ./run
   convnext train ... --resume            continue from OUT/last_checkpoint.pt
+  convnext train ... --layer-decay 0.9 --drop-path 0.1 --mixup 0.8 --cutmix 1.0 \
+      --randaugment rand-m9-mstd0.5-inc1 --reprob 0.25 --ema 0.9999     the papers' fine-tuning recipe
 
 DATA is an ImageFolder: one sub-folder per class (the folder names become the labels), either
 directly or under train/ and val/. Without val/, --val-fraction of each class is held out."""
@@ -55,6 +59,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--framework", choices=["pt", "tf"], default="pt",
                    help="pt (default: PyTorch) or tf (the Keras twin with fit; some recipe options are PyTorch only)")
+    add_recipe_arguments(p)
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """The fine-tuning recipe of the ConvNeXt papers (see README, "Fine-tuning recipe"); all off by default."""
+    g = p.add_argument_group("fine-tuning recipe (official ConvNeXt / ConvNeXt-V2 semantics; all off by default)")
+    g.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="EMA of the weights after each optimizer step (e.g. 0.9999); the EMA is evaluated and "
+                        "saved as the output model, the raw weights stay in last_checkpoint.pt")
+    g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup alpha (e.g. 0.8)")
+    g.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA",
+                   help="cutmix alpha (e.g. 1.0); with --mixup each batch picks one of them (p 0.5)")
+    g.add_argument("--randaugment", default=None, metavar="SPEC",
+                   help="RandAugment as timm spells it, e.g. rand-m9-mstd0.5-inc1 (n=2 ops by default)")
+    g.add_argument("--reprob", type=float, default=0.0, metavar="P",
+                   help="random erasing probability (e.g. 0.25; per-pixel noise on the normalised image)")
+    g.add_argument("--layer-decay", type=float, default=None, metavar="RATE",
+                   help="layer-wise lr decay: layer id i learns at lr * RATE ** (num_layers + 1 - i)")
+    g.add_argument("--layer-decay-type", choices=["group", "single"], default="group",
+                   help="official layer ids: group (12 groups, ConvNeXt / V2 base+) or single (one per block, "
+                        "V2 atto..tiny); default group")
+    g.add_argument("--accum-steps", type=positive_int, default=1, metavar="N",
+                   help="optimizer step every N micro-batches (effective batch N x --batch-size x processes)")
+    g.add_argument("--clip-grad", type=float, default=None, metavar="NORM", help="clip the gradient's global norm")
+    g.add_argument("--head-init-scale", type=float, default=1.0, metavar="S",
+                   help="multiply a new head's initial weight and bias by S (official: 0.001 for fine-tuning)")
+    g.add_argument("--freeze-trunk", action="store_true",
+                   help="linear probe: only the classifier trains (the trunk, pooled norm included, is frozen)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,17 +4,22 @@
 of training, evaluation) are public so other scripts (e.g. scripts/train_default_model.py) reuse them.
 One module per job: ``options``, ``data`` (splits, datasets, augmentation), ``model`` (what a run
 starts from), ``schedule`` (optimizer, learning rate), ``loop`` (an epoch, an evaluation),
-``distributed`` (torchrun), ``checkpoint`` (``--resume``), ``progress`` and ``run`` (the entry).
+``distributed`` (torchrun), ``checkpoint`` (``--resume``), ``progress`` and ``run`` (the entry);
+``recipe`` holds the papers' fine-tuning recipe (EMA, mixup/cutmix, RandAugment, random erasing,
+layer decay) and the keyed random streams that make a resumed run repeat the straight run's draws.
 
 - Data: :mod:`convnext_app.imagefolder` (one folder per class; ``train/`` + ``val/`` or a seeded,
   stratified held-out fraction).
 - Evaluation transform: the model's :class:`ConvNextImageProcessor`, exactly what inference uses.
 - Training transform (torch, no torchvision): random resized crop (area ``[min_scale, 1]``, aspect
   ``[3/4, 4/3]``) to ``image_size`` with antialiased bilinear resize, random horizontal flip, then the
-  processor's rescale and normalisation. Each sample's randomness comes from ``(seed, epoch, index)``,
-  so a run is reproducible for any number of processes and data-loading workers.
+  processor's rescale and normalisation (RandAugment before it, random erasing after it, when asked).
+  Each sample's randomness comes from ``(seed, epoch, index)``, each step's (drop path, mixup) from
+  ``(seed, epoch, step, rank)``, so a run is reproducible for any number of data-loading workers and
+  a run split at an epoch boundary and resumed is bit-identical to a straight one.
 - Optimisation: AdamW (no weight decay on biases, norms and layer scales), linear warmup then
-  cosine decay per step, cross-entropy with label smoothing.
+  cosine decay per optimizer step, cross-entropy with label smoothing; optionally layer-wise lr
+  decay, gradient accumulation and clipping, an EMA of the weights (saved as the output model).
 - Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) a process group is started (nccl on GPU,
   gloo on CPU), the model is wrapped in DistributedDataParallel and each process reads its shard
   (DistributedSampler, which repeats a few images so that every shard has the same length: they
@@ -24,8 +29,9 @@ starts from), ``schedule`` (optimizer, learning rate), ``loop`` (an epoch, an ev
   after saving, so that an error on any of them stops all of them there and rank 0 alone reports
   it, naming the rank that failed (:meth:`Distributed.agree`).
 - Output (``--out``): config.json (id2label from the folder names), model.safetensors,
-  preprocessor_config.json, metrics.json, and last_checkpoint.pt (model + optimizer state after
-  the last epoch, for ``--resume``; read with ``weights_only=True``).
+  preprocessor_config.json, metrics.json, curves.png (with the ``plot`` extra), and
+  last_checkpoint.pt (raw model, EMA and optimizer state after the last epoch, for ``--resume``;
+  read with ``weights_only=True``).
 """
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
@@ -33,15 +39,15 @@ from .data import ImageFolderDataset, TrainTransform, load_data, random_resized_
 from .distributed import (
     Distributed, RankError, StoppedByAnotherRank, counted_samples, pick_device, setup_distributed, weights_digest,
 )
-from .loop import evaluate, train_one_epoch
-from .model import ModelSetup, prepare_model
+from .loop import StepRecipe, evaluate, train_one_epoch
+from .model import ModelSetup, freeze_trunk, prepare_model, scale_head
 from .options import TrainingError, TrainOptions
 from .progress import epoch_progress
-from .run import METRICS_NAME, train
+from .run import CURVES_NAME, METRICS_NAME, train
 from .schedule import build_optimizer, warmup_cosine
 
 __all__ = [
-    "CHECKPOINT_NAME", "METRICS_NAME", "Distributed", "ImageFolderDataset", "ModelSetup", "epoch_progress", "RankError",
+    "CHECKPOINT_NAME", "CURVES_NAME", "METRICS_NAME", "StepRecipe", "freeze_trunk", "scale_head", "Distributed", "ImageFolderDataset", "ModelSetup", "epoch_progress", "RankError",
     "StoppedByAnotherRank", "TrainOptions", "TrainTransform", "TrainingError", "build_optimizer", "counted_samples",
     "evaluate", "load_checkpoint", "load_data", "pick_device", "prepare_model", "random_resized_crop_box", "remap",
     "sample_generator", "save_checkpoint", "setup_distributed", "setup_from_checkpoint", "train", "train_one_epoch",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -18,13 +18,19 @@ from convnext_pt import AutoModelForImageClassification
 
 from .model import ModelSetup
 from .options import TrainingError, TrainOptions
+from .recipe import ModelEma
 
 
 CHECKPOINT_NAME = "last_checkpoint.pt"
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int,
-                    setup: ModelSetup, history: list[dict], options: TrainOptions) -> None:
+                    setup: ModelSetup, history: list[dict], options: TrainOptions,
+                    ema: Optional[ModelEma] = None) -> None:
+    """The raw weights as ``model`` (``ema`` beside them with ``--ema``) and everything else a resumed
+    run cannot redraw: the optimizer's state and the step. Random draws need no state: they are keyed
+    by (seed, epoch, step or sample, rank), and the optimizer steps at the end of every epoch, so no
+    gradient accumulation is pending at an epoch boundary."""
     state = {
         "format": "convnext-train-checkpoint-1",
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -35,6 +41,8 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         "classes": list(setup.classes), "source": setup.source, "new_head": setup.new_head,
         "history": history, "options_json": json.dumps(asdict(options)),
     }
+    if ema is not None:
+        state["ema"] = ema.state_dict()
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 

@@ -5,16 +5,19 @@ index)``, so a run is reproducible for any number of processes and data-loading 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import random
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
 from convnext_common.processing import ConvNextImageProcessor
 
 from .options import TrainOptions
+from .recipe import RandAugment, RandomErasing, parse_randaugment
 
 
 def random_resized_crop_box(height: int, width: int, generator: torch.Generator, min_scale: float = 0.25,
@@ -44,10 +47,11 @@ def random_resized_crop_box(height: int, width: int, generator: torch.Generator,
 
 
 class TrainTransform:
-    """PIL RGB image -> (3, size, size) float32: random resized crop, flip, the processor's normalisation."""
+    """PIL RGB image -> (3, size, size) float32: random resized crop, flip, [RandAugment], the
+    processor's normalisation, [random erasing] (timm's order)."""
 
     def __init__(self, processor: ConvNextImageProcessor, image_size: int, min_scale: float = 0.25,
-                 flip: bool = True):
+                 flip: bool = True, randaugment: Optional[str] = None, reprob: float = 0.0):
         self.image_size = image_size
         self.min_scale = min_scale
         self.flip = flip
@@ -56,6 +60,10 @@ class TrainTransform:
         std = processor.image_std if processor.do_normalize else [1.0, 1.0, 1.0]
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        # RandAugment fills with the dataset mean in pixels, as timm's hparams["img_mean"]
+        fill = tuple(min(255, round(255 * m)) for m in (processor.image_mean or [0.5, 0.5, 0.5]))
+        self.randaugment = RandAugment(parse_randaugment(randaugment), fill) if randaugment else None
+        self.erasing = RandomErasing(reprob) if reprob > 0 else None
 
     def __call__(self, image, generator: torch.Generator) -> torch.Tensor:
         pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W)
@@ -67,7 +75,18 @@ class TrainTransform:
         if self.flip and torch.rand(1, generator=generator).item() < 0.5:
             crop = crop.flip(-1)
         crop = crop.clamp(0, 255).round()  # the processor also sees uint8 pixels
-        return (crop * self.rescale - self.mean) / self.std
+        rng = None
+        if self.randaugment is not None or self.erasing is not None:
+            # the recipe's draws continue the sample's own stream (so they are keyed alike)
+            rng = random.Random(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+        if self.randaugment is not None:
+            image = Image.fromarray(crop.to(torch.uint8).permute(1, 2, 0).numpy())
+            crop = torch.from_numpy(np.asarray(self.randaugment(image, rng), dtype=np.uint8).copy()) \
+                .permute(2, 0, 1).float()
+        pixels = (crop * self.rescale - self.mean) / self.std
+        if self.erasing is not None:
+            pixels = self.erasing(pixels, rng, generator)
+        return pixels
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -79,13 +98,14 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     """Samples of an :class:`ImageFolder`: ``train=True`` augments, else the processor transforms."""
 
     def __init__(self, folder: ImageFolder, processor: ConvNextImageProcessor, image_size: int, train: bool,
-                 seed: int = 0, min_scale: float = 0.25, flip: bool = True):
+                 seed: int = 0, min_scale: float = 0.25, flip: bool = True, randaugment: Optional[str] = None,
+                 reprob: float = 0.0):
         self.folder = folder
         self.processor = processor
         self.train = train
         self.seed = seed
         self.epoch = 0
-        self.augment = TrainTransform(processor, image_size, min_scale, flip) if train else None
+        self.augment = TrainTransform(processor, image_size, min_scale, flip, randaugment, reprob) if train else None
 
     def __len__(self) -> int:
         return len(self.folder.samples)

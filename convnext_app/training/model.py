@@ -27,6 +27,22 @@ def _reset_head(model: ConvNextForImageClassification) -> None:
         nn.init.zeros_(model.classifier.bias)
 
 
+def scale_head(model: ConvNextForImageClassification, scale: float) -> None:
+    """``--head-init-scale``: the new head's weight and bias times ``scale`` (the official ConvNeXt's
+    ``head_init_scale``, e.g. 0.001 when fine-tuning on a new label set)."""
+    with torch.no_grad():
+        model.classifier.weight.mul_(scale)
+        model.classifier.bias.mul_(scale)
+
+
+def freeze_trunk(model: ConvNextForImageClassification) -> None:
+    """``--freeze-trunk`` (linear probe): only the classifier trains. The trunk is transformers'
+    ``base_model`` (``model.convnext``), the pooled LayerNorm included, as MAE's linear probe keeps
+    the features' norm frozen; the training loop also keeps it in eval mode (no drop path)."""
+    for param in getattr(model, model.base_model_prefix).parameters():
+        param.requires_grad_(False)
+
+
 @dataclass
 class ModelSetup:
     model: ConvNextForImageClassification

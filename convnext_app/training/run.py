@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import sys
 import time
 import warnings
@@ -22,14 +23,16 @@ from convnext_common.fileio import atomic_write_text
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
 from .data import ImageFolderDataset, load_data, remap
 from .distributed import Distributed, RankError, attempt, counted_samples, launched, setup_distributed, weights_digest
-from .loop import evaluate, train_one_epoch
-from .model import ModelSetup, prepare_model
+from .loop import StepRecipe, evaluate, train_one_epoch
+from .model import ModelSetup, freeze_trunk, prepare_model, scale_head
 from .options import TrainingError, TrainOptions
 from .progress import epoch_progress
+from .recipe import Mixup, ModelEma
 from .schedule import build_optimizer, warmup_cosine
 
 
 METRICS_NAME = "metrics.json"
+CURVES_NAME = "curves.png"
 
 
 def train(options: TrainOptions, stream: Optional[TextIO] = None) -> dict[str, Any]:
@@ -113,6 +116,7 @@ class _Run:
     start_epoch: int
     step: int
     history: list[dict]
+    ema: Optional[ModelEma]
 
 
 def _prepare(options: TrainOptions, dist: Distributed) -> _Run:
@@ -128,16 +132,23 @@ def _prepare(options: TrainOptions, dist: Distributed) -> _Run:
         train_folder, val_folder = load_data(options)
         setup = prepare_model(options.model, train_folder.classes, options.image_size, options.drop_path,
                               options.seed)
+        if options.head_init_scale != 1.0 and setup.new_head:
+            scale_head(setup.model, options.head_init_scale)
+    if options.freeze_trunk:
+        freeze_trunk(setup.model)
     if setup.classes != train_folder.classes:
         train_folder, val_folder = remap(train_folder, setup.classes), remap(val_folder, setup.classes)
     setup.model.to(dist.device)
-    optimizer = build_optimizer(setup.model, options.lr, options.weight_decay)
+    optimizer = build_optimizer(setup.model, options.lr, options.weight_decay, options.layer_decay,
+                                options.layer_decay_type)
+    ema = ModelEma(setup.model, options.ema) if options.ema is not None else None
     start_epoch, step, history = 0, 0, []
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        _restore(state, optimizer, ema, resume_from)
         start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
     train_set = ImageFolderDataset(train_folder, setup.processor, setup.image_size, train=True, seed=options.seed,
-                                   min_scale=options.min_scale, flip=options.flip)
+                                   min_scale=options.min_scale, flip=options.flip, randaugment=options.randaugment,
+                                   reprob=options.reprob)
     val_set = ImageFolderDataset(val_folder, setup.processor, setup.image_size, train=False)
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
                                                   shuffle=True, seed=options.seed, drop_last=False)
@@ -145,7 +156,28 @@ def _prepare(options: TrainOptions, dist: Distributed) -> _Run:
     return _Run(setup, state, train_folder, val_folder, optimizer, train_set, sampler,
                 _loader(train_set, options.batch_size, sampler, options.workers, dist.device),
                 _loader(val_set, options.batch_size, val_indices, options.workers, dist.device),
-                start_epoch, step, history)
+                start_epoch, step, history, ema)
+
+
+def _restore(state: dict[str, Any], optimizer: torch.optim.Optimizer, ema: Optional[ModelEma],
+             path: Optional[Path]) -> None:
+    """The optimizer's and the EMA's state from a checkpoint written with the same recipe options."""
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError as e:
+        raise TrainingError(f"--resume: {path}: its optimizer holds other parameter groups than this run's "
+                            f"(--layer-decay, --freeze-trunk differ from the run that wrote it?): {e}") from None
+    if ema is not None:
+        if "ema" not in state:
+            raise TrainingError(f"--resume --ema: {path} was written without --ema (no EMA weights to continue)")
+        ema.load_state_dict(state["ema"])
+
+
+def _recipe_notes(options: TrainOptions, setup: ModelSetup, resumed: bool) -> list[str]:
+    notes = []
+    if options.head_init_scale != 1.0 and not setup.new_head and not resumed:
+        notes.append("note: --head-init-scale applies to a new head only; the model's own head is kept as it is")
+    return notes
 
 
 def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str, Any]:
@@ -155,7 +187,8 @@ def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str
     setup, state, optimizer, sampler, history = run.setup, run.state, run.optimizer, run.sampler, run.history
     model = setup.model
     step = run.step
-    steps_per_epoch = len(run.train_loader)
+    batches_per_epoch = len(run.train_loader)
+    steps_per_epoch = math.ceil(batches_per_epoch / options.accum_steps)  # optimizer steps: the schedule's unit
     total_steps = steps_per_epoch * options.epochs
     warmup_steps = min(int(round(options.warmup_epochs * steps_per_epoch)), total_steps // 2)
     counted = counted_samples(len(run.train_set), dist.rank, dist.world_size)
@@ -174,38 +207,47 @@ def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str
                        f"{dist.device.type}, {options.batch_size} per step per process, from {setup.source}"
                        + (" (new head)" if setup.new_head else "")
                        + (f", resuming after epoch {run.start_epoch}" if state is not None else ""))
+    for note in _recipe_notes(options, setup, state is not None):
+        _log(dist, stream, note)
+    mixup = Mixup(options.mixup, options.cutmix, options.label_smoothing, len(setup.classes))
     if state is not None:
         saved_epochs = json.loads(state["options_json"]).get("epochs")
         if saved_epochs != options.epochs:
             _log(dist, stream, f"note: the checkpoint's run was planned for {saved_epochs} epochs, now "
                                f"{options.epochs}: the learning-rate schedule changes from here on")
     amp = options.amp and dist.device.type == "cuda"
+    output = run.ema.module if run.ema is not None else model  # what is evaluated as "val" and saved
     last_epoch = options.epochs if options.stop_after is None else min(options.epochs,
                                                                        run.start_epoch + options.stop_after)
     for epoch in range(run.start_epoch, last_epoch):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         run.train_set.epoch = epoch
-        bar = epoch_progress(steps_per_epoch, f"epoch {epoch + 1}/{options.epochs}", stream,
+        bar = epoch_progress(batches_per_epoch, f"epoch {epoch + 1}/{options.epochs}", stream,
                              enabled=dist.is_main and not options.quiet)
+        recipe = StepRecipe(options.seed, epoch, dist.rank, mixup if mixup.enabled else None, options.accum_steps,
+                            options.clip_grad, run.ema, options.freeze_trunk)
         totals, step = train_one_epoch(wrapped, run.train_loader, optimizer, lr_at, step, options.label_smoothing,
-                                       dist.device, bar, amp, counted=counted, agree=dist.agree)
+                                       dist.device, bar, amp, counted=counted, agree=dist.agree, recipe=recipe)
         t_loss, t_correct, t_count = dist.all_sum([totals["loss_sum"], totals["correct"], totals["count"]])
-        v, error = attempt(evaluate, model, run.val_loader, dist.device, amp)
-        dist.agree(error)
-        v_loss, v_correct, v_count = dist.all_sum([v["loss_sum"], v["correct"], v["count"]])
         record = {"epoch": epoch + 1, "train_loss": t_loss / max(t_count, 1),
-                  "train_accuracy": t_correct / max(t_count, 1),
-                  "val_loss": v_loss / max(v_count, 1), "val_accuracy": v_correct / max(v_count, 1),
-                  "lr": lr_at(step - 1), "seconds": round(time.perf_counter() - started, 3)}
+                  "train_accuracy": t_correct / max(t_count, 1)}
+        # val_*: the model that is saved (the EMA with --ema); raw_val_*: the raw weights beside it
+        for prefix, evaluated in [("", output)] + ([("raw_", model)] if run.ema is not None else []):
+            v, error = attempt(evaluate, evaluated, run.val_loader, dist.device, amp)
+            dist.agree(error)
+            v_loss, v_correct, v_count = dist.all_sum([v["loss_sum"], v["correct"], v["count"]])
+            record[f"{prefix}val_loss"] = v_loss / max(v_count, 1)
+            record[f"{prefix}val_accuracy"] = v_correct / max(v_count, 1)
+        record.update(lr=lr_at(step - 1), seconds=round(time.perf_counter() - started, 3))
         history.append(record)
         bar.close(loss=record["train_loss"], acc=record["train_accuracy"], val_loss=record["val_loss"],
                   val_acc=record["val_accuracy"])
         error = None
         if dist.is_main:
-            _, error = attempt(_save_epoch, out, model, optimizer, epoch + 1, step, setup, history, options)
+            _, error = attempt(_save_epoch, out, model, optimizer, epoch + 1, step, setup, history, options, run.ema)
         dist.agree(error)
-    digests = dist.all_gather_strings(weights_digest(model))
+    digests = dist.all_gather_strings(weights_digest(output))  # of the saved weights
     metrics = {
         "classes": list(setup.classes), "source": setup.source, "new_head": setup.new_head,
         "images": {"train": len(run.train_folder), "val": len(run.val_folder)},
@@ -217,7 +259,9 @@ def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str
     }
     error = None
     if dist.is_main:
-        _, error = attempt(_save_result, out, model, setup, metrics)
+        note, error = attempt(_save_result, out, output, setup, metrics)
+        if note:
+            _log(dist, stream, note)
     dist.agree(error)
     if dist.is_main:
         final = metrics["final"]
@@ -231,12 +275,21 @@ def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str
 
 
 def _save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int,
-                setup: ModelSetup, history: list[dict], options: TrainOptions) -> None:
+                setup: ModelSetup, history: list[dict], options: TrainOptions, ema: Optional[ModelEma]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / CHECKPOINT_NAME, model, optimizer, epoch, step, setup, history, options)
+    save_checkpoint(out / CHECKPOINT_NAME, model, optimizer, epoch, step, setup, history, options, ema)
 
 
-def _save_result(out: Path, model: nn.Module, setup: ModelSetup, metrics: dict[str, Any]) -> None:
+def _save_result(out: Path, model: nn.Module, setup: ModelSetup, metrics: dict[str, Any]) -> Optional[str]:
+    """Writes the model, its processor, metrics.json and curves.png; returns a note when the
+    curves cannot be drawn (no plotting library)."""
     model.to("cpu").save_pretrained(out)
     setup.processor.save_pretrained(out)
     atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
+    from convnext_app.plots import PlotsUnavailable, write_curves
+
+    try:
+        write_curves(metrics["epochs"], out / CURVES_NAME)
+    except PlotsUnavailable as e:
+        return f"note: {CURVES_NAME} not written: {e}"
+    return None
