@@ -20,9 +20,10 @@ import torch  # before TensorFlow
 from convnext_app import cli
 from convnext_app.digits import Rendering, load_heldout, render
 from convnext_app.keras_training import KerasTrainingError, KerasTrainOptions, run_from_args
-from convnext_app.keras_training.data import Augment, crop_box, mix_batch, one_hot
+from convnext_app.fine_tuning import crop_box
+from convnext_app.keras_training.data import Augment, mix_batch, one_hot
 from convnext_app.training import build_optimizer as pt_build_optimizer
-from convnext_app.training import random_resized_crop_box, warmup_cosine
+from convnext_app.training import warmup_cosine
 from convnext_common import ConvNextConfig
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification
@@ -73,12 +74,13 @@ def namespace(data, model, out, **recipe) -> argparse.Namespace:
 
 
 # ---- framework-free pieces -----------------------------------------------------------------------
-def test_crop_box_is_convnext_trains_box_for_the_same_draws():
-    for h, w in [(40, 40), (30, 90), (224, 160), (5, 300)]:
-        for seed in range(40):
-            ours_g, ref_g = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
-            ours = crop_box(h, w, lambda: torch.rand(4, generator=ours_g).tolist(), min_scale=0.25)
-            assert ours == random_resized_crop_box(h, w, ref_g, min_scale=0.25)
+def test_crop_box_follows_torchvisions_rule_worked_by_hand():
+    """The crop both training paths use (convnext_app.fine_tuning.crop_box), on draws worked out by
+    hand: area 0.25 + 0.75 * 0.5 of 100 x 100 = 6250 at aspect exp(0) = 1 gives a 79 x 79 crop; left
+    int(1.0 * 22) = 22 is clamped to 21. A 5 x 300 strip fits no try and falls back to the widest
+    centred crop within 4/3: 5 x round(5 * 4 / 3) = 7, left (300 - 7) // 2."""
+    assert crop_box(100, 100, lambda: (0.5, 0.5, 0.0, 1.0), min_scale=0.25) == (0, 21, 79, 79)
+    assert crop_box(5, 300, lambda: (0.99, 0.5, 0.5, 0.5), min_scale=0.25) == (0, 146, 5, 7)
 
 
 def test_augment_normalises_like_the_processor_and_resizes_like_torch():

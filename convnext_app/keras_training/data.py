@@ -6,13 +6,15 @@ every epoch. Each random draw comes from a numpy generator keyed by (seed, epoch
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
 from convnext_common.processing import ConvNextImageProcessor
+
+from ..fine_tuning import crop_box
 
 # stream names inside a key, so the sample, shuffle and mix streams of one epoch never coincide
 _SAMPLE, _SHUFFLE, _MIX = 0, 1, 2
@@ -37,33 +39,6 @@ def remap(folder: ImageFolder, classes: Sequence[str]) -> ImageFolder:
     """The same images with labels indexing ``classes`` (the model's order of the same names)."""
     index = {name: i for i, name in enumerate(classes)}
     return ImageFolder(folder.root, list(classes), [(p, index[folder.classes[label]]) for p, label in folder.samples])
-
-
-def crop_box(height: int, width: int, uniforms: Callable[[], Sequence[float]], min_scale: float = 0.25,
-             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random resized crop, with the rule of ``convnext train``: area in
-    ``[min_scale, 1]`` of the image, log-uniform aspect in ``ratio``, 10 tries of four uniforms each
-    (area, aspect, top, left), then the largest centred crop within ``ratio``."""
-    area = height * width
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    for _ in range(10):
-        u = list(uniforms())
-        target = area * (min_scale + (1.0 - min_scale) * u[0])
-        aspect = math.exp(log_lo + (log_hi - log_lo) * u[1])
-        w = int(round(math.sqrt(target * aspect)))
-        h = int(round(math.sqrt(target / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(u[2] * (height - h + 1))
-            left = int(u[3] * (width - w + 1))
-            return min(top, height - h), min(left, width - w), h, w
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        w, h = width, int(round(width / ratio[0]))
-    elif in_ratio > ratio[1]:
-        h, w = height, int(round(height * ratio[1]))
-    else:
-        h, w = height, width
-    return (height - h) // 2, (width - w) // 2, h, w
 
 
 class Augment:

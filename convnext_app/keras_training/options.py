@@ -4,9 +4,10 @@ a one-line refusal naming each one it does not. Framework-free (no torch, no Ten
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass, fields
 from typing import Any, Optional
+
+from ..fine_tuning import shared_option_checks
 
 
 class KerasTrainingError(ValueError):
@@ -83,23 +84,7 @@ class KerasTrainOptions:
         return cls(**values)
 
     def validate(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, got {self.lr}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.drop_path is None or 0 <= self.drop_path < 1, f"--drop-path must be in [0, 1), got {self.drop_path}"),
-            (self.image_size is None or self.image_size >= 32, f"--image-size must be >= 32, got {self.image_size}"),
-            (0 < self.min_scale <= 1, f"--min-scale must be in (0, 1], got {self.min_scale}"),
-            (0 < self.val_fraction < 1, f"--val-fraction must be between 0 and 1, got {self.val_fraction}"),
-            (self.ema is None or 0 < self.ema < 1, f"--ema must be in (0, 1), got {self.ema}"),
-            (self.mixup >= 0, f"--mixup must be >= 0, got {self.mixup}"),
-            (self.cutmix >= 0, f"--cutmix must be >= 0, got {self.cutmix}"),
-            (self.accum_steps >= 1, f"--accum-steps must be >= 1, got {self.accum_steps}"),
-            (self.clip_grad is None or self.clip_grad > 0, f"--clip-grad must be > 0, got {self.clip_grad}"),
-            (self.head_init_scale > 0, f"--head-init-scale must be > 0, got {self.head_init_scale}"),
+        checks = shared_option_checks(self) + [
             # Keras updates the average at every accumulation step, not once per update as the recipe does
             (self.ema is None or self.accum_steps == 1,
              "--ema with --accum-steps is not supported with --framework tf (Keras averages the weights at every "

@@ -4,7 +4,6 @@ index)``, so a run is reproducible for any number of processes and data-loading 
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Optional, Sequence
 
@@ -16,34 +15,17 @@ from PIL import Image
 from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
 from convnext_common.processing import ConvNextImageProcessor
 
+from ..fine_tuning import crop_box
+
 from .options import TrainOptions
 from .recipe import RandAugment, RandomErasing, parse_randaugment
 
 
 def random_resized_crop_box(height: int, width: int, generator: torch.Generator, min_scale: float = 0.25,
                             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a crop with area in ``[min_scale, 1]`` of the image and aspect ratio in ``ratio``
-    (log-uniform); after 10 misses, the largest centred crop within ``ratio``."""
-    area = height * width
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    for _ in range(10):
-        u = torch.rand(4, generator=generator).tolist()
-        target = area * (min_scale + (1.0 - min_scale) * u[0])
-        aspect = math.exp(log_lo + (log_hi - log_lo) * u[1])
-        w = int(round(math.sqrt(target * aspect)))
-        h = int(round(math.sqrt(target / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(u[2] * (height - h + 1))
-            left = int(u[3] * (width - w + 1))
-            return min(top, height - h), min(left, width - w), h, w
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        w, h = width, int(round(width / ratio[0]))
-    elif in_ratio > ratio[1]:
-        h, w = height, int(round(height * ratio[1]))
-    else:
-        h, w = height, width
-    return (height - h) // 2, (width - w) // 2, h, w
+    """(top, left, h, w) of the random resized crop (:func:`convnext_app.fine_tuning.crop_box`), its
+    uniforms drawn from ``generator``."""
+    return crop_box(height, width, lambda: torch.rand(4, generator=generator).tolist(), min_scale, ratio)
 
 
 class TrainTransform:
