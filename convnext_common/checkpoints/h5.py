@@ -24,7 +24,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Mapping, Optional
+from functools import partial
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from .. import heads
 from ..config import ConvNextConfig
 from ..fileio import atomic_write
 from .errors import CheckpointError
+from .lazy import LazyArray
 from .infer import head_of_state
 from .keras_applications import str_list_attr
 
@@ -182,7 +184,13 @@ def load_h5_state_dict(path: str | os.PathLike, config: Optional[ConvNextConfig]
     With ``config``, a checkpoint of the other ConvNeXt version is refused.
     Raises CheckpointError naming the file when it is not such a checkpoint.
     """
+    return {name: np.asarray(tensor) for name, tensor in stream_h5_state_dict(path, config).items()}
+
+
+def stream_h5_state_dict(path: str | os.PathLike, config: Any = None) -> dict[str, LazyArray]:
+    """``h5.load_h5_state_dict``'s names and checks, with each dataset read only when used."""
     path = Path(path)
+    state: dict[str, LazyArray] = {}
     with _open_h5(path) as f:
         layer_names = str_list_attr(f, "layer_names")
         if not layer_names:
@@ -191,7 +199,6 @@ def load_h5_state_dict(path: str | os.PathLike, config: Optional[ConvNextConfig]
                 "or another kind of HDF5 file)")
         # A base model (TFConvNextModel) holds only its main layer; its names lose that prefix.
         strip_main = len(layer_names) == 1 and layer_names[0] in MAIN_LAYERS
-        state: dict[str, np.ndarray] = {}
         for layer in layer_names:
             group = f.get(layer)
             if group is None:
@@ -207,11 +214,14 @@ def load_h5_state_dict(path: str | os.PathLike, config: Optional[ConvNextConfig]
                     raise CheckpointError(f"{path}: variable {weight} is listed but not stored")
                 if strip_main:
                     rel = rel.split("/", 1)[1]
-                try:
-                    name, array = tf_to_canonical(rel, group[weight][()])
-                except ValueError as e:
-                    raise CheckpointError(f"{path}: {e}") from None
-                state[name] = array
+                name, axes = tf_name_to_canonical(rel)
+                dataset = group[weight]
+                shape = tuple(dataset.shape)
+                if axes is not None:
+                    if len(shape) != len(axes):
+                        raise CheckpointError(f"{path}: {rel}: expected a {len(axes)}-d array, got shape {shape}")
+                    shape = tuple(shape[a] for a in axes)
+                state[name] = LazyArray(shape, dataset.dtype, partial(_read_dataset, path, f"{layer}/{weight}", axes))
     if not state:
         raise CheckpointError(f"{path}: holds no variables")
     if config is not None:
@@ -222,6 +232,12 @@ def load_h5_state_dict(path: str | os.PathLike, config: Optional[ConvNextConfig]
             raise CheckpointError(f"{path}: holds a {found.pop()} checkpoint but the config's model_type is "
                                   f"{config.model_type!r}")
     return state
+
+
+def _read_dataset(path: Path, key: str, axes: Optional[tuple[int, ...]]) -> np.ndarray:
+    with _open_h5(path) as f:
+        array = f[key][()]
+    return array if axes is None else np.ascontiguousarray(array.transpose(axes))
 
 
 # --- writing ------------------------------------------------------------------------------------

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
-import numpy as np
-
+from .h5 import stream_h5_state_dict
 from .io import CheckpointError, find_weights_file, read_canonical
-from .lazy import LazyArray
 from .safetensors_io import stream_safetensors
 
 
@@ -59,59 +56,3 @@ def _stream_index(path: Path) -> dict[str, Any]:
     return out
 
 
-def stream_h5_state_dict(path: str | os.PathLike, config: Any = None) -> dict[str, LazyArray]:
-    """``h5.load_h5_state_dict``'s names and checks, with each dataset read only when used."""
-    from .h5 import MAIN_LAYERS, _open_h5, _parse_weight_name, tf_name_to_canonical
-    from .keras_applications import str_list_attr
-
-    path = Path(path)
-    state: dict[str, LazyArray] = {}
-    with _open_h5(path) as f:
-        layer_names = str_list_attr(f, "layer_names")
-        if not layer_names:
-            raise CheckpointError(
-                f"{path}: not a transformers TF checkpoint (no 'layer_names' attribute; a Keras 3 .weights.h5 "
-                "or another kind of HDF5 file)")
-        # A base model (TFConvNextModel) holds only its main layer; its names lose that prefix.
-        strip_main = len(layer_names) == 1 and layer_names[0] in MAIN_LAYERS
-        for layer in layer_names:
-            group = f.get(layer)
-            if group is None:
-                raise CheckpointError(f"{path}: layer {layer!r} is listed in layer_names but has no group")
-            for weight in str_list_attr(group, "weight_names") or []:
-                try:
-                    _, rel = _parse_weight_name(weight)
-                except KeyError:
-                    raise CheckpointError(
-                        f"{path}: not a transformers TF ConvNeXt checkpoint ({weight!r} is not a ConvNeXt "
-                        "variable of transformers' TFConvNext*/TFConvNextV2* classes)") from None
-                if weight not in group:
-                    raise CheckpointError(f"{path}: variable {weight} is listed but not stored")
-                if strip_main:
-                    rel = rel.split("/", 1)[1]
-                name, axes = tf_name_to_canonical(rel)
-                dataset = group[weight]
-                shape = tuple(dataset.shape)
-                if axes is not None:
-                    if len(shape) != len(axes):
-                        raise CheckpointError(f"{path}: {rel}: expected a {len(axes)}-d array, got shape {shape}")
-                    shape = tuple(shape[a] for a in axes)
-                state[name] = LazyArray(shape, dataset.dtype, partial(_read_dataset, path, f"{layer}/{weight}", axes))
-    if not state:
-        raise CheckpointError(f"{path}: holds no variables")
-    if config is not None:
-        found = {k.split(".", 1)[0] for k in state} & set(MAIN_LAYERS)
-        if strip_main:
-            found = {layer_names[0]}
-        if found and found != {config.model_type}:
-            raise CheckpointError(f"{path}: holds a {found.pop()} checkpoint but the config's model_type is "
-                                  f"{config.model_type!r}")
-    return state
-
-
-def _read_dataset(path: Path, key: str, axes: Optional[tuple[int, ...]]) -> np.ndarray:
-    from .h5 import _open_h5
-
-    with _open_h5(path) as f:
-        array = f[key][()]
-    return array if axes is None else np.ascontiguousarray(array.transpose(axes))
