@@ -1,7 +1,10 @@
-"""TensorFlow's fused CPU kernels for the Keras twin, used only where they are provably invisible.
+"""Fast forms of the Keras twin's ops, one per Keras backend, used only where provably invisible.
 
-The Keras translation of ``convnext_pt/fused.py``: the modeling file calls :func:`layer_norm` and
-:func:`linear_act`, which compute the plain thing unless a faster form is the same computation.
+The Keras translation of ``convnext_pt/fused.py``: the modeling file calls :func:`layer_norm`,
+:func:`linear_act` and :func:`depthwise_conv`, which compute the plain thing unless a faster form
+is the same computation on the backend Keras runs on (the one place that picks by backend).
+
+TensorFlow backend:
 
 - :func:`linear_act`: ``act(dense(x))``. On 2-D rows (the block's layout, see
   ``TFConvNextLayer``) TensorFlow's graph optimizer fuses a Dense's MatMul with its BiasAdd and,
@@ -14,8 +17,18 @@ The Keras translation of ``convnext_pt/fused.py``: the modeling file calls :func
   LayerNorm; eager calls, GPUs, builds without oneDNN and tracing inside :func:`portable_ops`
   (``export()``: SavedModels are for TFLite and other runtimes) get the plain mean/variance ops.
 
-Agreement of the two LayerNorm forms is that of two float32 reductions: within float32 rounding
-(the tests bound both against a float64 reference, forward and backward), not bit for bit.
+JAX backend:
+
+- :func:`depthwise_conv`: the block's 7x7 ``DepthwiseConv2D`` as 49 shifted multiply-adds over
+  the zero-padded input. XLA fuses them (and their gradients) into a few loops; its own
+  grouped/depthwise convolution, which the layer calls, is several times slower on CPU. Only a
+  plain ``DepthwiseConv2D`` (that very class, stride 1, "same" padding, no dilation, depth
+  multiplier 1, no activation, regularizer, quantization or LoRA) takes it; anything else calls
+  the layer.
+
+TensorFlow is imported only on its backend. Agreement of the fast and plain forms is that of two
+float32 summation orders: within float32 rounding (the tests bound it at 1e-5, forward and
+backward), not bit for bit.
 """
 
 from __future__ import annotations
@@ -26,7 +39,6 @@ import functools
 from typing import Iterator, Optional
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 _PORTABLE_OPS = contextvars.ContextVar("convnext_tf_portable_ops", default=False)
@@ -65,7 +77,11 @@ def layer_norm(x, gamma, beta, eps: float, axis: int = -1):
 
 
 def _use_onednn_layer_norm() -> bool:
-    # Only graphs get the rewrite; run eagerly, op by op, the plain form is the faster one.
+    # Only TensorFlow graphs get the rewrite; run eagerly, op by op, the plain form is the faster one.
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
     return not tf.executing_eagerly() and not _PORTABLE_OPS.get() and _onednn_layer_norm_available()
 
 
@@ -74,6 +90,8 @@ def _onednn_layer_norm_available() -> bool:
     """Whether TensorFlow's graph optimizer can turn :func:`_onednn_layer_norm` into its one-pass
     oneDNN LayerNorm kernel: oneDNN on (TensorFlow's default on x86 CPUs) and no GPU (the kernel
     is CPU-only; cuDNN's batch norm also rejects eps < 1e-5)."""
+    import tensorflow as tf
+
     try:
         from tensorflow.python.util import _pywrap_util_port
         onednn = bool(_pywrap_util_port.IsMklEnabled())
@@ -95,6 +113,8 @@ def _onednn_layer_norm(rows, gamma, beta, eps: float):
     the rows, and N, through PlaceholderWithDefault (an identity that the optimizer leaves alone)
     does both.
     """
+    import tensorflow as tf
+
     channels = rows.shape[-1]
     rows = tf.raw_ops.PlaceholderWithDefault(input=rows, shape=rows.shape)
     n = tf.raw_ops.PlaceholderWithDefault(input=tf.shape(rows)[:1], shape=[1])
@@ -103,3 +123,45 @@ def _onednn_layer_norm(rows, gamma, beta, eps: float):
         scale=tf.fill(n, 1.0), offset=tf.fill(n, 0.0), mean=tf.constant([], tf.float32),
         variance=tf.constant([], tf.float32), epsilon=eps, data_format="NCHW", is_training=True)
     return tf.reshape(y, tf.shape(rows)) * gamma + beta
+
+
+def depthwise_conv(layer: keras.layers.Layer, x):
+    """``layer(x)`` for a block's depthwise conv (NHWC); on JAX as shifted multiply-adds where that is
+    the same computation (see the module docstring)."""
+    if keras.backend.backend() == "jax" and _is_plain_depthwise(layer) and not keras.backend.is_keras_tensor(x):
+        return _shifted_depthwise(layer, x)
+    return layer(x)
+
+
+def _is_plain_depthwise(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer`` computes exactly a stride-1 "same" depthwise conv plus bias, nothing else."""
+    return (type(layer) is keras.layers.DepthwiseConv2D and layer.built
+            and type(layer).call is keras.layers.DepthwiseConv2D.call
+            and layer.depth_multiplier == 1 and layer.data_format == "channels_last"
+            and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1)
+            and layer.padding == "same" and layer.activation is keras.activations.linear
+            and layer.activity_regularizer is None
+            and getattr(layer, "quantization_mode", None) is None and not getattr(layer, "lora_enabled", False))
+
+
+def _shifted_depthwise(layer: keras.layers.Layer, x):
+    """The depthwise conv of ``layer`` on NHWC ``x`` as a sum of shifted, per-channel scaled copies
+    of the zero-padded input ("same" padding: the extra row/column of an even kernel at the end, as
+    Keras pads), in the layer's compute dtype as Keras' autocast would run it."""
+    import jax.numpy as jnp
+
+    dtype = layer.compute_dtype
+    x = jnp.asarray(ops.cast(x, dtype))
+    kernel = jnp.asarray(ops.cast(layer.kernel, dtype))[:, :, :, 0]  # (kh, kw, C)
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    height, width = x.shape[1], x.shape[2]
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    padded = jnp.pad(x, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            term = padded[:, i:i + height, j:j + width, :] * kernel[i, j]
+            out = term if out is None else out + term
+    if layer.use_bias:
+        out = out + jnp.asarray(ops.cast(layer.bias, dtype))
+    return out
