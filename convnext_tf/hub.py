@@ -69,6 +69,13 @@ def _own_axes(tf_path: str) -> Optional[tuple[int, ...]]:
     return None
 
 
+def to_canonical(tf_path: str, value: np.ndarray) -> tuple[str, np.ndarray]:
+    """A value shaped like the variable at ``tf_path`` (its weight, or a gradient of it) under its
+    canonical name, in the PyTorch layout."""
+    axes = _own_axes(tf_path)
+    return tf_to_canonical(tf_path, value if axes is None else np.asarray(value).transpose(axes))
+
+
 def resolve_dtype(dtype: Optional[str], config: ConvNextConfig) -> Optional[str]:
     """``"auto"`` takes the dtype recorded in config.json (``dtype`` or ``torch_dtype``)."""
     name = requested_dtype_name(dtype, config)
@@ -175,10 +182,7 @@ class TFPreTrainedMixin(PretrainedModel):
             value = np.asarray(variable.numpy())
             if value.dtype.name == "bfloat16":
                 value = value.astype(np.float32)
-            axes = _own_axes(tf_path)
-            if axes is not None:
-                value = value.transpose(axes)
-            name, value = tf_to_canonical(tf_path, value)
+            name, value = to_canonical(tf_path, value)
             out[name] = value
         return out
 

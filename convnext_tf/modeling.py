@@ -72,6 +72,16 @@ def layer_norm_float32(x, gamma, beta, eps: float, axis: int = -1):
     return ops.cast(x, dtype)
 
 
+def require_tensorflow_backend(what: str, error: type[Exception] = RuntimeError) -> None:
+    """A SavedModel (and TFLite from it) is traced by TensorFlow: a clear error on another backend."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise error(
+            f"{what} writes a TensorFlow SavedModel and needs KERAS_BACKEND=tensorflow; this process runs Keras on "
+            f"{backend!r}: save the model (save_pretrained or .keras, both load on every backend) and export it "
+            "in a process started with KERAS_BACKEND=tensorflow (or run `convnext export`)")
+
+
 def check_pixel_values(pixel_values, num_channels: int, data_format: str) -> None:
     """A clear error for input of the wrong rank or channel count."""
     channel_axis = 1 if data_format == "channels_first" else -1
@@ -157,7 +167,11 @@ class TFConvNextV2GRN(keras.layers.Layer):
     def call(self, x):
         # float32 statistics: the sum of squares over H*W overflows float16.
         x32 = ops.cast(x, "float32")
-        g = ops.sqrt(ops.sum(ops.square(x32), axis=(1, 2), keepdims=True))
+        squares = ops.sum(ops.square(x32), axis=(1, 2), keepdims=True)
+        # The norm of an all-zero channel is 0 with gradient 0, as torch.linalg.vector_norm's: sqrt's
+        # own gradient there is inf, which makes the gradients NaN (a ReLU channel can be all zero).
+        nonzero = squares > 0
+        g = ops.where(nonzero, ops.sqrt(ops.where(nonzero, squares, 1.0)), 0.0)
         n = ops.cast(g / (ops.mean(g, axis=-1, keepdims=True) + GRN_EPS), x.dtype)
         return self.weight * (x * n) + self.bias + x
 
@@ -406,6 +420,7 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         ``convnext_tf.export.export_saved_model`` writes the same and checks it against the model."""
         if format != "tf_saved_model":
             raise ValueError(f"format must be 'tf_saved_model', got {format!r}")
+        require_tensorflow_backend("export()")
         from .export import write_serving_archive  # deployment code, imported when used
 
         write_serving_archive(self, filepath, verbose=verbose, input_signature=input_signature)
