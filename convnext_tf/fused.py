@@ -145,14 +145,29 @@ def _is_plain_depthwise(layer: keras.layers.Layer) -> bool:
 
 
 def _shifted_depthwise(layer: keras.layers.Layer, x):
-    """The depthwise conv of ``layer`` on NHWC ``x`` as a sum of shifted, per-channel scaled copies
-    of the zero-padded input ("same" padding: the extra row/column of an even kernel at the end, as
-    Keras pads), in the layer's compute dtype as Keras' autocast would run it."""
+    """The depthwise conv of ``layer`` on NHWC ``x`` in the layer's compute dtype, as Keras' autocast
+    would run it (see :func:`_shifted_sum`)."""
+    dtype = layer.compute_dtype
+    bias = ops.cast(layer.bias, dtype) if layer.use_bias else None
+    return _jitted_shifted_sum()(ops.cast(x, dtype), ops.cast(layer.kernel, dtype), bias)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_shifted_sum():
+    # One XLA computation per input shape, also when called eagerly: op by op, each of the 49
+    # slices would be a computation of its own. Inside a traced function (fit, predict) it is inlined.
+    import jax
+
+    return jax.jit(_shifted_sum)
+
+
+def _shifted_sum(x, kernel, bias):
+    """A stride-1 "same" depthwise conv of NHWC ``x`` with kernel (kh, kw, C, 1) as the sum of
+    shifted, per-channel scaled copies of the zero-padded input (the extra row/column of an even
+    kernel at the end, as Keras pads), plus ``bias`` (C,) unless None."""
     import jax.numpy as jnp
 
-    dtype = layer.compute_dtype
-    x = jnp.asarray(ops.cast(x, dtype))
-    kernel = jnp.asarray(ops.cast(layer.kernel, dtype))[:, :, :, 0]  # (kh, kw, C)
+    kernel = kernel[:, :, :, 0]
     kh, kw = kernel.shape[0], kernel.shape[1]
     height, width = x.shape[1], x.shape[2]
     top, left = (kh - 1) // 2, (kw - 1) // 2
@@ -162,6 +177,4 @@ def _shifted_depthwise(layer: keras.layers.Layer, x):
         for j in range(kw):
             term = padded[:, i:i + height, j:j + width, :] * kernel[i, j]
             out = term if out is None else out + term
-    if layer.use_bias:
-        out = out + jnp.asarray(ops.cast(layer.bias, dtype))
-    return out
+    return out if bias is None else out + bias

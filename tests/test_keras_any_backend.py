@@ -65,6 +65,15 @@ def test_tensorflow_is_imported_only_on_its_backend(tmp_path):
     assert ("tensorflow" in sys.modules) == (BACKEND == "tensorflow")
 
 
+def test_convnext_keras_names_the_same_classes_without_the_prefix():
+    import convnext_keras
+
+    assert convnext_keras.ConvNextForImageClassification is convnext_tf.TFConvNextForImageClassification
+    assert convnext_keras.AutoBackbone is convnext_tf.TFAutoBackbone
+    unprefixed = {n[2:] for n in convnext_tf.__all__ if n.startswith("TF")}
+    assert unprefixed <= set(convnext_keras.__all__)
+
+
 # --- outputs --------------------------------------------------------------------------------------
 # every config in both layouts, the model types taking turns (all three in each layout): the full
 # product runs on TensorFlow in tests/test_tf_parity.py; this keeps each backend's process short
