@@ -158,23 +158,60 @@ def _jitted_shifted_sum():
     # slices would be a computation of its own. Inside a traced function (fit, predict) it is inlined.
     import jax
 
-    return jax.jit(_shifted_sum)
+    @jax.custom_vjp
+    def depthwise(x, kernel):
+        return _shifted_sum(x, kernel)
+
+    depthwise.defvjp(lambda x, kernel: (_shifted_sum(x, kernel), (x, kernel)), _shifted_sum_vjp)
+
+    def conv(x, kernel, bias):
+        out = depthwise(x, kernel[:, :, :, 0])
+        return out if bias is None else out + bias
+
+    return jax.jit(conv)
 
 
-def _shifted_sum(x, kernel, bias):
-    """A stride-1 "same" depthwise conv of NHWC ``x`` with kernel (kh, kw, C, 1) as the sum of
-    shifted, per-channel scaled copies of the zero-padded input (the extra row/column of an even
-    kernel at the end, as Keras pads), plus ``bias`` (C,) unless None."""
+def _same_padding(kernel_size: int) -> tuple[int, int]:
+    """Keras' "same" padding at stride 1: the extra row/column of an even kernel goes at the end."""
+    return (kernel_size - 1) // 2, kernel_size - 1 - (kernel_size - 1) // 2
+
+
+def _shifted_sum(x, kernel, pads=None):
+    """A stride-1 "same" depthwise conv of NHWC ``x`` with kernel (kh, kw, C) as the sum of shifted,
+    per-channel scaled copies of the zero-padded input (``pads``: ((top, bottom), (left, right)))."""
     import jax.numpy as jnp
 
-    kernel = kernel[:, :, :, 0]
     kh, kw = kernel.shape[0], kernel.shape[1]
+    (top, bottom), (left, right) = pads or (_same_padding(kh), _same_padding(kw))
     height, width = x.shape[1], x.shape[2]
-    top, left = (kh - 1) // 2, (kw - 1) // 2
-    padded = jnp.pad(x, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
+    padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
     out = None
     for i in range(kh):
         for j in range(kw):
             term = padded[:, i:i + height, j:j + width, :] * kernel[i, j]
             out = term if out is None else out + term
-    return out if bias is None else out + bias
+    return out
+
+
+def _shifted_sum_vjp(residuals, grad):
+    """The gradients of :func:`_shifted_sum`, each in a form XLA runs fast on CPU. The input's is
+    the same shifted sum with the kernel flipped (and the padding mirrored). The kernel's,
+    ``dk[i, j, c] = sum_nhw padded[n, h+i, w+j, c] * grad[n, h, w, c]``, is per kernel row one
+    matrix product per channel over (n, h) whose diagonals are the kernel columns: XLA's
+    autodiff of the sum would be kh * kw reductions over the whole input, slower than its own
+    (slow) convolution gradient."""
+    import jax.numpy as jnp
+
+    x, kernel = residuals
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    (top, bottom), (left, right) = _same_padding(kh), _same_padding(kw)
+    dx = _shifted_sum(grad, kernel[::-1, ::-1], pads=((bottom, top), (right, left)))
+    n, height, width, channels = x.shape
+    padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    rows_grad = grad.reshape(n * height, width, channels)
+    dk = []
+    for i in range(kh):
+        rows = padded[:, i:i + height].reshape(n * height, width + kw - 1, channels)
+        products = jnp.einsum("mvc,mwc->cvw", rows, rows_grad)  # (C, width + kw - 1, width)
+        dk.append(jnp.stack([jnp.trace(products, offset=-j, axis1=1, axis2=2) for j in range(kw)]))
+    return dx, jnp.stack(dk).astype(kernel.dtype)
