@@ -17,6 +17,15 @@ TensorFlow backend:
   LayerNorm; eager calls, GPUs, builds without oneDNN and tracing inside :func:`portable_ops`
   (``export()``: SavedModels are for TFLite and other runtimes) get the plain mean/variance ops.
 
+PyTorch backend:
+
+- :func:`linear_act`: without gradients (``predict``, ``torch.no_grad``), float32 on the CPU, a
+  plain ``Dense`` and GELU (exact or tanh), ReLU or SiLU run as one oneDNN matmul with the bias
+  and activation fused (``torch.ops.mkldnn._linear_pointwise``, as ``convnext_pt/fused.py`` does),
+  instead of a matmul, an add and the activation. Anything else calls the layers.
+- :func:`layer_norm`: a channels-last LayerNorm is ``torch.nn.functional.layer_norm`` (one kernel,
+  forward and backward) instead of separate mean, variance and normalise ops.
+
 JAX backend:
 
 - :func:`depthwise_conv`: the block's 7x7 ``DepthwiseConv2D`` as 49 shifted multiply-adds over
@@ -58,14 +67,69 @@ def portable_ops() -> Iterator[None]:
 
 def linear_act(dense: keras.layers.Layer, act: Optional[keras.layers.Layer], x):
     """``act(dense(x))`` (``dense(x)`` when ``act`` is None), calling the layers. On 2-D ``x`` in a
-    graph TensorFlow's optimizer fuses them into one kernel itself (see the module docstring)."""
+    graph TensorFlow's optimizer fuses them into one kernel itself; on the PyTorch backend, without
+    gradients, one oneDNN call computes it where that is the same computation (module docstring)."""
+    if keras.backend.backend() == "torch":
+        post_op = _torch_post_op(dense, act, x)
+        if post_op is not None:
+            import torch
+
+            attr, algorithm = post_op
+            bias = dense.bias.value if dense.use_bias else None
+            return torch.ops.mkldnn._linear_pointwise(x, dense.kernel.value.t(), bias, attr, [], algorithm)
     x = dense(x)
     return x if act is None else act(x)
+
+
+def _torch_post_op(dense: keras.layers.Layer, act: Optional[keras.layers.Layer], x) -> Optional[tuple[str, str]]:
+    """The oneDNN post-op (attr, algorithm) computing ``act`` after ``dense`` exactly in one call, or
+    None where the layers must run themselves: gradients on (training, autograd), tracing or
+    torch.compile, not float32 rows on the CPU, or a layer other than a plain Dense / one of the
+    activations oneDNN has (a replaced, subclassed, quantized or LoRA layer runs as itself)."""
+    import torch
+
+    if (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or not isinstance(x, torch.Tensor) or x.dim() != 2 or x.dtype != torch.float32 or x.device.type != "cpu"
+            or not _plain_dense(dense) or not _torch_onednn_available()):
+        return None
+    if act is None:
+        return "none", ""
+    if type(act) is not keras.layers.Activation or type(act).call is not keras.layers.Activation.call:
+        return None
+    return _ONEDNN_POST_OPS.get(act.activation)
+
+
+def _plain_dense(dense: keras.layers.Layer) -> bool:
+    return (type(dense) is keras.layers.Dense and type(dense).call is keras.layers.Dense.call
+            and dense.activation is keras.activations.linear and dense.compute_dtype == "float32"
+            and dense.activity_regularizer is None
+            and getattr(dense, "quantization_mode", None) is None and not getattr(dense, "lora_enabled", False))
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_onednn_available() -> bool:
+    import torch
+
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _onednn_post_ops() -> dict:
+    from .activations import _ACTIVATIONS
+
+    return {_ACTIVATIONS["gelu"]: ("gelu", "none"), _ACTIVATIONS["gelu_new"]: ("gelu", "tanh"),
+            _ACTIVATIONS["relu"]: ("relu", ""), _ACTIVATIONS["silu"]: ("swish", "")}
+
+
+_ONEDNN_POST_OPS = _onednn_post_ops()
 
 
 def layer_norm(x, gamma, beta, eps: float, axis: int = -1):
     """LayerNorm of float32 ``x`` over ``axis`` with float32 ``gamma`` / ``beta``; over the last
     axis in a graph on a oneDNN CPU as TensorFlow's one-pass kernel (see the module docstring)."""
+    if axis == -1 and keras.backend.backend() == "torch":  # torch's one-kernel LayerNorm (and backward)
+        import torch
+
+        return torch.nn.functional.layer_norm(x, (gamma.shape[0],), gamma, beta, eps)
     if axis == -1 and _use_onednn_layer_norm():
         shape = ops.shape(x)
         return ops.reshape(_onednn_layer_norm(ops.reshape(x, (-1, gamma.shape[0])), gamma, beta, eps), shape)

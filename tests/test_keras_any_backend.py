@@ -337,6 +337,59 @@ def test_model_output_follows_a_replaced_depthwise_layer():
     assert rel_err(after, ref) <= TOL and rel_err(after, before) > 1e-3
 
 
+# --- the PyTorch backend's fused Dense + activation --------------------------------------------------------
+def _no_grad():
+    return torch.no_grad()  # what predict() runs under on the PyTorch backend; a no-op elsewhere
+
+
+def _dense(units: int = 24, inputs: int = 16, **kwargs):
+    dense = keras.layers.Dense(units, **kwargs)
+    dense.build((None, inputs))
+    rng = np.random.default_rng(units)
+    for v in dense.weights:
+        v.assign(rng.standard_normal(v.shape).astype(np.float32))
+    return dense
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "relu", "silu", "quick_gelu", None])
+def test_linear_act_fast_form_equals_the_layers(act):
+    from convnext_tf.activations import get_activation
+
+    dense, layer = _dense(), get_activation(act) if act else None
+    x = keras.ops.convert_to_tensor(np.random.default_rng(2).standard_normal((37, 16)).astype(np.float32))
+    with _no_grad():
+        ref = dense(x) if layer is None else layer(dense(x))
+        ours = fused.linear_act(dense, layer, x)
+        fast = fused._torch_post_op(dense, layer, x) if BACKEND == "torch" else None
+    assert rel_err(to_numpy(keras.ops.convert_to_numpy(ours)), to_numpy(keras.ops.convert_to_numpy(ref))) <= 1e-5
+    if BACKEND == "torch":  # taken for the activations oneDNN has, and only without gradients
+        assert (fast is not None) == (act != "quick_gelu")
+        assert fused._torch_post_op(dense, layer, x) is None
+
+
+def test_linear_act_runs_a_lora_or_subclassed_dense_as_itself():
+    x = keras.ops.convert_to_tensor(np.random.default_rng(3).standard_normal((5, 16)).astype(np.float32))
+    dense = _dense()
+    plain = to_numpy(keras.ops.convert_to_numpy(dense(x)))
+    dense.enable_lora(2)
+    dense.lora_kernel_b.assign(np.ones(dense.lora_kernel_b.shape, np.float32))
+    with _no_grad():
+        ours = to_numpy(keras.ops.convert_to_numpy(fused.linear_act(dense, None, x)))
+        ref = to_numpy(keras.ops.convert_to_numpy(dense(x)))
+    assert rel_err(ours, ref) <= 1e-6 and rel_err(ours, plain) > 1e-3
+
+    class Doubled(keras.layers.Dense):
+        def call(self, inputs):
+            return 2.0 * super().call(inputs)
+
+    doubled = Doubled(24)
+    doubled.build((None, 16))
+    with _no_grad():
+        ours = to_numpy(keras.ops.convert_to_numpy(fused.linear_act(doubled, None, x)))
+        ref = to_numpy(keras.ops.convert_to_numpy(doubled(x)))
+    assert rel_err(ours, ref) <= 1e-6
+
+
 # --- files between backends, export ----------------------------------------------------------------------
 CROSS_CONFIG = dict(depths=[1, 2], hidden_sizes=[8, 16], num_stages=2, num_labels=3)
 
