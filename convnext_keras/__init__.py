@@ -3,7 +3,7 @@
 (the same classes; they run on every Keras backend)."""
 
 import convnext_tf
-from convnext_tf import ConvNextConfig, ConvNextV2Config, model_class, portable_ops
+from convnext_tf import ConvNextConfig, ConvNextV2Config, model_class, portable_ops  # noqa: F401  (re-exported)
 
 _PREFIX = "TF"
 _ALIASED = [name for name in convnext_tf.__all__ if name.startswith(_PREFIX + "ConvNext")

@@ -4,8 +4,9 @@
 Read a block top to bottom against Fig. 4 of the paper: 7x7 depthwise conv -> LayerNorm ->
 1x1 expand (Dense, 4x) -> GELU -> [GRN, V2] -> 1x1 project (Dense) -> [layer scale, V1] ->
 drop path -> residual add. Tensors between layers are NHWC (channels-last); a block works on rows
-of channels inside so that the 1x1 convs are plain matrix multiplies. The models take NCHW ``pixel_values`` like transformers and return NCHW maps, transposing once at the
-input and once per returned map; ``data_format="channels_last"`` takes and returns NHWC instead.
+of channels inside so that the 1x1 convs are plain matrix multiplies. The models take NCHW
+``pixel_values`` like transformers and return NCHW maps, transposing once at the input and once per
+returned map; ``data_format="channels_last"`` takes and returns NHWC instead.
 
 ``convnext_pt/modeling.py`` is the PyTorch original of this file, class for class. The fast CPU
 forms live in ``fused.py``, the SavedModel endpoint in ``export.py``, Keras' view of the outputs in

@@ -141,7 +141,8 @@ def keras_gradients(model, x, labels) -> tuple[float, dict[str, np.ndarray]]:
     return float(to_numpy(keras.ops.convert_to_numpy(loss))), out
 
 
-@pytest.mark.parametrize("name, config_cls, kwargs, shape", [CONFIGS[1], CONFIGS[5]], ids=[CONFIG_IDS[1], CONFIG_IDS[5]])
+@pytest.mark.parametrize("name, config_cls, kwargs, shape", [CONFIGS[1], CONFIGS[5]],
+                         ids=[CONFIG_IDS[1], CONFIG_IDS[5]])
 def test_gradients_equal_the_pytorch_twin(name, config_cls, kwargs, shape):
     config = make_config(config_cls, kwargs, "ForImageClassification")
     pt = pt_class(config, "ForImageClassification")(config).eval()
