@@ -25,17 +25,22 @@ from typing import Any, Optional, Sequence, Union
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from convnext_common.export import (
+from .modeling import require_tensorflow_backend
+
+require_tensorflow_backend("convnext_tf.export", ImportError)  # before TensorFlow is imported on another backend
+
+import tensorflow as tf  # noqa: E402
+
+from convnext_common.export import (  # noqa: E402
     SAVED_MODEL_TOLERANCE, TFLITE_TOLERANCE, Check, ExportReport, compare_outputs, random_pixels, staged_output,
     verification_shapes,
 )
-from convnext_common.fileio import atomic_directory
-from convnext_tf.quiet import tf_notices_filtered
+from convnext_common.fileio import atomic_directory  # noqa: E402
+from convnext_tf.quiet import tf_notices_filtered  # noqa: E402
 
-from .fused import portable_ops
-from .modeling import TFConvNextBackbone, TFConvNextForImageClassification, TFConvNextModel
+from .fused import portable_ops  # noqa: E402
+from .modeling import TFConvNextBackbone, TFConvNextForImageClassification, TFConvNextModel  # noqa: E402
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "pixel_values"

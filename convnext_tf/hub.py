@@ -4,14 +4,16 @@ The steps both twins share are ``convnext_common.pretrained.PretrainedModel``'s;
 what is Keras' own: its weights-file order, its variables, dtype policies, and tf_model.h5.
 Weights move as canonical (PyTorch-layout) numpy arrays, the same as in ``convnext_pt/hub.py``.
 A Keras variable's path below the model is transformers' TF name (``convnext/encoder/stages.0/
-layers.0/dwconv/kernel``), so ``convnext_common.checkpoints.h5`` maps it; the only layout of ours
-that differs from transformers' TF one is the depthwise kernel (see ``OWN_LAYOUTS``).
+layers.0/dwconv/kernel``) once ``group_key`` layer names read ``group.key`` (:func:`transformers_path`),
+so ``convnext_common.checkpoints.h5`` maps it; the only layout of ours that differs from
+transformers' TF one is the depthwise kernel (see ``OWN_LAYOUTS``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union
@@ -39,11 +41,39 @@ DTYPE_POLICIES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bflo
 OWN_LAYOUTS = {"dwconv/kernel": (0, 1, 3, 2)}
 
 
+#: transformers' list and dict attributes whose entries it names ``group.key`` (``stages.0``,
+#: ``hidden_states_norms.stage2``). Keras' PyTorch backend keys every layer's torch parameters by
+#: variable path and torch refuses "." in those keys, so on every backend the Keras layers are
+#: named ``group_key`` (:func:`keras_layer_name`) and their paths map back here (:func:`transformers_path`).
+INDEXED_GROUPS = ("stages", "layers", "downsampling_layer", "hidden_states_norms")
+_INDEXED = re.compile(rf"^({'|'.join(INDEXED_GROUPS)})_(\w+)$")
+
+
+def keras_layer_name(group: str, key: Union[int, str]) -> str:
+    """The Keras name of transformers' layer ``group.key``: ``stages_0``, ``hidden_states_norms_stage2``."""
+    if group not in INDEXED_GROUPS:
+        raise ValueError(f"{group!r} is not one of {INDEXED_GROUPS}")
+    return f"{group}_{key}"
+
+
+def transformers_path(keras_path: str) -> str:
+    """A variable path below the model with transformers' TF layer names: ``encoder/stages_0/layers_1/
+    dwconv/kernel`` -> ``encoder/stages.0/layers.1/dwconv/kernel``."""
+    return "/".join(_INDEXED.sub(r"\1.\2", part) for part in keras_path.split("/"))
+
+
 def _own_axes(tf_path: str) -> Optional[tuple[int, ...]]:
     for suffix, axes in OWN_LAYOUTS.items():
         if tf_path.endswith("/" + suffix):
             return axes
     return None
+
+
+def to_canonical(tf_path: str, value: np.ndarray) -> tuple[str, np.ndarray]:
+    """A value shaped like the variable at ``tf_path`` (its weight, or a gradient of it) under its
+    canonical name, in the PyTorch layout."""
+    axes = _own_axes(tf_path)
+    return tf_to_canonical(tf_path, value if axes is None else np.asarray(value).transpose(axes))
 
 
 def resolve_dtype(dtype: Optional[str], config: ConvNextConfig) -> Optional[str]:
@@ -119,7 +149,7 @@ class TFPreTrainedMixin(PretrainedModel):
         return (model, info) if output_loading_info else model
 
     def _variables_by_tf_path(self) -> dict[str, Any]:
-        """Every variable under its transformers TF path below this model (``convnext/.../dwconv/kernel``)."""
+        """Every variable under its transformers TF path below this model (``convnext/encoder/stages.0/.../kernel``)."""
         out: dict[str, Any] = {}
         for layer in self.layers:  # direct sub-layers
             if isinstance(layer, TFPreTrainedMixin):
@@ -131,7 +161,7 @@ class TFPreTrainedMixin(PretrainedModel):
             for v in layer.weights:
                 if not v.path.startswith(root):
                     raise RuntimeError(f"{v.path}: variable built outside its layer {layer.path}")
-                out[f"{layer.name}/{v.path[len(root):]}"] = v
+                out[transformers_path(f"{layer.name}/{v.path[len(root):]}")] = v
         return out
 
     def _weight_slots(self) -> dict[str, WeightSlot]:
@@ -152,10 +182,7 @@ class TFPreTrainedMixin(PretrainedModel):
             value = np.asarray(variable.numpy())
             if value.dtype.name == "bfloat16":
                 value = value.astype(np.float32)
-            axes = _own_axes(tf_path)
-            if axes is not None:
-                value = value.transpose(axes)
-            name, value = tf_to_canonical(tf_path, value)
+            name, value = to_canonical(tf_path, value)
             out[name] = value
         return out
 

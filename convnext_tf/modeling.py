@@ -1,11 +1,12 @@
-"""ConvNeXt V1 and V2 in Keras 3 (TensorFlow backend), with transformers' layer names (they are the checkpoint format).
+"""ConvNeXt V1 and V2 in Keras 3 on any backend (keras.ops and Keras layers), with transformers' layer names
+(they are the checkpoint format; ``stages.0`` is the layer ``stages_0`` here, see hub.py).
 
 Read a block top to bottom against Fig. 4 of the paper: 7x7 depthwise conv -> LayerNorm ->
 1x1 expand (Dense, 4x) -> GELU -> [GRN, V2] -> 1x1 project (Dense) -> [layer scale, V1] ->
-drop path -> residual add. Tensors between layers are NHWC, TensorFlow's native layout on CPU; a
-block works on rows of channels inside so that the 1x1 convs are plain matrix multiplies. The
-models take NCHW ``pixel_values`` like transformers and return NCHW maps, transposing once at the
-input and once per returned map; ``data_format="channels_last"`` takes and returns NHWC instead.
+drop path -> residual add. Tensors between layers are NHWC (channels-last); a block works on rows
+of channels inside so that the 1x1 convs are plain matrix multiplies. The models take NCHW
+``pixel_values`` like transformers and return NCHW maps, transposing once at the input and once per
+returned map; ``data_format="channels_last"`` takes and returns NHWC instead.
 
 ``convnext_pt/modeling.py`` is the PyTorch original of this file, class for class. The fast CPU
 forms live in ``fused.py``, the SavedModel endpoint in ``export.py``, Keras' view of the outputs in
@@ -27,7 +28,7 @@ from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_clas
 
 from . import fused
 from .activations import get_activation
-from .hub import TFPreTrainedMixin
+from .hub import TFPreTrainedMixin, keras_layer_name
 from .outputs import (
     OUTPUT_CLASSES, BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
 )
@@ -70,6 +71,16 @@ def layer_norm_float32(x, gamma, beta, eps: float, axis: int = -1):
     dtype = x.dtype
     x = fused.layer_norm(ops.cast(x, "float32"), ops.cast(gamma, "float32"), ops.cast(beta, "float32"), eps, axis)
     return ops.cast(x, dtype)
+
+
+def require_tensorflow_backend(what: str, error: type[Exception] = RuntimeError) -> None:
+    """A SavedModel (and TFLite from it) is traced by TensorFlow: a clear error on another backend."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise error(
+            f"{what} writes a TensorFlow SavedModel and needs KERAS_BACKEND=tensorflow; this process runs Keras on "
+            f"{backend!r}: save the model (save_pretrained or .keras, both load on every backend) and export it "
+            "in a process started with KERAS_BACKEND=tensorflow (or run `convnext export`)")
 
 
 def check_pixel_values(pixel_values, num_channels: int, data_format: str) -> None:
@@ -157,7 +168,11 @@ class TFConvNextV2GRN(keras.layers.Layer):
     def call(self, x):
         # float32 statistics: the sum of squares over H*W overflows float16.
         x32 = ops.cast(x, "float32")
-        g = ops.sqrt(ops.sum(ops.square(x32), axis=(1, 2), keepdims=True))
+        squares = ops.sum(ops.square(x32), axis=(1, 2), keepdims=True)
+        # The norm of an all-zero channel is 0 with gradient 0, as torch.linalg.vector_norm's: sqrt's
+        # own gradient there is inf, which makes the gradients NaN (a ReLU channel can be all zero).
+        nonzero = squares > 0
+        g = ops.where(nonzero, ops.sqrt(ops.where(nonzero, squares, 1.0)), 0.0)
         n = ops.cast(g / (ops.mean(g, axis=-1, keepdims=True) + GRN_EPS), x.dtype)
         return self.weight * (x * n) + self.bias + x
 
@@ -241,7 +256,7 @@ class TFConvNextLayer(_ConfiguredLayer):
 
     def call(self, hidden_states, training=None):
         residual = hidden_states
-        x = self.dwconv(hidden_states)
+        x = fused.depthwise_conv(self.dwconv, hidden_states)  # on JAX as shifted multiply-adds (fused.py)
         shape = ops.shape(x)
         x = ops.reshape(x, (-1, self.dim))  # NHWC -> rows of channels (the PyTorch original permutes)
         x = self.layernorm(x)
@@ -276,15 +291,17 @@ class TFConvNextStage(_ConfiguredLayer):
         self.drop_path_rates = list(drop_path_rates or [0.0] * depth)
         if in_channels != out_channels or stride > 1:
             self.downsampling_layer = [
-                TFConvNextLayerNorm(in_channels, eps=NORM_EPS, name="downsampling_layer.0", dtype=self.dtype_policy),
+                TFConvNextLayerNorm(in_channels, eps=NORM_EPS, name=keras_layer_name("downsampling_layer", 0),
+                                    dtype=self.dtype_policy),
                 keras.layers.Conv2D(out_channels, kernel_size=stride, strides=stride,
-                                    kernel_initializer=_kernel_initializer(config), name="downsampling_layer.1",
+                                    kernel_initializer=_kernel_initializer(config),
+                                    name=keras_layer_name("downsampling_layer", 1),
                                     dtype=self.dtype_policy),
             ]
         else:
             self.downsampling_layer = []
-        self.layers = [TFConvNextLayer(config, out_channels, self.drop_path_rates[j], name=f"layers.{j}",
-                                       dtype=self.dtype_policy)
+        self.layers = [TFConvNextLayer(config, out_channels, self.drop_path_rates[j],
+                                       name=keras_layer_name("layers", j), dtype=self.dtype_policy)
                        for j in range(depth)]
 
     def build(self, input_shape=None):
@@ -314,7 +331,7 @@ class TFConvNextEncoder(_ConfiguredLayer):
         super().__init__(config, **kwargs)
         self.stages = [
             TFConvNextStage(self.config, s.in_channels, s.out_channels, s.stride, s.depth, s.drop_path_rates,
-                            name=f"stages.{i}", dtype=self.dtype_policy)
+                            name=keras_layer_name("stages", i), dtype=self.dtype_policy)
             for i, s in enumerate(stage_specs(self.config))
         ]
 
@@ -388,9 +405,13 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
             y_pred = self._keras_outputs(y_pred)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._keras_outputs(self(x, training=False))
+    def predict_step(self, *args):
+        """Keras' predict step (``(data)``; on JAX the stateless ``(state, data)``), returning what
+        Keras' losses and metrics see (:meth:`_keras_outputs`) instead of the output container."""
+        result = super().predict_step(*args)
+        if keras.backend.backend() == "jax":  # (outputs, non-trainable variables)
+            return self._keras_outputs(result[0]), result[1]
+        return self._keras_outputs(result)
 
     def export(self, filepath, format: str = "tf_saved_model", verbose: bool = False, input_signature=None,
                **kwargs) -> None:
@@ -400,6 +421,7 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         ``convnext_tf.export.export_saved_model`` writes the same and checks it against the model."""
         if format != "tf_saved_model":
             raise ValueError(f"format must be 'tf_saved_model', got {format!r}")
+        require_tensorflow_backend("export()")
         from .export import write_serving_archive  # deployment code, imported when used
 
         write_serving_archive(self, filepath, verbose=verbose, input_signature=input_signature)
@@ -525,7 +547,8 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
         self.out_features = config.out_features
         self.channels = backbone_channels(config)
         self.hidden_states_norms = {
-            stage: TFConvNextLayerNorm(c, eps=NORM_EPS, name=f"hidden_states_norms.{stage}", dtype=self.dtype_policy)
+            stage: TFConvNextLayerNorm(c, eps=NORM_EPS, name=keras_layer_name("hidden_states_norms", stage),
+                                       dtype=self.dtype_policy)
             for stage, c in zip(self.out_features, self.channels)
         }
         self.build()

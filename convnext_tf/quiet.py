@@ -89,6 +89,15 @@ def _flush_stderr() -> None:
         sys.stderr.flush()
 
 
+def import_keras() -> ModuleType:
+    """``import keras``, with TensorFlow's start-up notices filtered where Keras' backend is
+    TensorFlow (Keras imports its backend; the JAX and PyTorch backends load no TensorFlow)."""
+    if "keras" not in sys.modules:
+        with tf_notices_filtered():
+            import keras  # noqa: F401
+    return sys.modules["keras"]
+
+
 def import_tensorflow() -> ModuleType:
     """``import tensorflow`` with its start-up notices filtered by ``TF_CPP_MIN_LOG_LEVEL``."""
     if "tensorflow" not in sys.modules:

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "tf_keras", "flax")
-TWINS = ("convnext_pt", "convnext_tf")
+TWINS = ("convnext_pt", "convnext_tf", "convnext_keras")  # convnext_keras: convnext_tf without the "TF" prefix
 APP = ("convnext_app",)
 
 
@@ -83,7 +83,8 @@ def test_twins_do_not_use_the_application(twin):
 
 
 def test_twins_do_not_use_each_other():
-    bad = _violations("convnext_pt", ("convnext_tf",)) + _violations("convnext_tf", ("convnext_pt",))
+    bad = _violations("convnext_pt", ("convnext_tf", "convnext_keras")) + _violations("convnext_tf", ("convnext_pt",))
+    bad += _violations("convnext_keras", ("convnext_pt",))
     assert not bad, "\n".join(bad)
 
 

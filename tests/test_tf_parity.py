@@ -9,6 +9,7 @@ import torch
 from conftest import rel_err
 from convnext_common import ConvNextConfig, ConvNextV2Config
 from helpers import redraw_
+from parity_configs import CONFIG_IDS, CONFIGS, TASKS, TOL, make_config, named_outputs, pt_class
 
 tf = pytest.importorskip("tensorflow")
 convnext_tf = pytest.importorskip("convnext_tf")
@@ -17,30 +18,6 @@ from convnext_pt.activations import get_activation as pt_activation  # noqa: E40
 from convnext_tf.activations import get_activation as tf_activation  # noqa: E402
 
 pytestmark = pytest.mark.tf
-TOL = 1e-4
-
-# (name, config class, config kwargs, input (C, H, W))
-CONFIGS = [
-    ("v1-4-stages", ConvNextConfig, dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5), (3, 70, 90)),
-    ("v1-2-stages-gelu_new", ConvNextConfig,
-     dict(depths=[2, 1], hidden_sizes=[12, 20], num_stages=2, hidden_act="gelu_new", num_labels=3), (3, 45, 37)),
-    ("v1-3-stages-1ch-relu-no-layer-scale", ConvNextConfig,
-     dict(depths=[1, 2, 1], hidden_sizes=[6, 10, 14], num_stages=3, num_channels=1, hidden_act="relu",
-          layer_scale_init_value=0.0, num_labels=4), (1, 70, 90)),
-    ("v1-4ch-patch2-silu", ConvNextConfig,
-     dict(depths=[1, 1, 1], hidden_sizes=[8, 12, 16], num_stages=3, num_channels=4, patch_size=2, hidden_act="silu",
-          num_labels=2), (4, 33, 41)),
-    ("v2-4-stages", ConvNextV2Config, dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5),
-     (3, 70, 90)),
-    ("v2-3-stages-quick_gelu", ConvNextV2Config,
-     dict(depths=[2, 1, 1], hidden_sizes=[6, 10, 16], num_stages=3, hidden_act="quick_gelu", num_labels=3),
-     (3, 50, 66)),
-]
-TASKS = ["Model", "ForImageClassification", "Backbone"]
-
-
-def pt_class(config, task):
-    return getattr(convnext_pt, ("ConvNextV2" if config.model_type == "convnextv2" else "ConvNext") + task)
 
 
 def tf_twin(pt_model, **kwargs):
@@ -48,17 +25,6 @@ def tf_twin(pt_model, **kwargs):
     model = getattr(convnext_tf, "TF" + type(pt_model).__name__)(pt_model.config, **kwargs)
     model.load_numpy_state_dict(pt_model.numpy_state_dict())
     return model
-
-
-def named_outputs(out) -> dict[str, np.ndarray]:
-    named = {}
-    for field in ("logits", "last_hidden_state", "pooler_output", "loss"):
-        if getattr(out, field, None) is not None:
-            named[field] = getattr(out, field)
-    for group in ("feature_maps", "hidden_states"):
-        for i, t in enumerate(getattr(out, group, None) or ()):
-            named[f"{group}_{i}"] = t
-    return {k: (v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in named.items()}
 
 
 def assert_same(pt_out, tf_out, what):
@@ -69,11 +35,9 @@ def assert_same(pt_out, tf_out, what):
 
 
 @pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("name, config_cls, kwargs, shape", CONFIGS, ids=[c[0] for c in CONFIGS])
+@pytest.mark.parametrize("name, config_cls, kwargs, shape", CONFIGS, ids=CONFIG_IDS)
 def test_pt_tf_parity(name, config_cls, kwargs, shape, task):
-    config = config_cls(**kwargs)
-    if task == "Backbone":  # several maps, the stem included where the config allows
-        config.out_features = config.stage_names[:: max(1, len(config.stage_names) // 3)]
+    config = make_config(config_cls, kwargs, task)
     pt = pt_class(config, task)(config).eval()
     redraw_(pt, seed=len(name))
     model = tf_twin(pt)

@@ -1,0 +1,445 @@
+"""The Keras twin on whichever Keras backend this process runs (KERAS_BACKEND): tensorflow in the
+main suite, jax and torch in the processes tests/test_keras_backends.py starts for each.
+
+Against the PyTorch twin with the same re-drawn weights: every output of the parity matrix
+(tests/parity_configs.py) in NCHW and channels_last (rel <= 1e-4), the gradients of the loss taken
+by the backend's own autodiff (rel <= 1e-3 per tensor), one epoch of ``fit`` lowering the loss,
+mixed precision; the JAX depthwise fast path against Keras' own layer; files from another backend
+(``CONVNEXT_FOREIGN_DIR``, written by the parent process) and for another (``CONVNEXT_OUT_DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import rel_err
+from convnext_common import ConvNextConfig, ConvNextV2Config
+from helpers import redraw_
+from parity_configs import CONFIG_IDS, CONFIGS, TASKS, TOL, make_config, named_outputs, pt_class, to_numpy
+
+keras = pytest.importorskip("keras")
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    pytest.importorskip("tensorflow")
+import convnext_tf  # noqa: E402  (not importorskip: on every backend an ImportError is a failure)
+from convnext_tf import fused  # noqa: E402
+from convnext_tf.hub import to_canonical  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+GRAD_TOL = 1e-3
+
+
+def keras_twin(pt_model, **kwargs):
+    """The Keras twin of a PyTorch model with its weights (through canonical arrays)."""
+    model = getattr(convnext_tf, "TF" + type(pt_model).__name__)(pt_model.config, **kwargs)
+    model.load_numpy_state_dict(pt_model.numpy_state_dict())
+    return model
+
+
+def assert_outputs_equal(ours: dict, ref: dict, what: str, tol: float = TOL) -> None:
+    assert set(ours) == set(ref), (what, sorted(ours), sorted(ref))
+    for name in ref:
+        err = rel_err(ours[name], ref[name])
+        assert err <= tol, f"{what}: {name} rel {err:.2e} > {tol:g} on the {BACKEND} backend"
+
+
+def test_tensorflow_is_imported_only_on_its_backend(tmp_path):
+    """Import, build, run, fit a step, save_pretrained and from_pretrained load no TensorFlow unless
+    it is the backend. (First in this file: Keras itself imports TensorFlow, where installed, when
+    it writes a .keras file, as later tests do; the backend processes run this file alone.)"""
+    model = convnext_tf.TFConvNextV2ForImageClassification(
+        ConvNextV2Config(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=3))
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    model(x)
+    model.compile(optimizer="sgd")
+    model.fit(x, np.array([0, 1]), verbose=0)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    type(model).from_pretrained(tmp_path)
+    assert ("tensorflow" in sys.modules) == (BACKEND == "tensorflow")
+
+
+def test_convnext_keras_names_the_same_classes_without_the_prefix():
+    import convnext_keras
+
+    assert convnext_keras.ConvNextForImageClassification is convnext_tf.TFConvNextForImageClassification
+    assert convnext_keras.AutoBackbone is convnext_tf.TFAutoBackbone
+    unprefixed = {n[2:] for n in convnext_tf.__all__ if n.startswith("TF")}
+    assert unprefixed <= set(convnext_keras.__all__)
+
+
+# --- outputs --------------------------------------------------------------------------------------
+# every config in both layouts, the model types taking turns (all three in each layout): the full
+# product runs on TensorFlow in tests/test_tf_parity.py; this keeps each backend's process short
+MATRIX = [(*config, TASKS[(i + j) % len(TASKS)], data_format)
+          for j, data_format in enumerate(["channels_first", "channels_last"]) for i, config in enumerate(CONFIGS)]
+
+
+@pytest.mark.parametrize("name, config_cls, kwargs, shape, task, data_format", MATRIX,
+                         ids=[f"{m[0]}-{m[4]}-{m[5]}" for m in MATRIX])
+def test_outputs_equal_the_pytorch_twin(name, config_cls, kwargs, shape, task, data_format):
+    config = make_config(config_cls, kwargs, task)
+    pt = pt_class(config, task)(config).eval()
+    redraw_(pt, seed=len(name))
+    model = keras_twin(pt, data_format=data_format)
+    x = np.random.default_rng(1).standard_normal((2,) + shape).astype(np.float32)
+    with torch.no_grad():
+        ref = named_outputs(pt(torch.from_numpy(x), output_hidden_states=True))
+    channels_last = data_format == "channels_last"
+    x_in = x.transpose(0, 2, 3, 1) if channels_last else x
+    ours = named_outputs(model(x_in, output_hidden_states=True, training=False), channels_last=channels_last)
+    assert_outputs_equal(ours, ref, f"{name}/{task}/{data_format}")
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_predict_gives_the_logits(v2):
+    name, config_cls, kwargs, shape = CONFIGS[4 if v2 else 0]
+    config = make_config(config_cls, kwargs, "ForImageClassification")
+    pt = pt_class(config, "ForImageClassification")(config).eval()
+    redraw_(pt, seed=11)
+    x = np.random.default_rng(2).standard_normal((5,) + shape).astype(np.float32)
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x)).logits.numpy()
+    assert rel_err(keras_twin(pt).predict(x, batch_size=2, verbose=0), ref) <= TOL
+
+
+# --- gradients --------------------------------------------------------------------------------------
+def keras_gradients(model, x, labels) -> tuple[float, dict[str, np.ndarray]]:
+    """The model's own loss and its gradient for every trainable variable, under canonical names
+    (PyTorch layouts), by the backend's autodiff."""
+    variables = model.trainable_variables
+    if BACKEND == "jax":
+        import jax
+
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        def loss_of(trainable):
+            out, _ = model.stateless_call(trainable, non_trainable, x, labels=labels, training=False)
+            return out.loss
+
+        loss, grads = jax.jit(jax.value_and_grad(loss_of))([v.value for v in variables])
+    elif BACKEND == "torch":
+        loss = model(x, labels=labels, training=False).loss
+        grads = torch.autograd.grad(loss, [v.value for v in variables])
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = model(x, labels=labels, training=False).loss
+        grads = tape.gradient(loss, variables)
+    by_id = {id(v): g for v, g in zip(variables, grads)}
+    out = {}
+    for tf_path, variable in model._variables_by_tf_path().items():
+        name, value = to_canonical(tf_path, to_numpy(keras.ops.convert_to_numpy(by_id[id(variable)])))
+        out[name] = value
+    return float(to_numpy(keras.ops.convert_to_numpy(loss))), out
+
+
+@pytest.mark.parametrize("name, config_cls, kwargs, shape", [CONFIGS[1], CONFIGS[5]],
+                         ids=[CONFIG_IDS[1], CONFIG_IDS[5]])
+def test_gradients_equal_the_pytorch_twin(name, config_cls, kwargs, shape):
+    config = make_config(config_cls, kwargs, "ForImageClassification")
+    pt = pt_class(config, "ForImageClassification")(config).eval()
+    redraw_(pt, seed=len(name) + 1)
+    model = keras_twin(pt)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3,) + shape).astype(np.float32)
+    labels = rng.integers(0, config.num_labels, 3)
+    pt_loss = pt(torch.from_numpy(x), labels=torch.from_numpy(labels)).loss
+    pt_loss.backward()
+    ref = {n: p.grad.numpy() for n, p in pt.named_parameters()}
+    loss, ours = keras_gradients(model, x, labels.astype(np.int32))
+    assert loss == pytest.approx(pt_loss.item(), rel=1e-5)
+    assert set(ours) == set(ref)
+    for n in ref:
+        err = np.abs(ours[n] - ref[n]).max() / max(np.abs(ref[n]).max(), 1e-12)
+        assert err <= GRAD_TOL, f"{name}: d loss / d {n} rel {err:.2e} > {GRAD_TOL:g} on the {BACKEND} backend"
+
+
+def test_grn_gradient_of_an_all_zero_channel_equals_pytorch():
+    """A channel that is zero everywhere (after a ReLU) has norm 0; its gradient is finite, as in
+    the PyTorch twin (sqrt's own gradient at 0 is inf and would make every gradient NaN)."""
+    from convnext_pt.modeling import ConvNextV2GRN
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 5, 6, 4)).astype(np.float32)
+    x[:, :, :, 1] = 0.0
+    w = rng.uniform(0.2, 1.0, (1, 1, 1, 4)).astype(np.float32)
+    pt = ConvNextV2GRN(4)
+    with torch.no_grad():
+        pt.weight.copy_(torch.from_numpy(w))
+        pt.bias.copy_(torch.from_numpy(w[..., ::-1].copy()))
+    xt = torch.from_numpy(x).requires_grad_()
+    (pt(xt) ** 2).sum().backward()
+    grn = convnext_tf.TFConvNextV2GRN(4)
+    grn.build((None, None, None, 4))
+    grn.weight.assign(w)
+    grn.bias.assign(w[..., ::-1].copy())
+    if BACKEND == "jax":
+        import jax
+
+        grad = jax.grad(lambda a: (grn(a) ** 2).sum())(x)
+    elif BACKEND == "torch":
+        a = torch.from_numpy(x).requires_grad_()
+        (grn(a) ** 2).sum().backward()
+        grad = a.grad
+    else:
+        import tensorflow as tf
+
+        a = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(a)
+            loss = tf.reduce_sum(grn(a) ** 2)
+        grad = tape.gradient(loss, a)
+    grad = to_numpy(keras.ops.convert_to_numpy(grad))
+    assert np.isfinite(grad).all()
+    assert rel_err(grad, xt.grad.numpy()) <= 1e-5
+
+
+# --- training -----------------------------------------------------------------------------------------
+def _learnable_data(n: int = 32, size: int = 32, classes: int = 3):
+    """Images whose class is the channel with the largest mean: a task a small ConvNeXt learns at once."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, classes, n)
+    x = rng.standard_normal((n, 3, size, size)).astype(np.float32)
+    x[np.arange(n), y] += 1.0
+    return x, y.astype(np.int32)
+
+
+@pytest.mark.parametrize("own_loss, data_format", [(True, "channels_first"), (False, "channels_last")],
+                         ids=["own-loss-nchw", "keras-loss-nhwc"])
+def test_fit_one_epoch_lowers_the_loss(own_loss, data_format):
+    keras.utils.set_random_seed(0)
+    config = ConvNextV2Config(depths=[1, 1], hidden_sizes=[16, 32], num_stages=2, num_labels=3, drop_path_rate=0.1)
+    model = convnext_tf.TFConvNextV2ForImageClassification(config, data_format=data_format)
+    x, y = _learnable_data()
+    if data_format == "channels_last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    loss = None if own_loss else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.AdamW(3e-3), loss=loss, metrics=None if own_loss else ["accuracy"])
+    before = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)["loss"]
+    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    after = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)["loss"]
+    assert np.isfinite(history.history["loss"][0])
+    assert after < 0.9 * before, (BACKEND, before, after)
+
+
+@pytest.mark.parametrize("policy, bound", [("mixed_bfloat16", 0.05), ("mixed_float16", 0.01)])
+def test_mixed_precision_stays_close_to_float32(policy, bound, tmp_path):
+    """Variables and norm statistics in float32, compute in the low dtype (README's bounds)."""
+    config = ConvNextV2Config(depths=[1, 1, 1], hidden_sizes=[8, 16, 24], num_stages=3, num_labels=4)
+    pt = convnext_tf_pt_pair(config, tmp_path)
+    x = np.random.default_rng(4).standard_normal((2, 3, 48, 48)).astype(np.float32)
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x), output_hidden_states=True)
+    model = convnext_tf.TFConvNextV2ForImageClassification.from_pretrained(tmp_path, dtype=policy)
+    out = model(x, output_hidden_states=True, training=False)
+    assert keras.backend.standardize_dtype(out.logits.dtype) == policy.split("_")[1]
+    assert {keras.backend.standardize_dtype(v.dtype) for v in model.weights} == {"float32"}
+    ours = {k: v.astype(np.float32) for k, v in named_outputs(out).items()}
+    assert_outputs_equal(ours, named_outputs(ref), policy, tol=bound)
+
+
+def convnext_pt_model(config, seed: int = 21):
+    """A PyTorch twin classifier with every parameter re-drawn."""
+    pt = pt_class(config, "ForImageClassification")(config).eval()
+    redraw_(pt, seed=seed)
+    return pt
+
+
+def convnext_tf_pt_pair(config, folder: Path):
+    """A re-drawn PyTorch twin, saved to ``folder`` for the Keras twin to load."""
+    pt = convnext_pt_model(config)
+    pt.save_pretrained(folder)
+    return pt
+
+
+# --- the JAX fast path -----------------------------------------------------------------------------------
+def _depthwise(channels: int = 12, kernel: int = 7, **kwargs):
+    layer = keras.layers.DepthwiseConv2D(kernel, **{"padding": "same", **kwargs})
+    layer.build((None, None, None, channels))
+    rng = np.random.default_rng(kernel)
+    for v in layer.weights:
+        v.assign(rng.standard_normal(v.shape).astype(np.float32))
+    return layer
+
+
+@pytest.mark.parametrize("kernel", [7, 4, 3])
+def test_depthwise_fast_form_equals_keras_layer(kernel):
+    """fused.depthwise_conv equals Keras' DepthwiseConv2D within 1e-5 (odd and even kernels, odd
+    sizes), forward and backward, on every backend (it is the layer's own call off JAX)."""
+    layer = _depthwise(kernel=kernel)
+    x = np.random.default_rng(0).standard_normal((2, 11, 9, 12)).astype(np.float32)
+    ref = to_numpy(keras.ops.convert_to_numpy(layer(x)))
+    ours = to_numpy(keras.ops.convert_to_numpy(fused.depthwise_conv(layer, x)))
+    assert rel_err(ours, ref) <= 1e-5
+    if BACKEND == "jax":  # the gradients (its own VJP) for the input, the kernel and the bias
+        import jax
+        import jax.numpy as jnp
+
+        weights = jnp.asarray(np.random.default_rng(1).standard_normal(ref.shape).astype(np.float32))
+
+        def plain(a, k, b):  # Keras' own depthwise convolution
+            return keras.ops.depthwise_conv(a, k, strides=1, padding="same") + b
+
+        args = (jnp.asarray(x), jnp.asarray(layer.kernel.value), jnp.asarray(layer.bias.value))
+        grads = [jax.grad(lambda *a, f=f: jnp.sum(jnp.sin(f(*a)) * weights), argnums=(0, 1, 2))(*args)
+                 for f in (plain, fused._jitted_shifted_sum())]
+        for name, ours, theirs in zip(("input", "kernel", "bias"), grads[1], grads[0]):
+            assert rel_err(np.asarray(ours), np.asarray(theirs)) <= 1e-5, name
+
+
+def test_depthwise_fast_form_only_for_the_plain_layer():
+    """Anything but a plain stride-1 "same" DepthwiseConv2D runs as the layer itself."""
+    assert fused._is_plain_depthwise(_depthwise())
+
+    class Shifted(keras.layers.DepthwiseConv2D):
+        def call(self, inputs):
+            return super().call(inputs) + 1.0
+
+    changed = [_depthwise(strides=2), _depthwise(dilation_rate=2), _depthwise(depth_multiplier=2),
+               _depthwise(activation="relu"), _depthwise(padding="valid")]
+    for layer in changed:
+        assert not fused._is_plain_depthwise(layer), layer.get_config()
+    shifted = Shifted(7, padding="same")
+    shifted.build((None, None, None, 12))
+    assert not fused._is_plain_depthwise(shifted)
+    x = np.zeros((1, 9, 9, 12), np.float32)
+    np.testing.assert_allclose(to_numpy(keras.ops.convert_to_numpy(fused.depthwise_conv(shifted, x))), 1.0)
+
+
+def test_model_output_follows_a_replaced_depthwise_layer():
+    """A block's dwconv replaced by the user is what runs (not the fast path's formula)."""
+    config = ConvNextConfig(depths=[1], hidden_sizes=[8], num_stages=1, num_labels=2)
+    pt = convnext_pt_model(config)
+    model = keras_twin(pt)
+    x = np.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    before = to_numpy(keras.ops.convert_to_numpy(model(x).logits))
+    with torch.no_grad():
+        ref = pt(torch.from_numpy(x)).logits.numpy()
+    assert rel_err(before, ref) <= TOL
+    block = model.convnext.encoder.stages[0].layers[0]
+    replacement = keras.layers.DepthwiseConv2D(7, padding="same", depthwise_initializer="ones", name="dwconv")
+    replacement.build((None, None, None, 8))
+    block._tracker.unlock()  # Keras locks a built layer's state; replacing a sub-layer needs this
+    block.dwconv = replacement
+    block._tracker.lock()
+    with torch.no_grad():
+        pt.convnext.encoder.stages[0].layers[0].dwconv.weight.fill_(1.0)
+        pt.convnext.encoder.stages[0].layers[0].dwconv.bias.zero_()
+        ref = pt(torch.from_numpy(x)).logits.numpy()
+    after = to_numpy(keras.ops.convert_to_numpy(model(x).logits))
+    assert rel_err(after, ref) <= TOL and rel_err(after, before) > 1e-3
+
+
+# --- the PyTorch backend's fused Dense + activation --------------------------------------------------------
+def _no_grad():
+    return torch.no_grad()  # what predict() runs under on the PyTorch backend; a no-op elsewhere
+
+
+def _dense(units: int = 24, inputs: int = 16, **kwargs):
+    dense = keras.layers.Dense(units, **kwargs)
+    dense.build((None, inputs))
+    rng = np.random.default_rng(units)
+    for v in dense.weights:
+        v.assign(rng.standard_normal(v.shape).astype(np.float32))
+    return dense
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "relu", "silu", "quick_gelu", None])
+def test_linear_act_fast_form_equals_the_layers(act):
+    from convnext_tf.activations import get_activation
+
+    dense, layer = _dense(), get_activation(act) if act else None
+    x = keras.ops.convert_to_tensor(np.random.default_rng(2).standard_normal((37, 16)).astype(np.float32))
+    with _no_grad():
+        ref = dense(x) if layer is None else layer(dense(x))
+        ours = fused.linear_act(dense, layer, x)
+        fast = fused._torch_post_op(dense, layer, x) if BACKEND == "torch" else None
+    assert rel_err(to_numpy(keras.ops.convert_to_numpy(ours)), to_numpy(keras.ops.convert_to_numpy(ref))) <= 1e-5
+    if BACKEND == "torch":  # taken for the activations oneDNN has, and only without gradients
+        assert (fast is not None) == (act != "quick_gelu")
+        assert fused._torch_post_op(dense, layer, x) is None
+
+
+def test_linear_act_runs_a_lora_or_subclassed_dense_as_itself():
+    x = keras.ops.convert_to_tensor(np.random.default_rng(3).standard_normal((5, 16)).astype(np.float32))
+    dense = _dense()
+    plain = to_numpy(keras.ops.convert_to_numpy(dense(x)))
+    dense.enable_lora(2)
+    dense.lora_kernel_b.assign(np.ones(dense.lora_kernel_b.shape, np.float32))
+    with _no_grad():
+        ours = to_numpy(keras.ops.convert_to_numpy(fused.linear_act(dense, None, x)))
+        ref = to_numpy(keras.ops.convert_to_numpy(dense(x)))
+    assert rel_err(ours, ref) <= 1e-6 and rel_err(ours, plain) > 1e-3
+
+    class Doubled(keras.layers.Dense):
+        def call(self, inputs):
+            return 2.0 * super().call(inputs)
+
+    doubled = Doubled(24)
+    doubled.build((None, 16))
+    with _no_grad():
+        ours = to_numpy(keras.ops.convert_to_numpy(fused.linear_act(doubled, None, x)))
+        ref = to_numpy(keras.ops.convert_to_numpy(doubled(x)))
+    assert rel_err(ours, ref) <= 1e-6
+
+
+# --- files between backends, export ----------------------------------------------------------------------
+CROSS_CONFIG = dict(depths=[1, 2], hidden_sizes=[8, 16], num_stages=2, num_labels=3)
+
+
+def write_cross_backend_files(folder: Path) -> None:
+    """A re-drawn V2 classifier from the PyTorch twin, as the Keras twin on this backend writes it
+    (``hub/`` with tf_model.h5, ``model.keras``), with the input and the PyTorch twin's logits."""
+    config = ConvNextV2Config(**CROSS_CONFIG)
+    pt = convnext_tf_pt_pair(config, folder / "pt")
+    model = keras_twin(pt)
+    x = np.random.default_rng(6).standard_normal((2, 3, 40, 44)).astype(np.float32)
+    with torch.no_grad():
+        logits = pt(torch.from_numpy(x)).logits.numpy()
+    model.save_pretrained(folder / "hub")
+    model.save(folder / "model.keras")
+    np.savez(folder / "reference.npz", x=x, logits=logits)
+    (folder / "backend.json").write_text(json.dumps({"backend": BACKEND}))
+
+
+def check_cross_backend_files(folder: Path) -> None:
+    """What :func:`write_cross_backend_files` wrote (on any backend) loads here with the same logits."""
+    ref = np.load(folder / "reference.npz")
+    hub = convnext_tf.TFConvNextV2ForImageClassification.from_pretrained(folder / "hub")
+    native = keras.models.load_model(folder / "model.keras")
+    assert type(native) is convnext_tf.TFConvNextV2ForImageClassification
+    for model in (hub, native):
+        logits = to_numpy(keras.ops.convert_to_numpy(model(ref["x"], training=False).logits))
+        assert rel_err(logits, ref["logits"]) <= TOL
+
+
+def test_files_move_between_backends(tmp_path):
+    """tf_model.h5 and .keras written on another backend (the parent process's, when it set
+    CONVNEXT_FOREIGN_DIR; else this one's) load here, and this backend's files go to
+    CONVNEXT_OUT_DIR for the parent to load."""
+    foreign = os.environ.get("CONVNEXT_FOREIGN_DIR")
+    if foreign is None:
+        write_cross_backend_files(tmp_path)
+    check_cross_backend_files(Path(foreign) if foreign else tmp_path)
+    if os.environ.get("CONVNEXT_OUT_DIR"):
+        write_cross_backend_files(Path(os.environ["CONVNEXT_OUT_DIR"]))
+
+
+def test_export_names_the_backend_it_needs(tmp_path):
+    config = ConvNextConfig(depths=[1], hidden_sizes=[8], num_stages=1, num_labels=2)
+    model = convnext_tf.TFConvNextForImageClassification(config)
+    if BACKEND == "tensorflow":
+        model.export(tmp_path / "sm")
+        assert (tmp_path / "sm" / "saved_model.pb").is_file()
+    else:
+        with pytest.raises(RuntimeError, match=f"KERAS_BACKEND=tensorflow.*'{BACKEND}'"):
+            model.export(tmp_path / "sm")
+        assert not (tmp_path / "sm").exists()
