@@ -70,8 +70,9 @@ def test_from_pretrained_holds_no_second_copy_of_the_checkpoint(tmp_path, twin, 
     cls.from_pretrained(folder)  # first use: imports and one-time caches are not the loader's
     building = _traced_peak(lambda: cls(config))
     loading = _traced_peak(lambda: cls.from_pretrained(folder))
-    # a loader holding the checkpoint whole adds >= 1.0x; streaming, a few tensors of ~0.03x each
-    assert loading - building < 0.3 * size, (loading - building) / size
+    # a loader holding the checkpoint whole adds >= 1.0x; streaming, a few tensors of ~0.03x each plus
+    # the framework's own bookkeeping of the load (Python objects, which vary from run to run)
+    assert loading - building < 0.5 * size, (loading - building) / size
 
 
 def test_loaded_weights_are_the_file_s(tmp_path):
