@@ -25,8 +25,9 @@ from convnext_pt import ConvNextForImageClassification
 from helpers import redraw_
 
 #: 18 blocks of equal width: the largest tensor is ~3% of the checkpoint, so holding a few tensors
-#: at once stays far below holding the checkpoint.
-WIDE_FLAT = dict(depths=[2, 2, 12, 2], hidden_sizes=[128, 128, 128, 128], num_stages=4, num_labels=10)
+#: at once stays far below holding the checkpoint; wide enough (~38 MB) that the framework's own
+#: Python objects during a load (a few MB, varying from run to run) stay small beside it.
+WIDE_FLAT = dict(depths=[2, 2, 12, 2], hidden_sizes=[256, 256, 256, 256], num_stages=4, num_labels=10)
 
 
 def _folder(tmp_path: Path, weights: str) -> tuple[Path, ConvNextConfig, int]:
@@ -70,9 +71,8 @@ def test_from_pretrained_holds_no_second_copy_of_the_checkpoint(tmp_path, twin, 
     cls.from_pretrained(folder)  # first use: imports and one-time caches are not the loader's
     building = _traced_peak(lambda: cls(config))
     loading = _traced_peak(lambda: cls.from_pretrained(folder))
-    # a loader holding the checkpoint whole adds >= 1.0x; streaming, a few tensors of ~0.03x each plus
-    # the framework's own bookkeeping of the load (Python objects, which vary from run to run)
-    assert loading - building < 0.5 * size, (loading - building) / size
+    # a loader holding the checkpoint whole adds >= 1.0x; streaming, a few tensors of ~0.03x each
+    assert loading - building < 0.3 * size, (loading - building) / size
 
 
 def test_loaded_weights_are_the_file_s(tmp_path):
