@@ -94,13 +94,15 @@ def _torch_post_op(dense: keras.layers.Layer, act: Optional[keras.layers.Layer],
         return None
     if act is None:
         return "none", ""
-    if type(act) is not keras.layers.Activation or type(act).call is not keras.layers.Activation.call:
+    if (type(act) is not keras.layers.Activation or type(act).call is not keras.layers.Activation.call
+            or "call" in vars(act)):  # an instance's own call (patched by a user or a library) runs itself
         return None
     return _ONEDNN_POST_OPS.get(act.activation)
 
 
 def _plain_dense(dense: keras.layers.Layer) -> bool:
     return (type(dense) is keras.layers.Dense and type(dense).call is keras.layers.Dense.call
+            and "call" not in vars(dense)  # an instance's own call (patched by a user or a library) runs itself
             and dense.activation is keras.activations.linear and dense.compute_dtype == "float32"
             and dense.activity_regularizer is None
             and getattr(dense, "quantization_mode", None) is None and not getattr(dense, "lora_enabled", False))
@@ -200,7 +202,7 @@ def depthwise_conv(layer: keras.layers.Layer, x):
 def _is_plain_depthwise(layer: keras.layers.Layer) -> bool:
     """Whether ``layer`` computes exactly a stride-1 "same" depthwise conv plus bias, nothing else."""
     return (type(layer) is keras.layers.DepthwiseConv2D and layer.built
-            and type(layer).call is keras.layers.DepthwiseConv2D.call
+            and type(layer).call is keras.layers.DepthwiseConv2D.call and "call" not in vars(layer)
             and layer.depth_multiplier == 1 and layer.data_format == "channels_last"
             and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1)
             and layer.padding == "same" and layer.activation is keras.activations.linear

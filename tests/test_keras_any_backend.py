@@ -391,6 +391,29 @@ def test_linear_act_runs_a_lora_or_subclassed_dense_as_itself():
     assert rel_err(ours, ref) <= 1e-6
 
 
+def test_fast_paths_step_aside_for_an_instance_whose_call_was_replaced():
+    """A library or a user patching one layer's ``call`` (not its class) is honoured: the Dense's and
+    the depthwise conv's own call runs, as in a plain Keras model."""
+    x = keras.ops.convert_to_tensor(np.random.default_rng(4).standard_normal((5, 16)).astype(np.float32))
+    dense = _dense()
+    plain_call = dense.call
+    dense.call = lambda inputs, *a, **k: 3.0 * plain_call(inputs, *a, **k)
+    with _no_grad():
+        ours = to_numpy(keras.ops.convert_to_numpy(fused.linear_act(dense, None, x)))
+    ref = 3.0 * (to_numpy(keras.ops.convert_to_numpy(x)) @ to_numpy(keras.ops.convert_to_numpy(dense.kernel))
+                 + to_numpy(keras.ops.convert_to_numpy(dense.bias)))
+    assert rel_err(ours, ref) <= 1e-5
+
+    depthwise = _depthwise()
+    depthwise_call = depthwise.call
+    depthwise.call = lambda inputs, *a, **k: depthwise_call(inputs, *a, **k) + 1.0
+    assert not fused._is_plain_depthwise(depthwise)
+    images = np.zeros((1, 9, 9, 12), np.float32)
+    out = to_numpy(keras.ops.convert_to_numpy(fused.depthwise_conv(depthwise, images)))
+    expected = np.broadcast_to(1.0 + to_numpy(keras.ops.convert_to_numpy(depthwise.bias)), out.shape)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
 # --- files between backends, export ----------------------------------------------------------------------
 CROSS_CONFIG = dict(depths=[1, 2], hidden_sizes=[8, 16], num_stages=2, num_labels=3)
 
