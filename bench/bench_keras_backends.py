@@ -27,10 +27,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -117,31 +115,6 @@ def build_contenders(args, batch: int) -> dict[str, Callable[[], object]]:
     return out
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, dict]:
-    """One warm-up call each (traces and compiles), then ``rounds`` rounds of A B C ..."""
-    stats: dict[str, dict] = {}
-    for name, fn in list(contenders.items()):
-        t = time.perf_counter()
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - a contender that cannot run this workload is reported
-            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-            stats[name] = {"error": f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]}
-            contenders.pop(name)
-            continue
-        stats[name] = {"first_call_s": time.perf_counter() - t, "times_s": []}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            t = time.perf_counter()
-            fn()
-            stats[name]["times_s"].append(time.perf_counter() - t)
-    for s in stats.values():
-        if "times_s" in s:
-            s["median_s"] = statistics.median(s["times_s"])
-            s["range_s"] = [min(s["times_s"]), max(s["times_s"])]
-    return stats
-
-
 def limit_threads(backend: str, threads: int) -> None:
     """Before the backend is imported: the same number of compute threads for every contender."""
     if backend == "jax":  # XLA's CPU runtime sizes its pool from the CPUs this process may use
@@ -161,6 +134,8 @@ def child(args) -> int:
     limit_threads(args.child, args.threads)
     import keras
 
+    from bench.timing import interleaved
+
     assert keras.backend.backend() == args.child, (keras.backend.backend(), args.child)
     result = {"backend": args.child, "keras": keras.__version__, "batches": {}}
     if args.child == "jax":
@@ -168,7 +143,7 @@ def child(args) -> int:
 
         result["jax"] = jax.__version__
     for batch in args.batches:
-        stats = interleaved(build_contenders(args, batch), args.rounds)
+        stats = interleaved(build_contenders(args, batch), args.rounds, progress=False)
         for s in stats.values():
             if "median_s" in s:
                 s["images_per_s"] = batch / s["median_s"]

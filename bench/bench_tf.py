@@ -28,9 +28,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -42,6 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402  (before tensorflow, always)
 
 from bench import hardware  # noqa: E402
+from bench.timing import interleaved  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -127,32 +126,6 @@ def build_contenders(args) -> dict[str, Callable[[], object]]:
 
         out["pt-twin train step"] = pt_train
     return {k: v for k, v in out.items() if k not in args.skip}
-
-
-def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, dict]:
-    """One warm-up call each (traces, XLA compiles), then ``rounds`` rounds of A B C ..."""
-    stats: dict[str, dict] = {}
-    for name, fn in list(contenders.items()):
-        t = time.perf_counter()
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - a contender that cannot run this workload is reported
-            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-            stats[name] = {"error": f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]}
-            contenders.pop(name)
-            continue
-        stats[name] = {"first_call_s": time.perf_counter() - t, "times_s": []}
-        print(f"  warm-up {name}: {stats[name]['first_call_s']:.1f} s", file=sys.stderr, flush=True)
-    for r in range(rounds):
-        for name, fn in contenders.items():
-            t = time.perf_counter()
-            fn()
-            stats[name]["times_s"].append(time.perf_counter() - t)
-        print(f"  round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
-    for s in stats.values():
-        if "times_s" in s:
-            s["median_s"] = statistics.median(s["times_s"])
-    return stats
 
 
 def main(argv=None) -> int:
