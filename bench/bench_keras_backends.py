@@ -99,19 +99,9 @@ def build_contenders(args, batch: int) -> dict[str, Callable[[], object]]:
             trained(apps)
             out["keras-apps train step"] = lambda: apps.train_on_batch(x_nhwc, y)
         if args.child == "torch":
-            pt_opt = torch.optim.SGD(pt.parameters(), lr=1e-4)
-            y_pt = torch.from_numpy(y.astype(np.int64))
+            from bench.timing import torch_sgd_step
 
-            def pt_train():
-                pt.train()
-                loss = torch.nn.functional.cross_entropy(pt(x_pt).logits, y_pt)
-                pt_opt.zero_grad()
-                loss.backward()
-                pt_opt.step()
-                pt.eval()
-                return loss.item()
-
-            out["pt-twin train step"] = pt_train
+            out["pt-twin train step"] = torch_sgd_step(pt, x_pt, torch.from_numpy(y.astype(np.int64)))
     return out
 
 

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402  (before tensorflow, always)
 
 from bench import hardware  # noqa: E402
-from bench.timing import interleaved  # noqa: E402
+from bench.timing import interleaved, torch_sgd_step  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -112,19 +112,7 @@ def build_contenders(args) -> dict[str, Callable[[], object]]:
         out["tf-twin train step"] = tf_step(twin, x_nchw, lambda o: o.logits)
         if args.variant == "tiny":
             out["keras-apps train step"] = tf_step(apps, x_nhwc, lambda o: o)
-        pt_opt = torch.optim.SGD(pt.parameters(), lr=1e-4)
-        y_pt = torch.from_numpy(labels.numpy())
-
-        def pt_train():
-            pt.train()
-            loss = torch.nn.functional.cross_entropy(pt(x_pt).logits, y_pt)
-            pt_opt.zero_grad()
-            loss.backward()
-            pt_opt.step()
-            pt.eval()
-            return loss.item()
-
-        out["pt-twin train step"] = pt_train
+        out["pt-twin train step"] = torch_sgd_step(pt, x_pt, torch.from_numpy(labels.numpy()))
     return {k: v for k, v in out.items() if k not in args.skip}
 
 

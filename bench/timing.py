@@ -38,3 +38,22 @@ def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, progre
             s["median_s"] = statistics.median(s["times_s"])
             s["range_s"] = [min(s["times_s"]), max(s["times_s"])]
     return stats
+
+
+def torch_sgd_step(model, x, y, lr: float = 1e-4) -> Callable[[], float]:
+    """One SGD training step of a PyTorch classifier on ``(x, y)`` (its ``.logits``), as a contender:
+    the reference the Keras benchmarks time their training steps against."""
+    import torch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def step() -> float:
+        model.train()
+        loss = torch.nn.functional.cross_entropy(model(x).logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        model.eval()
+        return loss.item()
+
+    return step

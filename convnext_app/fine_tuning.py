@@ -20,6 +20,38 @@ from convnext_common.processing import ConvNextImageProcessor
 from convnext_common.variants import config_for_variant, parse_variant
 
 
+@dataclass
+class SharedTrainOptions:
+    """The options both training paths take, with the same defaults; each path's options add its own."""
+
+    data: str
+    model: str
+    out: str
+    epochs: int = 10
+    batch_size: int = 32          # per process (PyTorch) or per device (Keras)
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    drop_path: Optional[float] = None
+    image_size: Optional[int] = None
+    min_scale: float = 0.25
+    flip: bool = True
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    overwrite: bool = False
+    quiet: bool = False
+    # the recipe options both paths run; the defaults leave them off
+    ema: Optional[float] = None
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    accum_steps: int = 1
+    clip_grad: Optional[float] = None
+    head_init_scale: float = 1.0
+    freeze_trunk: bool = False
+
+
 def shared_option_checks(o: Any) -> list[tuple[bool, str]]:
     """(condition, message when it fails) for the options both paths take (``o``: their options)."""
     return [

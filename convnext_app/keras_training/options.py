@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any
 
-from ..fine_tuning import shared_option_checks
+from ..fine_tuning import SharedTrainOptions, shared_option_checks
 
 
 class KerasTrainingError(ValueError):
@@ -38,33 +38,8 @@ def _is_set(name: str, value: Any) -> bool:
 
 
 @dataclass
-class KerasTrainOptions:
-    data: str
-    model: str
-    out: str
-    epochs: int = 10
-    batch_size: int = 32          # per device (replica), as --batch-size is per process in PyTorch
-    lr: float = 5e-4
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    drop_path: Optional[float] = None
-    image_size: Optional[int] = None
-    min_scale: float = 0.25
-    flip: bool = True
-    val_fraction: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    overwrite: bool = False
-    quiet: bool = False
-    # recipe options Keras runs
-    ema: Optional[float] = None
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    accum_steps: int = 1
-    clip_grad: Optional[float] = None
-    head_init_scale: float = 1.0
-    freeze_trunk: bool = False
+class KerasTrainOptions(SharedTrainOptions):
+    """``convnext train --framework tf``'s options: the shared ones (``--batch-size`` per device)."""
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "KerasTrainOptions":

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from ..fine_tuning import shared_option_checks
+from ..fine_tuning import SharedTrainOptions, shared_option_checks
 from .recipe.layer_decay import LAYER_DECAY_TYPES
 from .recipe.randaugment import parse_randaugment
 
@@ -17,41 +17,18 @@ class TrainingError(ValueError):
 
 
 @dataclass
-class TrainOptions:
-    data: str
-    model: str
-    out: str
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 5e-4
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    drop_path: Optional[float] = None
-    image_size: Optional[int] = None
-    min_scale: float = 0.25
-    flip: bool = True
-    val_fraction: float = 0.1
-    seed: int = 0
+class TrainOptions(SharedTrainOptions):
+    """``convnext train``'s options: the shared ones plus what only the PyTorch path runs."""
+
     workers: int = 0
-    device: str = "auto"
     amp: bool = False
     resume: bool = False
     stop_after: Optional[int] = None
-    overwrite: bool = False
-    quiet: bool = False
-    # the fine-tuning recipe (convnext_app.training.recipe); the defaults leave it off
-    ema: Optional[float] = None
-    mixup: float = 0.0
-    cutmix: float = 0.0
+    # the rest of the fine-tuning recipe (convnext_app.training.recipe); the defaults leave it off
     randaugment: Optional[str] = None
     reprob: float = 0.0
     layer_decay: Optional[float] = None
     layer_decay_type: str = "group"
-    accum_steps: int = 1
-    clip_grad: Optional[float] = None
-    head_init_scale: float = 1.0
-    freeze_trunk: bool = False
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> "TrainOptions":
