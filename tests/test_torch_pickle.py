@@ -19,7 +19,7 @@ from convnext_common.checkpoints.errors import CheckpointError  # noqa: E402
 from convnext_common.checkpoints.io import load_state_dict, load_torch_checkpoint  # noqa: E402
 from convnext_common.checkpoints.torch_pickle import load_torch_file  # noqa: E402
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = Path(__file__).parent / "fixtures"
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
           torch.int8, torch.uint8, torch.bool, torch.complex64]
 
@@ -99,7 +99,7 @@ def test_training_checkpoint_entries_and_namespace(tmp_path):
 
 
 @pytest.mark.parametrize("fixture", sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("*/*")
-                                           if p.suffix in (".bin", ".pth")) if FIXTURES.is_dir() else [])
+                                           if p.suffix in (".bin", ".pth")))
 def test_peer_fixtures_read_as_torch_reads_them(fixture):
     path = FIXTURES / fixture
     want = torch.load(path, weights_only=True)

@@ -314,7 +314,10 @@ def test_subprocess_convert_interrupted_by_sigint(tmp_path, existing):
         argv.append("--overwrite")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-c", _HANG_AFTER_FIRST_FILE, str(ready), *argv], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a suite started in the background inherits SIGINT ignored; the child must
+                            # get the default disposition so that Python installs its KeyboardInterrupt
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 90
         while not ready.exists():
