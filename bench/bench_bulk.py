@@ -97,6 +97,18 @@ def model_rate(model_dir: Path, batches: int = 2) -> float:
     return BATCH * batches / (time.perf_counter() - t)
 
 
+def decode_rate(model_dir: Path, paths: list[str], count: int = 32) -> float:
+    """Images/s of reading + preprocessing alone in one process (what a decoding worker does)."""
+    from convnext_app.bulk.decoding import decode
+    from convnext_app.inference import load_processor
+
+    processor = load_processor(model_dir)
+    t = time.perf_counter()
+    for p in paths[:count]:
+        decode(p, processor)
+    return min(count, len(paths)) / (time.perf_counter() - t)
+
+
 def run_cli(framework: str, folder: Path, model_dir: Path, out: Path, n: int) -> float:
     cmd = [sys.executable, "-m", "convnext_app", "predict", str(folder), "--model", str(model_dir), "--framework",
            framework, "--batch-size", str(BATCH), "--output", str(out), "--overwrite", "--quiet", "--top-k", "5"]
@@ -166,7 +178,7 @@ def main() -> None:
         tmp = Path(tmp)
         photos = tmp / "photos"
         photos.mkdir()
-        make_photos(photos, args.images)
+        paths = make_photos(photos, args.images)
         model_dir = tmp / "convnext-tiny"
         make_model(model_dir)
         rates: dict[str, list[float]] = {}
@@ -176,6 +188,7 @@ def main() -> None:
             print(f"  {name}: {value:.2f} img/s", file=sys.stderr, flush=True)
 
         for _ in range(args.rounds):
+            record("decode + preprocess alone (1 process)", decode_rate(model_dir, paths))
             record("model alone (PyTorch twin, batch 32)", model_rate(model_dir))
             record("convnext predict --framework pt", run_cli("pt", photos, model_dir, tmp / "pt.jsonl", args.images))
             record("model alone (PyTorch twin, batch 32)", model_rate(model_dir))
@@ -194,6 +207,9 @@ def main() -> None:
     for name, values in rates.items():
         v = statistics.median(values)
         print(f"| {name} | {v:.2f} | {v / own:.2f}x |")
+    decode = statistics.median(rates["decode + preprocess alone (1 process)"])
+    print(f"\nBound when decoding shares the model's cores: 1 / (1/model + 1/decode) = "
+          f"{1 / (1 / own + 1 / decode):.2f} img/s ({own / decode:.2f} of the model's time per image is decoding)")
 
 
 if __name__ == "__main__":
