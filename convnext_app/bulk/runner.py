@@ -129,7 +129,7 @@ def run_bulk(job: BulkJob, warn: Callable[[str], None] = _note) -> BulkSummary:
         todo = [p for p in shard.take(job.paths) if p not in done]
         workers = default_workers() if job.workers is None else job.workers
         engine = "torch" if job.framework == "pt" else "pool"
-        bar = Progress(f"{job.task}", len(todo), unit="img", enabled=job.progress and shard.rank == 0)
+        bar = Progress(job.task, len(todo), unit="img", enabled=job.progress and shard.rank == 0 and bool(todo))
         try:
             for batch in iter_batches(todo, processor, job.batch_size, workers, engine):
                 rows = _rows(job, model, batch, top_k)
