@@ -277,11 +277,11 @@ class VectorPart:
 
 def open_part(out: Path, fmt: str, task: str, rank: int, world: int, resume: bool, top_k: int = 0,
               dim: int = 0):
-    files = part_files(out, fmt, task, rank, world)
+    """This run's part: appended batch by batch, resumed from what it already holds when ``resume``."""
     if task == "embed":
         return VectorPart(part_base(out, rank, world), dim, resume)
     codec = CsvCodec(top_k) if fmt == ".csv" else JsonlCodec(top_k)
-    return LinePart(files[0], codec, resume)
+    return LinePart(part_files(out, fmt, task, rank, world)[0], codec, resume)
 
 
 # ---------------------------------------------------------------- the output from the parts
@@ -426,7 +426,7 @@ def _count_vectors(indexes) -> Counts:
         next(lines, None)
         for line in lines:
             counts.rows += 1
-            counts.failed += '"error"' in line and "error" in json.loads(line)
+            counts.failed += "error" in json.loads(line)
     return counts
 
 
