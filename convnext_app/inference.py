@@ -8,9 +8,10 @@ torch nor tensorflow. Preprocessing is the model's ``preprocessor_config.json`` 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -69,33 +70,31 @@ def _check_head_loaded(folder: str, info: dict) -> None:
                                "it is a base model, not an image classifier")
 
 
-def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classifier:
-    """Load ``source``'s classifier (V1 or V2 by its model_type) in ``framework``'s twin.
-
-    ``source``: a hub-layout folder, or a hub id (transformers or timm repo; from the local cache
-    when ``HF_HUB_OFFLINE`` is set).
-    """
+def load_model_folder(source: str | os.PathLike, framework: str, head: str) -> tuple[ConvNextConfig, Any, dict]:
+    """The one place where the commands that run a model (predict, embed, evaluate) load a model folder
+    or hub id: ``source``'s config and its ``head`` model (``"classification"`` or ``"base"``) in
+    ``framework``'s twin, in inference mode, with its loading info (missing keys...). Checks that a
+    classifier's head was in the weights. Notices printed before a model runs belong here."""
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")
     name = str(source)
     if not Path(source).is_dir() and not is_hub_id(name):
         raise FileNotFoundError(f"{name}: no such model folder (nor a hub id)")
     config = load_config(source)
-    _check_classifier_config(name, config)
+    if head == "classification":
+        _check_classifier_config(name, config)
     if framework == "pt":
         try:
-            import torch
+            import torch  # noqa: F401
         except ImportError:
             raise ImportError("--framework pt needs PyTorch: pip install 'convnext-twins[torch]'") from None
-        from convnext_pt import AutoModelForImageClassification
+        from convnext_pt import AutoModel, AutoModelForImageClassification
 
-        model, info = AutoModelForImageClassification.from_pretrained(source, config=config, output_loading_info=True)
-        _check_head_loaded(name, info)
+        auto = AutoModelForImageClassification if head == "classification" else AutoModel
+        with warnings.catch_warnings():  # a backbone's missing pooled norm: load_embedder refuses it
+            warnings.filterwarnings("ignore", message=".*newly initialised.*")
+            model, info = auto.from_pretrained(source, config=config, output_loading_info=True)
         model.eval().float()
-
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return model(torch.from_numpy(x)).logits.float().numpy()
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
         try:
@@ -104,12 +103,38 @@ def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classif
             import_tensorflow()
         except ImportError:
             raise ImportError("--framework tf needs TensorFlow: pip install 'convnext-twins[tf]'") from None
-        from convnext_tf import TFAutoModelForImageClassification
+        from convnext_tf import TFAutoModel, TFAutoModelForImageClassification
 
-        model, info = TFAutoModelForImageClassification.from_pretrained(source, config=config,
-                                                                        output_loading_info=True)
+        auto = TFAutoModelForImageClassification if head == "classification" else TFAutoModel
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*newly initialised.*")
+            model, info = auto.from_pretrained(source, config=config, output_loading_info=True)
+    if head == "classification":
         _check_head_loaded(name, info)
+    return config, model, info
 
+
+def _pooled_norm_missing(info: dict) -> bool:
+    """Whether the weights lacked the pooled norm (``layernorm.*`` at the top of the base model)."""
+    tops = {k.split(".", 1)[1] if k.startswith(("convnext.", "convnextv2.")) else k
+            for k in info.get("missing_keys", [])}
+    return bool(tops & {"layernorm.weight", "layernorm.bias"})
+
+
+def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classifier:
+    """Load ``source``'s classifier (V1 or V2 by its model_type) in ``framework``'s twin.
+
+    ``source``: a hub-layout folder, or a hub id (transformers or timm repo; from the local cache
+    when ``HF_HUB_OFFLINE`` is set).
+    """
+    config, model, _ = load_model_folder(source, framework, "classification")
+    if framework == "pt":
+        import torch
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(x)).logits.float().numpy()
+    else:
         import tensorflow as tf
 
         # A graph of the model the command owns (nothing changes it between calls): TensorFlow
@@ -119,6 +144,58 @@ def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classif
         def run(x: np.ndarray) -> np.ndarray:
             return np.asarray(graph(tf.constant(x)), dtype=np.float32)
     return Classifier(framework, config, model, run)
+
+
+@dataclass
+class Embedder:
+    """A loaded feature extractor: ``features(pixel_values)`` maps (B, C, H, W) float32 to (B, D) float32:
+    the base model's ``pooler_output``, or with ``stage`` (1..4) that stage's map averaged over H and W."""
+
+    framework: str
+    config: ConvNextConfig
+    model: Any
+    stage: Optional[int]
+    run: Callable[[np.ndarray], np.ndarray]
+
+    def features(self, pixel_values: np.ndarray) -> np.ndarray:
+        return np.asarray(self.run(np.ascontiguousarray(pixel_values, dtype=np.float32)), dtype=np.float32)
+
+    @property
+    def dim(self) -> int:
+        sizes = self.config.hidden_sizes
+        return int(sizes[-1] if self.stage is None else sizes[self.stage - 1])
+
+
+def load_embedder(source: str | os.PathLike, framework: str = "pt", stage: Optional[int] = None) -> Embedder:
+    """The base model of ``source`` (a classification, base-model or backbone folder or hub id) as a
+    feature extractor. A backbone has no pooled norm, so its pooled feature is refused (use ``stage``)."""
+    config, model, info = load_model_folder(source, framework, "base")
+    num_stages = len(config.hidden_sizes)
+    if stage is not None and not 1 <= stage <= num_stages:
+        raise ValueError(f"--stage must be between 1 and {num_stages} for {source}, got {stage}")
+    if stage is None and _pooled_norm_missing(info):
+        raise ModelFolderError(f"{source}: holds no pooled norm (a backbone), so it has no pooled feature; "
+                               f"choose a stage's map with --stage 1..{num_stages}")
+    if framework == "pt":
+        import torch
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                out = model(torch.from_numpy(x), output_hidden_states=stage is not None)
+                feats = out.pooler_output if stage is None else out.hidden_states[stage].mean(dim=(2, 3))
+                return feats.float().numpy()
+    else:
+        import tensorflow as tf
+
+        def forward(pixels):
+            out = model(pixels, training=False, output_hidden_states=stage is not None)
+            return out.pooler_output if stage is None else tf.reduce_mean(out.hidden_states[stage], axis=(2, 3))
+
+        graph = tf.function(forward, reduce_retracing=True)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return np.asarray(graph(tf.constant(x)), dtype=np.float32)
+    return Embedder(framework, config, model, stage, run)
 
 
 def load_processor(source: str | os.PathLike, warn: Callable[[str], None] | None = None):

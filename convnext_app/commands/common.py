@@ -63,3 +63,39 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextI
     widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(r, widths)).rstrip(), file=out)
+
+
+def add_bulk_options(p: argparse.ArgumentParser, output_help: str, required: bool = False) -> None:
+    """The options of a run over a whole collection (``predict --output``, ``embed``)."""
+    g = p.add_argument_group("collections (results written as they are produced; see docs/bulk.md)")
+    g.add_argument("--output", "-o", metavar="FILE", default=None, required=required, help=output_help)
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="decoding processes (default: half the CPU cores, at most 8; 0: decode in this process)")
+    resume = g.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true",
+                        help="skip the images already in FILE and append the rest (after a kill or a failure)")
+    resume.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
+    g.add_argument("--strict", action="store_true",
+                   help="stop at the first image that cannot be read (default: record the error and go on)")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def run_bulk_command(args: argparse.Namespace, task: str, paths: Sequence[str], **job_options) -> int:
+    """Run a bulk job from the command's options; a summary line on stderr. Exit status 1 when every
+    image failed (or, with --strict, at the first failure: raised as a one-line error)."""
+    from convnext_app.bulk import BulkJob, run_bulk
+
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be 0 or more, got {args.workers}")
+    job = BulkJob(task=task, model=model_source(args), paths=list(paths), output=args.output,
+                  framework=resolve_framework(args.framework)[0], batch_size=args.batch_size, workers=args.workers,
+                  resume=args.resume, overwrite=args.overwrite, strict=args.strict, progress=not args.quiet,
+                  **job_options)
+    summary = run_bulk(job, warn=warn)
+    if summary.rank != 0:
+        return 0
+    if not args.quiet:
+        ran = f" ({summary.processed} this run)" if summary.processed != summary.images else ""
+        print(f"{PROG} {task}: {summary.images} images{ran}, {summary.failed} failed -> {summary.output}",
+              file=sys.stderr)
+    return 1 if summary.images and summary.failed == summary.images else 0

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
 from .common import (
-    add_framework_option, add_model_option, clip, model_source, positive_int, print_table, resolve_framework, warn,
+    add_bulk_options, add_framework_option, add_model_option, clip, model_source, positive_int, print_table,
+    resolve_framework, run_bulk_command, warn,
 )
 
 HELP = "classify images (default: the bundled samples with the embedded model)"
@@ -20,7 +21,10 @@ EPILOG = """examples:
   convnext predict cat.jpg --model facebook/convnext-tiny-224
   convnext predict cat.jpg --model timm/convnext_tiny.fb_in22k_ft_in1k --framework tf
   convnext predict cat.jpg photos/ --model ./convnext-tiny-224 --top-k 5
-  convnext predict --framework both --json  both twins, with their largest difference"""
+  convnext predict --framework both --json  both twins, with their largest difference
+  convnext predict photos/ --model ./convnext-tiny-224 --output labels.jsonl --top-k 5
+                                            a whole collection, streamed to a file (.jsonl, .csv, .parquet);
+                                            rerun with --resume after a kill"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,24 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="labels shown per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
+    add_bulk_options(p, "write the results to FILE as they are produced, format by extension: .jsonl, .csv, "
+                        ".parquet (needs pyarrow); without it the table (or --json) is printed at the end")
 
 
 def _expand_images(items: Sequence[str]) -> list[Path]:
-    from convnext_app.imagefolder import is_image_file
+    from convnext_app.bulk.files import image_paths
 
-    paths: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-            if not found:
-                raise FileNotFoundError(f"{p}: folder holds no image files")
-            paths += found
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such image file or folder")
-    return paths
+    return [Path(p) for p in image_paths(items)]
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
@@ -62,6 +56,12 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     paths = _expand_images(args.images) if args.images else sample_image_paths()
     if not paths:
         raise FileNotFoundError("no images given and no bundled samples found")
+    if args.output:
+        if len(frameworks) > 1:
+            raise ValueError("--output runs one twin: --framework pt or tf, not both")
+        return run_bulk_command(args, "predict", [str(p) for p in paths], top_k=args.top_k)
+    if args.resume or args.strict:
+        raise ValueError("--resume and --strict go with --output FILE")
     classifiers = [load_classifier(model_dir, fw) for fw in frameworks]
     processor = load_processor(model_dir, warn=warn)
     labels = classifiers[0].labels
