@@ -481,6 +481,9 @@ class ConvNextV2ForMaskedImageModeling(ConvNextV2PreTrainedModel):
         self.decoder = ConvNextV2MaskedImageDecoder(config)
         self.patch_size = total_stride(config)
         self.post_init()
+        # The pooled norm takes no part in pre-training: frozen, so that optimizers and DDP see no
+        # parameter without a gradient (it is saved, and a fine-tuned model trains it).
+        self.convnextv2.layernorm.requires_grad_(False)
 
     @property
     def base_model(self) -> ConvNextV2Model:
