@@ -61,9 +61,26 @@ def test_resume_is_bit_exact_and_the_folder_fine_tunes(images, start, tmp_path):
 
 
 def test_bad_options_are_refused(images, start, tmp_path):
-    from convnext_app.training.options import TrainingError
+    from convnext_app.pretraining import PretrainError
 
-    with pytest.raises(TrainingError, match="multiple of the patch size 32"):
+    with pytest.raises(PretrainError, match="multiple of the patch size 32"):
         run(images, start, tmp_path / "x", image_size=48)
-    with pytest.raises(TrainingError, match="V2"):
+    with pytest.raises(PretrainError, match="V2"):
         run(images, "convnext-atto", tmp_path / "y")
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_keras_path_trains_with_fit_and_writes_a_folder_both_twins_load(images, start, tmp_path):
+    pytest.importorskip("tensorflow")
+    from convnext_app.keras_training.pretrain import pretrain_keras
+    from convnext_app.pretraining import PretrainError, PretrainOptions
+
+    options = PretrainOptions(data=str(images), model=str(start), out=str(tmp_path / "tf"), epochs=2, batch_size=4,
+                              image_size=64, warmup_epochs=0.5, blr=0.1, quiet=True)
+    metrics = pretrain_keras(options, stream=open("/dev/null", "w"))
+    assert metrics["completed"] and len(metrics["epochs"]) == 2
+    model = ConvNextV2ForMaskedImageModeling.from_pretrained(tmp_path / "tf")
+    assert model.config.norm_pix_loss is True
+    with pytest.raises(PretrainError, match="--resume"):
+        pretrain_keras(PretrainOptions(data=str(images), model=str(start), out=str(tmp_path / "x"), resume=True))

@@ -63,21 +63,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="start over even if OUT holds a previous run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--framework", choices=["pt", "tf"], default="pt",
-                   help="pt (default: PyTorch); tf is refused for now: pre-train in PyTorch, the folder loads in "
-                        "Keras (TFConvNextV2ForMaskedImageModeling trains with fit in your own script)")
+                   help="pt (default: PyTorch) or tf (the Keras twin with fit on one device, TensorFlow backend; "
+                        "--resume, --stop-after, --amp, --workers are PyTorch only)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from convnext_app.training.options import TrainingError
-
-    if args.framework == "tf":
-        raise TrainingError("--framework tf: pre-training runs in PyTorch only for now; the written folder loads "
-                            "as TFConvNextV2ForMaskedImageModeling, which trains with Keras' fit in a script")
-    from convnext_app.training import StoppedByAnotherRank
-    from convnext_app.training.pretrain import PretrainOptions, pretrain
+    from convnext_app.pretraining import PretrainOptions
 
     fields = set(PretrainOptions.__dataclass_fields__)
     options = PretrainOptions(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.framework == "tf":
+        from convnext_app.keras_training.pretrain import pretrain_keras
+
+        pretrain_keras(options)
+        return 0
+    from convnext_app.training import StoppedByAnotherRank
+    from convnext_app.training.pretrain import pretrain
+
     try:
         pretrain(options)
     except StoppedByAnotherRank:

@@ -20,7 +20,7 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
@@ -29,19 +29,17 @@ import torch
 from torch import nn
 
 from convnext_app.cli import one_line
-from convnext_app.imagefolder import is_image_file, load_image
-from convnext_common.config import ConvNextV2Config, load_config
+from convnext_app.imagefolder import load_image
+from convnext_common.config import ConvNextV2Config
 from convnext_common.checkpoints.preprocessing import default_preprocessor_config
 from convnext_common.fileio import atomic_write, atomic_write_text
-from convnext_common.masked_image import total_stride
 from convnext_common.processing import ConvNextImageProcessor
-from convnext_common.variant_sizes import parse_variant
 from convnext_pt import ConvNextV2ForMaskedImageModeling
 
-from ..fine_tuning import is_pretrained_source
+from ..pretraining import PretrainError, PretrainOptions, plan_model, scan_images
 from .data import TrainTransform, sample_generator
 from .distributed import Distributed, RankError, attempt, counted_samples, launched, setup_distributed, weights_digest
-from .options import TrainingError
+
 from .progress import epoch_progress
 from .recipe import step_seed, stream_key
 from .schedule import build_optimizer, warmup_cosine
@@ -53,61 +51,6 @@ CURVES_NAME = "curves.png"
 PICTURES_DIR = "reconstructions"
 #: AdamW's betas in the official pre-training (MAE's).
 BETAS = (0.9, 0.95)
-
-
-@dataclass
-class PretrainOptions:
-    data: str
-    model: str
-    out: str
-    epochs: int = 800
-    batch_size: int = 64
-    accum_steps: int = 1
-    blr: float = 1.5e-4
-    lr: Optional[float] = None
-    min_lr: float = 0.0
-    weight_decay: float = 0.05
-    warmup_epochs: float = 40.0
-    mask_ratio: Optional[float] = None
-    norm_pix_loss: Optional[bool] = None
-    decoder_hidden_size: int = 512
-    decoder_layers: int = 1
-    image_size: int = 224
-    min_scale: float = 0.2
-    flip: bool = True
-    drop_path: float = 0.0
-    seed: int = 0
-    workers: int = 0
-    device: str = "auto"
-    amp: bool = False
-    resume: bool = False
-    stop_after: Optional[int] = None
-    overwrite: bool = False
-    quiet: bool = False
-    pictures: int = 4
-
-    def validate(self) -> None:
-        if not Path(self.data).is_dir():
-            raise TrainingError(f"--data {self.data}: no such folder")
-        if self.image_size % 32:
-            raise TrainingError(f"--image-size {self.image_size}: must be a multiple of the patch size 32")
-        if self.mask_ratio is not None and not 0.0 <= self.mask_ratio < 1.0:
-            raise TrainingError(f"--mask-ratio {self.mask_ratio}: must be in [0, 1)")
-        if not 0.0 < self.min_scale <= 1.0:
-            raise TrainingError(f"--min-scale {self.min_scale}: must be in (0, 1]")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise TrainingError(f"--drop-path {self.drop_path}: must be in [0, 1)")
-        for name in ("blr", "weight_decay", "warmup_epochs", "min_lr"):
-            if getattr(self, name) < 0 or not math.isfinite(getattr(self, name)):
-                raise TrainingError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
-
-
-def scan_images(root: str | Path) -> list[Path]:
-    """Every image file under ``root``, sub-folders included (they are just more images), sorted."""
-    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and is_image_file(p))
-    if not files:
-        raise TrainingError(f"--data {root}: no image files found (sub-folders included)")
-    return files
 
 
 class UnlabeledImages(torch.utils.data.Dataset):
@@ -128,41 +71,18 @@ class UnlabeledImages(torch.utils.data.Dataset):
 
 
 def prepare_model(options: PretrainOptions) -> tuple[ConvNextV2ForMaskedImageModeling, ConvNextImageProcessor, str]:
-    """A V2 variant name starts from a random init; a folder or hub id (a converted FCMAE checkpoint, a
-    previous run, or any V2 model: its decoder is then new) continues."""
+    """The model a run starts from (:func:`convnext_app.pretraining.plan_model`) and its processor."""
+    config, from_folder = plan_model(options)
     torch.manual_seed(options.seed)
-    overrides: dict[str, Any] = {"drop_path_rate": options.drop_path, "image_size": options.image_size}
-    if options.mask_ratio is not None:
-        overrides["mask_ratio"] = options.mask_ratio
-    if options.norm_pix_loss is not None:
-        overrides["norm_pix_loss"] = options.norm_pix_loss
-    if is_pretrained_source(options.model):
-        config = load_config(options.model)
-        if config.model_type != "convnextv2":
-            raise TrainingError(f"--model {options.model}: a ConvNeXt V1; FCMAE pre-trains ConvNeXt V2 models")
-        if "norm_pix_loss" not in config.extra and options.norm_pix_loss is None:
-            overrides["norm_pix_loss"] = True  # the official recipe, unless the folder says otherwise
-        if "decoder_hidden_size" not in config.extra:  # a model without a decoder: the flags size it
-            overrides.update(decoder_hidden_size=options.decoder_hidden_size,
-                             decoder_num_hidden_layers=options.decoder_layers)
+    if from_folder:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*newly initialised.*")  # a new decoder is expected
-            model = ConvNextV2ForMaskedImageModeling.from_pretrained(options.model, config=config.copy(**overrides))
+            model = ConvNextV2ForMaskedImageModeling.from_pretrained(options.model, config=config)
         pre = model.preprocessor_config
-        processor = ConvNextImageProcessor.from_dict(pre or default_preprocessor_config(options.image_size))
-        return model, processor, str(options.model)
-    try:
-        version, _ = parse_variant(options.model, version=2)
-    except ValueError as e:
-        raise TrainingError(f"--model {options.model!r} is neither a model folder, a hub id nor a known V2 variant "
-                            f"({e})") from None
-    if version != 2:
-        raise TrainingError(f"--model {options.model}: FCMAE pre-trains ConvNeXt V2 variants (e.g. convnextv2-atto)")
-    overrides.setdefault("norm_pix_loss", True)
-    config = ConvNextV2Config.from_variant(options.model, decoder_hidden_size=options.decoder_hidden_size,
-                                           decoder_num_hidden_layers=options.decoder_layers, **overrides)
-    model = ConvNextV2ForMaskedImageModeling(config)
-    return model, ConvNextImageProcessor.from_dict(default_preprocessor_config(options.image_size)), options.model
+    else:
+        model, pre = ConvNextV2ForMaskedImageModeling(config), None
+    return model, ConvNextImageProcessor.from_dict(pre or default_preprocessor_config(options.image_size)), \
+        str(options.model)
 
 
 def pretrain(options: PretrainOptions, stream: Optional[TextIO] = None) -> dict[str, Any]:
@@ -200,21 +120,21 @@ def _log(dist: Distributed, stream: TextIO, message: str) -> None:
 def _resume_state(options: PretrainOptions) -> Optional[dict[str, Any]]:
     out = Path(options.out)
     if out.exists() and not out.is_dir():
-        raise TrainingError(f"--out {out}: exists and is not a folder")
+        raise PretrainError(f"--out {out}: exists and is not a folder")
     checkpoint = out / CHECKPOINT_NAME
     if options.resume:
         if not checkpoint.is_file():
-            raise TrainingError(f"--resume: {checkpoint} does not exist (nothing to resume)")
+            raise PretrainError(f"--resume: {checkpoint} does not exist (nothing to resume)")
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001
-            raise TrainingError(f"{checkpoint}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+            raise PretrainError(f"{checkpoint}: not a readable checkpoint ({type(e).__name__}: {e})") from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise TrainingError(f"{checkpoint}: not a checkpoint written by convnext pretrain")
+            raise PretrainError(f"{checkpoint}: not a checkpoint written by convnext pretrain")
         return state
     if not options.overwrite and out.is_dir() and any(
             (out / name).exists() for name in (CHECKPOINT_NAME, "model.safetensors", METRICS_NAME)):
-        raise TrainingError(f"--out {out}: already holds a run; pass --resume to continue it or --overwrite "
+        raise PretrainError(f"--out {out}: already holds a run; pass --resume to continue it or --overwrite "
                             "to start over")
     return None
 
