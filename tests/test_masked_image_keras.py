@@ -50,7 +50,8 @@ def as_numpy(x) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
-@pytest.mark.parametrize("norm_pix_loss, data_format", [(False, "channels_first"), (True, "channels_last")])
+@pytest.mark.parametrize("norm_pix_loss, data_format", [
+    (False, "channels_first"), pytest.param(True, "channels_last", marks=pytest.mark.slow)])
 def test_equals_the_official_sparse_forward(norm_pix_loss, data_format):
     model = pt_model(norm_pix_loss=norm_pix_loss, decoder_num_hidden_layers=2)
     twin = keras_twin(model, data_format=data_format)

@@ -113,6 +113,7 @@ def test_pretrained_folder_loads_as_every_v2_class(tmp_path):
                                trunk["embeddings.patch_embeddings.weight"])
 
 
+@pytest.mark.slow
 def test_pretrained_folder_loads_in_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
     model = ConvNextV2ForMaskedImageModeling(small_config())
