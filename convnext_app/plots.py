@@ -56,6 +56,19 @@ def write_curves(history: Sequence[dict], path: Path) -> None:
     _save(figure, path)
 
 
+def write_loss_curve(history: Sequence[dict], path: Path) -> None:
+    """The training loss per epoch (``convnext pretrain``: no labels, no accuracy), as a PNG."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(1, 1, figsize=(4.8, 3.6))
+    ax.plot([int(e["epoch"]) for e in history], [e["train_loss"] for e in history], "-", marker="o", label="train")
+    ax.set_xlabel("epoch")
+    ax.set_title("reconstruction loss (removed patches)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    figure.tight_layout()
+    _save(figure, path)
+
+
 def write_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str = "") -> None:
     """The confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
     plt = _pyplot()

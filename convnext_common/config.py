@@ -344,6 +344,28 @@ class ConvNextV2Config(ConvNextConfig):
         return 0.0
 
 
+def _stored_field(name: str, default: Any) -> property:
+    """A field kept in ``extra``: read with its default, written only once it is set (so that a
+    config.json without it is written back unchanged)."""
+
+    def get(self: ConvNextConfig) -> Any:
+        return self.extra.get(name, default)
+
+    def set_(self: ConvNextConfig, value: Any) -> None:
+        self.extra[name] = value
+
+    return property(get, set_, doc=f"{name} (default {default!r})")
+
+
+#: FCMAE pre-training (``ConvNextV2ForMaskedImageModeling``), named as transformers' ViTMAEConfig names
+#: them; the values are checked by ``convnext_common.masked_image.check_masked_image_config``.
+MASKED_IMAGE_DEFAULTS: dict[str, Any] = {
+    "mask_ratio": 0.6, "norm_pix_loss": False, "decoder_hidden_size": 512, "decoder_num_hidden_layers": 1,
+}
+for _name, _default in MASKED_IMAGE_DEFAULTS.items():
+    setattr(ConvNextV2Config, _name, _stored_field(_name, _default))
+
+
 def config_for_model(config_class: type[ConvNextConfig], path: str | os.PathLike,
                      config: ConvNextConfig | None, overrides: dict[str, Any], model_name: str) -> ConvNextConfig:
     """The config a model class's ``from_pretrained(path, config=..., **overrides)`` builds from:

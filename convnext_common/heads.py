@@ -16,8 +16,13 @@ from .config import ConvNextConfig, load_config
 
 HEADS = ("classification", "base", "backbone")
 DEFAULT_HEAD = "classification"
+#: the FCMAE pre-training model (ConvNeXt V2 only): the trunk plus the masked-image decoder. Kept out
+#: of HEADS, which lists the heads of both families.
+MASKED_IMAGE_MODELING = "masked-image-modeling"
+V2_HEADS = HEADS + (MASKED_IMAGE_MODELING,)
 
-_CLASS_SUFFIX = {"classification": "ForImageClassification", "base": "Model", "backbone": "Backbone"}
+_CLASS_SUFFIX = {"classification": "ForImageClassification", "base": "Model", "backbone": "Backbone",
+                 MASKED_IMAGE_MODELING: "ForMaskedImageModeling"}
 #: the prefix transformers gives its TensorFlow classes (``TFConvNextModel``); a config written by
 #: either framework names the same model.
 TF_PREFIX = "TF"
@@ -29,14 +34,16 @@ def family(config: ConvNextConfig) -> str:
 
 
 def check_head(head: str) -> str:
-    if head not in HEADS:
-        raise ValueError(f"head {head!r} is not one of {', '.join(HEADS)}")
+    if head not in V2_HEADS:
+        raise ValueError(f"head {head!r} is not one of {', '.join(V2_HEADS)}")
     return head
 
 
 def class_name(config: ConvNextConfig, head: str) -> str:
     """transformers' PyTorch class name of this config with this head (``config.architectures``' form)."""
-    return family(config) + _CLASS_SUFFIX[check_head(head)]
+    if check_head(head) == MASKED_IMAGE_MODELING and family(config) != "ConvNextV2":
+        raise ValueError("masked-image modeling (FCMAE) is ConvNeXt V2's; this config is a ConvNeXt V1")
+    return family(config) + _CLASS_SUFFIX[head]
 
 
 def head_of_class_name(name: str) -> Optional[str]:

@@ -59,3 +59,17 @@ class BackboneOutput(ModelOutput):
     feature_maps: tuple[Any, ...] | None = None
     hidden_states: tuple[Any, ...] | None = None
     attentions: tuple[Any, ...] | None = None
+
+
+@dataclass
+class MaskedImageModelingOutput(ModelOutput):
+    """FCMAE pre-training (``ConvNextV2ForMaskedImageModeling``): ``loss`` (scalar, the mean squared
+    error per patch averaged over the removed patches), ``logits`` (B, num_patches, patch_size**2 *
+    num_channels: each patch's reconstruction, pixels row by row with the channels innermost, as the
+    official ``patchify``), ``mask`` (B, num_patches, 1 = removed, patches row-major over the grid),
+    ``hidden_states`` (the encoder's maps, NCHW, zero at removed sites)."""
+
+    loss: Any = None
+    logits: Any = None
+    mask: Any = None
+    hidden_states: tuple[Any, ...] | None = None

@@ -5,10 +5,11 @@ import torch
 from convnext_common import ConvNextConfig, ConvNextV2Config
 from convnext_common.tensor_types import register_tensor_type
 
-from .auto import AutoBackbone, AutoModel, AutoModelForImageClassification, model_class
+from .auto import AutoBackbone, AutoModel, AutoModelForImageClassification, AutoModelForMaskedImageModeling, model_class
 from .modeling import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextPreTrainedModel,
-    ConvNextV2Backbone, ConvNextV2ForImageClassification, ConvNextV2Model, ConvNextV2PreTrainedModel,
+    ConvNextV2Backbone, ConvNextV2ForImageClassification, ConvNextV2ForMaskedImageModeling, ConvNextV2Model,
+    ConvNextV2PreTrainedModel,
 )
 
 register_tensor_type("pt", torch.from_numpy)  # return_tensors="pt" also where no installed metadata declares it
@@ -27,4 +28,5 @@ __all__ = [
     "ConvNextPreTrainedModel", "ConvNextV2Model", "ConvNextV2ForImageClassification", "ConvNextV2Backbone",
     "ConvNextV2PreTrainedModel", "ConvNextImageProcessorFast",
     "AutoModel", "AutoModelForImageClassification", "AutoBackbone", "model_class",
+    "ConvNextV2ForMaskedImageModeling", "AutoModelForMaskedImageModeling",
 ]

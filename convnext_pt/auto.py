@@ -17,13 +17,13 @@ from convnext_common.config import ConvNextConfig
 
 from .modeling import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextPreTrainedModel, ConvNextV2Backbone,
-    ConvNextV2ForImageClassification, ConvNextV2Model,
+    ConvNextV2ForImageClassification, ConvNextV2ForMaskedImageModeling, ConvNextV2Model,
 )
 
 # keyed by transformers' class names, the vocabulary of config.json's "architectures"
 _CLASSES: dict[str, type[ConvNextPreTrainedModel]] = {cls.__name__: cls for cls in (
     ConvNextModel, ConvNextForImageClassification, ConvNextBackbone,
-    ConvNextV2Model, ConvNextV2ForImageClassification, ConvNextV2Backbone)}
+    ConvNextV2Model, ConvNextV2ForImageClassification, ConvNextV2Backbone, ConvNextV2ForMaskedImageModeling)}
 
 
 def model_class(config: ConvNextConfig, head: Optional[str] = None) -> type[ConvNextPreTrainedModel]:
@@ -56,4 +56,11 @@ class AutoBackbone(_AutoClass):
     _head = "backbone"
 
 
-__all__ = ["model_class", "AutoModel", "AutoModelForImageClassification", "AutoBackbone"]
+class AutoModelForMaskedImageModeling(_AutoClass):
+    """ConvNextV2ForMaskedImageModeling (FCMAE pre-training; ConvNeXt V2 only)."""
+
+    _head = heads.MASKED_IMAGE_MODELING
+
+
+__all__ = ["model_class", "AutoModel", "AutoModelForImageClassification", "AutoBackbone",
+           "AutoModelForMaskedImageModeling"]

@@ -21,8 +21,10 @@ from convnext_common.architecture import (
     DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
 )
 from convnext_common.config import ConvNextConfig, ConvNextV2Config
+from convnext_common.masked_image import NORM_PIX_EPS, check_masked_image_config, num_kept, patch_grid, total_stride
 from convnext_common.outputs import (
     BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+    MaskedImageModelingOutput,
 )
 
 from . import fused
@@ -106,9 +108,15 @@ class ConvNextV2GRN(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1, 1, 1, dim))
         self.bias = nn.Parameter(torch.zeros(1, 1, 1, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``visible`` (B, H, W, 1), 1 at the sites that exist (FCMAE's masked trunk): the norms are
+        then taken over the visible sites of the whole batch, as the official sparse GRN takes them
+        over every row of its sparse tensor; the output at other sites is meaningless."""
         # float32 statistics: the sum of squares over H*W overflows float16.
-        g = torch.linalg.vector_norm(x.float(), ord=2, dim=(1, 2), keepdim=True)
+        if visible is None:
+            g = torch.linalg.vector_norm(x.float(), ord=2, dim=(1, 2), keepdim=True)
+        else:
+            g = torch.linalg.vector_norm((x * visible).float(), ord=2, dim=(0, 1, 2), keepdim=True)
         n = (g / (g.mean(dim=-1, keepdim=True) + GRN_EPS)).to(x.dtype)
         return self.weight * (x * n) + self.bias + x
 
@@ -132,6 +140,11 @@ class ConvNextEmbeddings(nn.Module):
         return self.layernorm(self.patch_embeddings(pixel_values))
 
 
+def upsample_patch_mask(mask: torch.Tensor, scale: int) -> torch.Tensor:
+    """A (B, 1, rows, cols) patch mask at ``scale`` times its resolution (each patch a scale x scale square)."""
+    return mask.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3) if scale > 1 else mask
+
+
 class ConvNextLayer(nn.Module):
     """One ConvNeXt block, Fig. 4 of the paper: dwconv 7x7 -> LayerNorm -> pwconv1 (4x) -> GELU ->
     [GRN, V2] -> pwconv2 -> [layer scale, V1] -> drop path -> residual. (B, C, H, W) -> (B, C, H, W)."""
@@ -148,7 +161,10 @@ class ConvNextLayer(nn.Module):
         self.layer_scale_parameter = nn.Parameter(scale * torch.ones(dim)) if scale > 0 else None
         self.drop_path = ConvNextDropPath(drop_path)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, visible: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``visible`` (B, 1, H, W), 1 at the sites that exist (FCMAE's masked trunk, where the input is
+        zero at the others): the block then computes what the official sparse block computes at the
+        visible sites (GRN statistics from them only) and leaves zeros elsewhere."""
         residual = hidden_states
         x = self.dwconv(hidden_states)
         x = x.permute(0, 2, 3, 1)  # NCHW -> NHWC
@@ -156,11 +172,14 @@ class ConvNextLayer(nn.Module):
         # self.act(self.pwconv1(x)) and self.pwconv2(x); one oneDNN call each where that is
         # provably the same computation (no-grad CPU inference on unmodified modules, see fused.py)
         x = fused.linear_act(self.pwconv1, self.act, x)
+        visible_nhwc = visible.permute(0, 2, 3, 1) if visible is not None else None
         if self.grn is not None:
-            x = self.grn(x)
+            x = self.grn(x) if visible_nhwc is None else self.grn(x, visible_nhwc)
         x = fused.linear_act(self.pwconv2, None, x)
         if self.layer_scale_parameter is not None:
             x = self.layer_scale_parameter * x
+        if visible_nhwc is not None:
+            x = x * visible_nhwc  # the removed sites stay zero
         x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
         return residual + self.drop_path(x)
 
@@ -181,8 +200,17 @@ class ConvNextStage(nn.Module):
         rates = drop_path_rates or [0.0] * depth
         self.layers = nn.Sequential(*[ConvNextLayer(config, out_channels, rates[j]) for j in range(depth)])
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.downsampling_layer(hidden_states))
+    def forward(self, hidden_states: torch.Tensor, visible_patches: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``visible_patches`` (B, 1, rows, cols) of FCMAE's patch grid (1 = visible): every output at a
+        removed site is discarded (zero), as the official sparse stage computes none there."""
+        if visible_patches is None:
+            return self.layers(self.downsampling_layer(hidden_states))
+        hidden_states = self.downsampling_layer(hidden_states)
+        visible = upsample_patch_mask(visible_patches, hidden_states.shape[-2] // visible_patches.shape[-2])
+        hidden_states = hidden_states * visible
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, visible)
+        return hidden_states
 
 
 class ConvNextEncoder(nn.Module):
@@ -195,10 +223,11 @@ class ConvNextEncoder(nn.Module):
             for s in stage_specs(config)
         ])
 
-    def forward(self, hidden_states: torch.Tensor, output_hidden_states: bool = False):
+    def forward(self, hidden_states: torch.Tensor, output_hidden_states: bool = False,
+                visible_patches: Optional[torch.Tensor] = None):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         for stage in self.stages:
-            hidden_states = stage(hidden_states)
+            hidden_states = stage(hidden_states) if visible_patches is None else stage(hidden_states, visible_patches)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
         return hidden_states, all_hidden_states
@@ -242,6 +271,8 @@ class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
             nn.init.zeros_(module.bias)
         elif isinstance(module, ConvNextLayer) and module.layer_scale_parameter is not None:
             nn.init.constant_(module.layer_scale_parameter, self.config.layer_scale_init_value)
+        elif isinstance(module, ConvNextV2MaskedImageDecoder):
+            nn.init.normal_(module.mask_token, std=self.config.initializer_range)
 
     def post_init(self) -> None:
         self.apply(self._init_weights)
@@ -365,3 +396,132 @@ class ConvNextV2ForImageClassification(ConvNextV2PreTrainedModel, ConvNextForIma
 
 class ConvNextV2Backbone(ConvNextV2PreTrainedModel, ConvNextBackbone):
     pass
+
+
+
+# FCMAE pre-training (ConvNeXt V2's masked autoencoder): the V2 trunk, run on the visible patches only,
+# and the official dense decoder. See docs/pretraining.md.
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, num_patches, patch_size**2 * C): patches row-major over the grid, each one's
+    pixels row by row with the channels innermost (the official ``patchify`` order)."""
+    b, c, h, w = pixel_values.shape
+    x = pixel_values.reshape(b, c, h // patch_size, patch_size, w // patch_size, patch_size)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // patch_size) * (w // patch_size), patch_size**2 * c)
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int) -> torch.Tensor:
+    """The inverse of :func:`patchify`: (B, num_patches, patch_size**2 * C) -> (B, C, height, width)."""
+    b, _, d = patches.shape
+    c, rows, cols = d // patch_size**2, height // patch_size, width // patch_size
+    x = patches.reshape(b, rows, cols, patch_size, patch_size, c)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, c, height, width)
+
+
+def masked_patch_loss(pixel_values: torch.Tensor, logits: torch.Tensor, removed: torch.Tensor, patch_size: int,
+                      norm_pix_loss: bool) -> torch.Tensor:
+    """The official FCMAE loss (float32): each patch's mean squared error, averaged over the removed
+    patches; with ``norm_pix_loss`` each target patch is first normalised by its own mean and
+    (unbiased) variance + 1e-6. ``removed`` (B, num_patches), 1 = removed."""
+    target = patchify(pixel_values.float(), patch_size)
+    if norm_pix_loss:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + NORM_PIX_EPS).sqrt()
+    per_patch = (logits.float() - target).pow(2).mean(dim=-1)
+    removed = removed.float()
+    return (per_patch * removed).sum() / removed.sum().clamp(min=1.0)
+
+
+def random_patch_mask(batch_size: int, num_patches: int, mask_ratio: float,
+                      generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
+    """The official ``gen_random_mask``: per image, the ``int(L * (1 - mask_ratio))`` patches with the
+    smallest Gaussian noise stay visible. Returns (B, num_patches) bool, True = removed."""
+    noise_device = generator.device if generator is not None else device
+    noise = torch.randn(batch_size, num_patches, generator=generator, device=noise_device)
+    rank = torch.argsort(torch.argsort(noise, dim=1), dim=1)
+    return (rank >= num_kept(num_patches, mask_ratio)).to(device)
+
+
+class ConvNextV2MaskedImageDecoder(nn.Module):
+    """FCMAE's dense decoder: a 1x1 conv to ``decoder_hidden_size``, the mask token at removed
+    patches, ``decoder_num_hidden_layers`` V2 blocks, and a 1x1 conv to each patch's pixels.
+    (B, hidden_sizes[-1], rows, cols) -> (B, patch_size**2 * num_channels, rows, cols)."""
+
+    def __init__(self, config: ConvNextV2Config):
+        super().__init__()
+        dim = config.decoder_hidden_size
+        self.proj = nn.Conv2d(config.hidden_sizes[-1], dim, kernel_size=1)
+        self.mask_token = nn.Parameter(torch.zeros(1, dim, 1, 1))
+        self.layers = nn.Sequential(*[ConvNextLayer(config, dim) for _ in range(config.decoder_num_hidden_layers)])
+        self.pred = nn.Conv2d(dim, total_stride(config) ** 2 * config.num_channels, kernel_size=1)
+
+    def forward(self, hidden_states: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+        """``removed`` (B, 1, rows, cols), 1 = removed."""
+        x = self.proj(hidden_states)
+        x = x * (1.0 - removed) + self.mask_token * removed
+        return self.pred(self.layers(x))
+
+
+class ConvNextV2ForMaskedImageModeling(ConvNextV2PreTrainedModel):
+    """FCMAE pre-training: the V2 trunk (``convnextv2.``, the names of ConvNextV2Model, so a trained
+    folder loads as any V2 model) sees only the visible patches, and the decoder reconstructs the
+    removed ones. Equal to the official sparse forward (facebookresearch/ConvNeXt-V2,
+    ``models/fcmae.py``), computed densely: removed sites are zero wherever a convolution reads them
+    and every output there is discarded, so norms and GRN take their statistics from visible sites only.
+
+    ``pixel_values`` (B, C, H, W), H and W multiples of the patch size (the trunk's stride, 32);
+    ``bool_masked_pos`` (B, num_patches), True = removed, row-major over the (H/32, W/32) grid, or
+    None for a random mask with ``config.mask_ratio`` (``generator`` makes it reproducible).
+    """
+
+    def __init__(self, config: ConvNextV2Config):
+        super().__init__(config)
+        check_masked_image_config(config)
+        self.convnextv2 = ConvNextV2Model(config)
+        self.decoder = ConvNextV2MaskedImageDecoder(config)
+        self.patch_size = total_stride(config)
+        self.post_init()
+        # The pooled norm takes no part in pre-training: frozen, so that optimizers and DDP see no
+        # parameter without a gradient (it is saved, and a fine-tuned model trains it).
+        self.convnextv2.layernorm.requires_grad_(False)
+
+    @property
+    def base_model(self) -> ConvNextV2Model:
+        return self.convnextv2
+
+    def random_mask(self, batch_size: int, num_patches: int, generator: Optional[torch.Generator] = None,
+                    device=None) -> torch.Tensor:
+        """(B, num_patches) bool, True = removed: ``config.mask_ratio`` of the patches of each image."""
+        return random_patch_mask(batch_size, num_patches, self.config.mask_ratio, generator, device)
+
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: Optional[torch.Tensor] = None,
+                output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
+                generator: Optional[torch.Generator] = None) -> Union[tuple, MaskedImageModelingOutput]:
+        return_dict = True if return_dict is None else return_dict
+        check_pixel_values(pixel_values, self.config.num_channels)
+        batch, _, height, width = pixel_values.shape
+        rows, cols = patch_grid(self.config, height, width)
+        if bool_masked_pos is None:
+            bool_masked_pos = self.random_mask(batch, rows * cols, generator, pixel_values.device)
+        elif tuple(bool_masked_pos.shape) != (batch, rows * cols):
+            raise ValueError(f"bool_masked_pos must be (batch, num_patches) = ({batch}, {rows * cols}) for "
+                             f"{height}x{width} images, got {tuple(bool_masked_pos.shape)}")
+        removed = bool_masked_pos.to(device=pixel_values.device, dtype=pixel_values.dtype)
+        removed_grid = removed.reshape(batch, 1, rows, cols)
+        visible = 1.0 - removed_grid
+
+        trunk = self.base_model
+        embeddings = trunk.embeddings(pixel_values)
+        embeddings = embeddings * upsample_patch_mask(visible, embeddings.shape[-2] // rows)
+        last_hidden_state, hidden_states = trunk.encoder(embeddings, bool(output_hidden_states),
+                                                         visible_patches=visible)
+        pred = self.decoder(last_hidden_state, removed_grid)
+        logits = pred.flatten(2).transpose(1, 2)
+        loss = masked_patch_loss(pixel_values, logits, removed, self.patch_size, self.config.norm_pix_loss)
+        out = MaskedImageModelingOutput(loss, logits, removed,
+                                        nchw_contiguous(hidden_states) if hidden_states is not None else None)
+        return out if return_dict else out.to_tuple()
+
+    def unpatchify(self, logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The reconstruction as images: (B, num_patches, patch_size**2 * C) -> (B, C, height, width)."""
+        return unpatchify(logits, self.patch_size, height, width)

@@ -9,12 +9,14 @@ from convnext_tf.quiet import import_keras
 
 keras = import_keras()  # first: on the TensorFlow backend its start-up notices follow TF_CPP_MIN_LOG_LEVEL
 
-from .auto import TFAutoBackbone, TFAutoModel, TFAutoModelForImageClassification, model_class  # noqa: E402
+from .auto import (  # noqa: E402
+    TFAutoBackbone, TFAutoModel, TFAutoModelForImageClassification, TFAutoModelForMaskedImageModeling, model_class,
+)
 from .modeling import (  # noqa: E402
     TFConvNextBackbone, TFConvNextDropPath, TFConvNextEmbeddings, TFConvNextEncoder, TFConvNextForImageClassification,
     TFConvNextLayer, TFConvNextLayerNorm, TFConvNextModel, TFConvNextPreTrainedModel, TFConvNextStage,
-    TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2GRN, TFConvNextV2Model,
-    TFConvNextV2PreTrainedModel,
+    TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2ForMaskedImageModeling, TFConvNextV2GRN,
+    TFConvNextV2MaskedImageDecoder, TFConvNextV2Model, TFConvNextV2PreTrainedModel,
 )
 from .fused import portable_ops  # noqa: E402
 
@@ -31,4 +33,5 @@ __all__ = [
     "TFConvNextV2PreTrainedModel", "TFConvNextLayerNorm", "TFConvNextDropPath", "TFConvNextV2GRN",
     "TFConvNextEmbeddings", "TFConvNextLayer", "TFConvNextStage", "TFConvNextEncoder", "portable_ops",
     "TFAutoModel", "TFAutoModelForImageClassification", "TFAutoBackbone", "model_class",
+    "TFConvNextV2ForMaskedImageModeling", "TFConvNextV2MaskedImageDecoder", "TFAutoModelForMaskedImageModeling",
 ]

@@ -17,13 +17,13 @@ from convnext_common.config import ConvNextConfig
 
 from .modeling import (
     TFConvNextBackbone, TFConvNextForImageClassification, TFConvNextModel, TFConvNextPreTrainedModel,
-    TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2Model,
+    TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2ForMaskedImageModeling, TFConvNextV2Model,
 )
 
 # keyed by transformers' PyTorch class names, the vocabulary of config.json's "architectures"
 _CLASSES: dict[str, type[TFConvNextPreTrainedModel]] = {cls.__name__[len(heads.TF_PREFIX):]: cls for cls in (
     TFConvNextModel, TFConvNextForImageClassification, TFConvNextBackbone,
-    TFConvNextV2Model, TFConvNextV2ForImageClassification, TFConvNextV2Backbone)}
+    TFConvNextV2Model, TFConvNextV2ForImageClassification, TFConvNextV2Backbone, TFConvNextV2ForMaskedImageModeling)}
 
 
 def model_class(config: ConvNextConfig, head: Optional[str] = None) -> type[TFConvNextPreTrainedModel]:
@@ -56,4 +56,11 @@ class TFAutoBackbone(_AutoClass):
     _head = "backbone"
 
 
-__all__ = ["model_class", "TFAutoModel", "TFAutoModelForImageClassification", "TFAutoBackbone"]
+class TFAutoModelForMaskedImageModeling(_AutoClass):
+    """TFConvNextV2ForMaskedImageModeling (FCMAE pre-training; ConvNeXt V2 only)."""
+
+    _head = heads.MASKED_IMAGE_MODELING
+
+
+__all__ = ["model_class", "TFAutoModel", "TFAutoModelForImageClassification", "TFAutoBackbone",
+           "TFAutoModelForMaskedImageModeling"]

@@ -25,12 +25,14 @@ from convnext_common.architecture import (
 )
 from convnext_common.checkpoints.h5 import tf_model_name
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_class_for
+from convnext_common.masked_image import NORM_PIX_EPS, check_masked_image_config, num_kept, patch_grid, total_stride
 
 from . import fused
 from .activations import get_activation
 from .hub import TFPreTrainedMixin, keras_layer_name
 from .outputs import (
     OUTPUT_CLASSES, BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+    MaskedImageModelingOutput,
 )
 
 DATA_FORMATS = ("channels_first", "channels_last")
@@ -165,10 +167,16 @@ class TFConvNextV2GRN(keras.layers.Layer):
         self.weight = self.add_weight(shape=(1, 1, 1, self.dim), initializer="zeros", name="weight")
         self.bias = self.add_weight(shape=(1, 1, 1, self.dim), initializer="zeros", name="bias")
 
-    def call(self, x):
+    def call(self, x, visible=None):
+        """``visible`` (B, H, W, 1), 1 at the sites that exist (FCMAE's masked trunk): the norms are
+        then taken over the visible sites of the whole batch, as the official sparse GRN takes them
+        over every row of its sparse tensor; the output at other sites is meaningless."""
         # float32 statistics: the sum of squares over H*W overflows float16.
         x32 = ops.cast(x, "float32")
-        squares = ops.sum(ops.square(x32), axis=(1, 2), keepdims=True)
+        if visible is None:
+            squares = ops.sum(ops.square(x32), axis=(1, 2), keepdims=True)
+        else:
+            squares = ops.sum(ops.square(x32 * ops.cast(visible, "float32")), axis=(0, 1, 2), keepdims=True)
         # The norm of an all-zero channel is 0 with gradient 0, as torch.linalg.vector_norm's: sqrt's
         # own gradient there is inf, which makes the gradients NaN (a ReLU channel can be all zero).
         nonzero = squares > 0
@@ -213,6 +221,11 @@ class TFConvNextEmbeddings(_ConfiguredLayer):
         return {**super().get_config(), "data_format": self.data_format}
 
 
+def upsample_patch_mask(mask, scale: int):
+    """A (B, rows, cols, 1) patch mask at ``scale`` times its resolution (each patch a scale x scale square)."""
+    return ops.repeat(ops.repeat(mask, scale, axis=1), scale, axis=2) if scale > 1 else mask
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TFConvNextLayer(_ConfiguredLayer):
     """One ConvNeXt block, Fig. 4 of the paper: dwconv 7x7 -> LayerNorm -> pwconv1 (4x) -> GELU ->
@@ -254,7 +267,10 @@ class TFConvNextLayer(_ConfiguredLayer):
         self.pwconv2.build((None, MLP_RATIO * self.dim))
         self.drop_path.build((None, None, None, self.dim))
 
-    def call(self, hidden_states, training=None):
+    def call(self, hidden_states, training=None, visible=None):
+        """``visible`` (B, H, W, 1), 1 at the sites that exist (FCMAE's masked trunk, where the input is
+        zero at the others): the block then computes what the official sparse block computes at the
+        visible sites (GRN statistics from them only) and leaves zeros elsewhere."""
         residual = hidden_states
         x = fused.depthwise_conv(self.dwconv, hidden_states)  # on JAX as shifted multiply-adds (fused.py)
         shape = ops.shape(x)
@@ -264,12 +280,15 @@ class TFConvNextLayer(_ConfiguredLayer):
         # each Dense with its bias add and activation (see fused.py)
         x = fused.linear_act(self.pwconv1, self.act, x)
         if self.grn is not None:  # GRN needs the spatial layout back: it pools over H and W
-            x = self.grn(ops.reshape(x, (shape[0], shape[1], shape[2], MLP_RATIO * self.dim)))
+            x = ops.reshape(x, (shape[0], shape[1], shape[2], MLP_RATIO * self.dim))
+            x = self.grn(x) if visible is None else self.grn(x, visible=visible)
             x = ops.reshape(x, (-1, MLP_RATIO * self.dim))
         x = fused.linear_act(self.pwconv2, None, x)
         if self.layer_scale_parameter is not None:
             x = self.layer_scale_parameter * x
         x = ops.reshape(x, shape)
+        if visible is not None:
+            x = x * ops.cast(visible, x.dtype)  # the removed sites stay zero
         return residual + self.drop_path(x, training=training)
 
     def compute_output_shape(self, input_shape):
@@ -311,11 +330,18 @@ class TFConvNextStage(_ConfiguredLayer):
         for layer in self.layers:
             layer.build((None, None, None, self.out_channels))
 
-    def call(self, hidden_states, training=None):
+    def call(self, hidden_states, training=None, visible_patches=None):
+        """``visible_patches`` (B, rows, cols, 1) of FCMAE's patch grid (1 = visible): every output at a
+        removed site is discarded (zero), as the official sparse stage computes none there."""
         for layer in self.downsampling_layer:
             hidden_states = layer(hidden_states)
+        visible = None
+        if visible_patches is not None:
+            visible = upsample_patch_mask(visible_patches, hidden_states.shape[1] // visible_patches.shape[1])
+            hidden_states = hidden_states * ops.cast(visible, hidden_states.dtype)
         for layer in self.layers:
-            hidden_states = layer(hidden_states, training=training)
+            hidden_states = (layer(hidden_states, training=training) if visible is None
+                             else layer(hidden_states, training=training, visible=visible))
         return hidden_states
 
     def get_config(self) -> dict[str, Any]:
@@ -339,10 +365,11 @@ class TFConvNextEncoder(_ConfiguredLayer):
         for stage in self.stages:
             stage.build(None)
 
-    def call(self, hidden_states, output_hidden_states: bool = False, training=None):
+    def call(self, hidden_states, output_hidden_states: bool = False, training=None, visible_patches=None):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         for stage in self.stages:
-            hidden_states = stage(hidden_states, training=training)
+            hidden_states = (stage(hidden_states, training=training) if visible_patches is None
+                             else stage(hidden_states, training=training, visible_patches=visible_patches))
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
         return hidden_states, all_hidden_states
@@ -590,3 +617,166 @@ class TFConvNextV2ForImageClassification(TFConvNextV2PreTrainedModel, TFConvNext
 class TFConvNextV2Backbone(TFConvNextV2PreTrainedModel, TFConvNextBackbone):
     pass
 
+
+
+
+# FCMAE pre-training (ConvNeXt V2's masked autoencoder): the V2 trunk, run on the visible patches only,
+# and the official dense decoder. See docs/pretraining.md.
+def patchify(pixel_values_nhwc, patch_size: int):
+    """(B, H, W, C) -> (B, num_patches, patch_size**2 * C): patches row-major over the grid, each one's
+    pixels row by row with the channels innermost (the official ``patchify`` order)."""
+    _, h, w, c = pixel_values_nhwc.shape
+    rows, cols = h // patch_size, w // patch_size
+    x = ops.reshape(pixel_values_nhwc, (-1, rows, patch_size, cols, patch_size, c))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, rows * cols, patch_size * patch_size * c))
+
+
+def unpatchify(patches, patch_size: int, height: int, width: int, data_format: str = "channels_first"):
+    """The inverse of :func:`patchify`: (B, num_patches, patch_size**2 * C) -> images in ``data_format``."""
+    c = patches.shape[-1] // patch_size**2
+    rows, cols = height // patch_size, width // patch_size
+    x = ops.reshape(patches, (-1, rows, cols, patch_size, patch_size, c))
+    x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, height, width, c))
+    return ops.transpose(x, (0, 3, 1, 2)) if data_format == "channels_first" else x
+
+
+def masked_patch_loss(pixel_values_nhwc, logits, removed, patch_size: int, norm_pix_loss: bool):
+    """The official FCMAE loss (float32): each patch's mean squared error, averaged over the removed
+    patches; with ``norm_pix_loss`` each target patch is first normalised by its own mean and
+    (unbiased) variance + 1e-6. ``removed`` (B, num_patches), 1 = removed."""
+    target = patchify(ops.cast(pixel_values_nhwc, "float32"), patch_size)
+    if norm_pix_loss:
+        n = target.shape[-1]
+        mean = ops.mean(target, axis=-1, keepdims=True)
+        var = ops.sum(ops.square(target - mean), axis=-1, keepdims=True) / (n - 1)
+        target = (target - mean) / ops.sqrt(var + NORM_PIX_EPS)
+    per_patch = ops.mean(ops.square(ops.cast(logits, "float32") - target), axis=-1)
+    removed = ops.cast(removed, "float32")
+    return ops.sum(per_patch * removed) / ops.maximum(ops.sum(removed), 1.0)
+
+
+def random_patch_mask(batch_size, num_patches: int, mask_ratio: float, seed=None):
+    """The official ``gen_random_mask``: per image, the ``int(L * (1 - mask_ratio))`` patches with the
+    smallest Gaussian noise stay visible. Returns (B, num_patches) bool, True = removed."""
+    noise = keras.random.normal((batch_size, num_patches), seed=seed)
+    rank = ops.argsort(ops.argsort(noise, axis=1), axis=1)
+    return rank >= num_kept(num_patches, mask_ratio)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextV2MaskedImageDecoder(_ConfiguredLayer):
+    """FCMAE's dense decoder: a 1x1 conv to ``decoder_hidden_size``, the mask token at removed
+    patches, ``decoder_num_hidden_layers`` V2 blocks, and a 1x1 conv to each patch's pixels.
+    NHWC (B, rows, cols, hidden_sizes[-1]) -> (B, rows, cols, patch_size**2 * num_channels)."""
+
+    def __init__(self, config: ConvNextConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        config = self.config
+        self.dim = config.decoder_hidden_size
+        init = _kernel_initializer(config)
+        self.proj = keras.layers.Conv2D(self.dim, kernel_size=1, kernel_initializer=init, name="proj",
+                                        dtype=self.dtype_policy)
+        self.layers = [TFConvNextLayer(config, self.dim, name=keras_layer_name("layers", j), dtype=self.dtype_policy)
+                       for j in range(config.decoder_num_hidden_layers)]
+        self.pred = keras.layers.Conv2D(total_stride(config) ** 2 * config.num_channels, kernel_size=1,
+                                        kernel_initializer=init, name="pred", dtype=self.dtype_policy)
+
+    def build(self, input_shape=None):
+        # the canonical (PyTorch) shape (1, D, 1, 1), so that no layout changes at load and save
+        self.mask_token = self.add_weight(shape=(1, self.dim, 1, 1), initializer=_kernel_initializer(self.config),
+                                          name="mask_token")
+        self.proj.build((None, None, None, self.config.hidden_sizes[-1]))
+        for layer in self.layers:
+            layer.build((None, None, None, self.dim))
+        self.pred.build((None, None, None, self.dim))
+
+    def call(self, hidden_states, removed, training=None):
+        """``removed`` (B, rows, cols, 1), 1 = removed."""
+        x = self.proj(hidden_states)
+        removed = ops.cast(removed, x.dtype)
+        token = ops.cast(ops.reshape(self.mask_token, (1, 1, 1, self.dim)), x.dtype)
+        x = x * (1.0 - removed) + token * removed
+        for layer in self.layers:
+            x = layer(x, training=training)
+        return self.pred(x)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFConvNextV2ForMaskedImageModeling(TFConvNextV2PreTrainedModel):
+    """FCMAE pre-training: the V2 trunk (``convnextv2``, the names of TFConvNextV2Model, so a trained
+    folder loads as any V2 model) sees only the visible patches, and the decoder reconstructs the
+    removed ones. Equal to the official sparse forward (facebookresearch/ConvNeXt-V2,
+    ``models/fcmae.py``), computed densely: removed sites are zero wherever a convolution reads them
+    and every output there is discarded, so norms and GRN take their statistics from visible sites only.
+
+    ``pixel_values`` (B, C, H, W) (NHWC with ``channels_last``), H and W multiples of the patch size
+    (the trunk's stride, 32); ``bool_masked_pos`` (B, num_patches), True = removed, row-major over the
+    (H/32, W/32) grid, or None for a random mask with ``config.mask_ratio`` (``seed``: an int or a
+    ``keras.random.SeedGenerator`` makes it reproducible; by default the model's own generator).
+    Keras training: ``compile(optimizer)`` without a loss and ``fit(images)`` train on the model's loss.
+    """
+
+    def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
+        super().__init__(config, data_format, **kwargs)
+        check_masked_image_config(self.config)
+        self.convnextv2 = TFConvNextV2Model(self.config, data_format=self.data_format, name="convnextv2",
+                                            dtype=self.dtype_policy)
+        self.decoder = TFConvNextV2MaskedImageDecoder(self.config, name="decoder", dtype=self.dtype_policy)
+        self.patch_size = total_stride(self.config)
+        self.mask_seed_generator = keras.random.SeedGenerator()
+        self.build()
+        # The pooled norm takes no part in pre-training: frozen, so that optimizers see no variable
+        # without a gradient (it is saved, and a fine-tuned model trains it).
+        self.convnextv2.layernorm.trainable = False
+
+    @property
+    def base_model(self) -> TFConvNextV2Model:
+        return self.convnextv2
+
+    def call(self, pixel_values, bool_masked_pos=None, output_hidden_states: Optional[bool] = None,
+             return_dict: Optional[bool] = None, training=None, seed=None) -> Union[tuple, MaskedImageModelingOutput]:
+        return_dict = True if return_dict is None else return_dict
+        check_pixel_values(pixel_values, self.config.num_channels, self.data_format)
+        nhwc = ops.transpose(pixel_values, (0, 2, 3, 1)) if self.data_format == "channels_first" else pixel_values
+        height, width = nhwc.shape[1], nhwc.shape[2]
+        if height is None or width is None:
+            raise ValueError("masked-image modeling needs the image height and width known when the model is called")
+        rows, cols = patch_grid(self.config, height, width)
+        batch = ops.shape(nhwc)[0]
+        if bool_masked_pos is None:
+            bool_masked_pos = random_patch_mask(batch, rows * cols, self.config.mask_ratio,
+                                                self.mask_seed_generator if seed is None else seed)
+        else:
+            bool_masked_pos = ops.convert_to_tensor(bool_masked_pos)
+            if len(bool_masked_pos.shape) != 2 or bool_masked_pos.shape[-1] != rows * cols:
+                raise ValueError(f"bool_masked_pos must be (batch, num_patches) with num_patches = {rows * cols} "
+                                 f"for {height}x{width} images, got {tuple(bool_masked_pos.shape)}")
+        removed = ops.cast(bool_masked_pos, "float32")
+        removed_grid = ops.reshape(removed, (-1, rows, cols, 1))
+        visible = 1.0 - removed_grid
+
+        trunk = self.base_model
+        embeddings = trunk.embeddings(pixel_values)
+        embeddings = embeddings * ops.cast(upsample_patch_mask(visible, embeddings.shape[1] // rows), embeddings.dtype)
+        last_hidden_state, hidden_states = trunk.encoder(embeddings, output_hidden_states=bool(output_hidden_states),
+                                                         training=training, visible_patches=visible)
+        pred = self.decoder(last_hidden_state, removed_grid, training=training)
+        logits = ops.reshape(pred, (-1, rows * cols, pred.shape[-1]))
+        loss = masked_patch_loss(nhwc, logits, removed, self.patch_size, self.config.norm_pix_loss)
+        hidden_states = tuple(self._maps_out(h) for h in hidden_states) if hidden_states else None
+        out = MaskedImageModelingOutput(loss, logits, removed, hidden_states)
+        return out if return_dict else out.to_tuple()
+
+    def unpatchify(self, logits, height: int, width: int):
+        """The reconstruction as images in the model's data_format."""
+        return unpatchify(logits, self.patch_size, height, width, self.data_format)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self._compile_loss is None and isinstance(y_pred, MaskedImageModelingOutput):
+            # compile() without a loss: the model's own reconstruction loss (the images need no labels)
+            loss = y_pred.loss
+            for extra in self.losses:
+                loss = loss + ops.cast(extra, loss.dtype)
+            return loss
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)

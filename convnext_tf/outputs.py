@@ -14,11 +14,13 @@ import keras
 import optree
 
 from convnext_common.outputs import (
-    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput,
+    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+    MaskedImageModelingOutput, ModelOutput,
 )
 
 #: every output class the Keras twin returns
-OUTPUT_CLASSES = (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput)
+OUTPUT_CLASSES = (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput,
+                  MaskedImageModelingOutput)
 
 
 def _flatten(output: ModelOutput):
@@ -60,4 +62,4 @@ if keras.backend.backend() == "jax":
     _register_with_jax_tree()
 
 __all__ = ["OUTPUT_CLASSES", "BackboneOutput", "BaseModelOutputWithPoolingAndNoAttention",
-           "ImageClassifierOutputWithNoAttention"]
+           "ImageClassifierOutputWithNoAttention", "MaskedImageModelingOutput"]

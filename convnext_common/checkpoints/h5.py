@@ -39,11 +39,12 @@ from .keras_applications import str_list_attr
 
 #: the kind of a module, from the last part of its path; the kind decides variable names and layouts.
 MODULE_KINDS: tuple[tuple[re.Pattern, str], ...] = (
-    (re.compile(r"patch_embeddings|dwconv|downsampling_layer\.1"), "conv"),
+    (re.compile(r"patch_embeddings|dwconv|downsampling_layer\.1|proj|pred"), "conv"),  # proj, pred: FCMAE decoder
     (re.compile(r"pwconv[12]|classifier"), "dense"),
     (re.compile(r"layernorm|downsampling_layer\.0|hidden_states_norms\.[A-Za-z0-9_]+"), "norm"),
     (re.compile(r"grn"), "grn"),
     (re.compile(r"layers\.\d+"), "block"),  # a block's own variable: layer scale
+    (re.compile(r"decoder"), "decoder"),  # the FCMAE decoder's own variable: the mask token (1, D, 1, 1)
 )
 
 #: per kind: TF variable name -> PyTorch parameter name.
@@ -53,6 +54,7 @@ VARIABLE_NAMES: dict[str, dict[str, str]] = {
     "norm": {"gamma": "weight", "beta": "bias"},
     "grn": {"weight": "weight", "bias": "bias"},
     "block": {"layer_scale_parameter": "layer_scale_parameter"},
+    "decoder": {"mask_token": "mask_token"},
 }
 
 #: (kind, PyTorch name) -> axes that turn the PyTorch layout into the TF one.
@@ -254,7 +256,7 @@ def tf_model_name(architecture: str) -> str:
 #: first, then its sub-layers in the order they were built); numbered modules sort by number.
 MODULE_ORDER = ("convnext", "convnextv2", "embeddings", "patch_embeddings", "encoder", "stages",
                 "downsampling_layer", "layers", "dwconv", "layernorm", "pwconv1", "grn", "pwconv2",
-                "hidden_states_norms", "classifier")
+                "hidden_states_norms", "classifier", "decoder", "proj", "pred")
 _VARIABLE_ORDER = {"kernel": 0, "gamma": 0, "weight": 0, "layer_scale_parameter": 0, "bias": 1, "beta": 1}
 
 
@@ -294,8 +296,8 @@ def save_hf_tf_h5(state: Mapping[str, np.ndarray], config: ConvNextConfig, path:
     p = prefix + "."
     variables: dict[str, tuple[str, np.ndarray]] = {}
     for key, array in state.items():
-        if head == "classification":
-            name = key if key.startswith((p, "classifier.")) else p + key
+        if head in ("classification", heads.MASKED_IMAGE_MODELING):  # a prefixed trunk beside the head
+            name = key if key.startswith((p, "classifier.", "decoder.")) else p + key
         else:
             if key.startswith("classifier."):
                 continue  # a trunk-only file has no place for a head
@@ -320,6 +322,8 @@ def save_hf_tf_h5(state: Mapping[str, np.ndarray], config: ConvNextConfig, path:
             layer_names.append(layer)
     if head == "classification":
         layer_names = [prefix, "classifier"]  # an empty classifier group when num_labels == 0
+    elif head == heads.MASKED_IMAGE_MODELING:
+        layer_names = [prefix, "decoder"]
     ascii_str = h5py.string_dtype("ascii")
 
     def write(tmp: Path) -> None:

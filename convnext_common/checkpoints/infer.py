@@ -19,7 +19,8 @@ import numpy as np
 
 from ..architecture import DWCONV_KERNEL, MLP_RATIO, backbone_channels, stage_specs
 from ..config import ConvNextConfig, ConvNextV2Config
-from ..heads import HEADS, class_name
+from ..heads import MASKED_IMAGE_MODELING, V2_HEADS, class_name
+from ..masked_image import total_stride
 from .errors import CheckpointError, UnsupportedCheckpointError
 from .matching import require_finite
 
@@ -48,6 +49,8 @@ def trunk_prefix_of(state: Mapping[str, np.ndarray]) -> str:
 
 
 def head_of_state(state: Mapping[str, np.ndarray]) -> str:
+    if any(k.startswith("decoder.") for k in state):
+        return MASKED_IMAGE_MODELING
     if any(k.startswith("classifier.") for k in state):
         return "classification"
     if any(k.startswith("hidden_states_norms.") for k in state):
@@ -143,6 +146,8 @@ def infer_config(state: Mapping[str, np.ndarray], source: str = "checkpoint", la
         stages = sorted({k.split(".")[1] for k in state if k.startswith("hidden_states_norms.")},
                         key=lambda name: (len(name), name))
         kwargs["out_features"] = stages
+    elif head == MASKED_IMAGE_MODELING:
+        kwargs.update(_decoder_fields(state, widths[-1], in_c, kh * 2 ** (num_stages - 1), has_grn, source))
     if has_grn:
         config: ConvNextConfig = ConvNextV2Config(**kwargs)
     else:
@@ -152,6 +157,26 @@ def infer_config(state: Mapping[str, np.ndarray], source: str = "checkpoint", la
                               f"{'V2 (GRN)' if has_grn else 'V1 (no GRN)'}")
     config.architectures = [class_name(config, head)]
     return config
+
+
+def _decoder_fields(state, last_width: int, channels: int, patch: int, has_grn: bool, source: str) -> dict:
+    """The masked-image model's (FCMAE) decoder fields, from its tensors; refused where its shapes are
+    not the official decoder's."""
+    if not has_grn:
+        raise UnsupportedCheckpointError(f"{source}: a masked-image decoder on a ConvNeXt V1 trunk; FCMAE "
+                                         f"pre-trains ConvNeXt V2")
+    dim, cin = _expect_ndim(state, "decoder.proj.weight", 4, source)[:2]
+    if cin != last_width:
+        raise CheckpointError(f"{source}: decoder.proj takes {cin} channels, the last stage has {last_width}")
+    out = _expect_ndim(state, "decoder.pred.weight", 4, source)[0]
+    if out != patch * patch * channels:
+        raise UnsupportedCheckpointError(
+            f"{source}: decoder.pred predicts {out} values per patch; the masked-image model reconstructs "
+            f"patches of the trunk's stride ({patch}x{patch}x{channels} = {patch * patch * channels})")
+    layers = sorted({int(k.split(".")[2]) for k in state if k.startswith("decoder.layers.")})
+    if layers != list(range(len(layers))):
+        raise CheckpointError(f"{source}: decoder blocks {layers}, not numbered 0..{len(layers) - 1}")
+    return {"decoder_hidden_size": dim, "decoder_num_hidden_layers": len(layers)}
 
 
 def _expect_ndim(state, name, ndim, source) -> tuple[int, ...]:
@@ -187,9 +212,9 @@ def expected_shapes(config: ConvNextConfig, head: str = "classification") -> dic
     ``"base"`` (trunk only, no prefix) or ``"backbone"`` (trunk plus ``hidden_states_norms``, no
     final norm).
     """
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-    p = config.model_type + "." if head == "classification" else ""
+    if head not in V2_HEADS:
+        raise ValueError(f"head must be one of {V2_HEADS}, got {head!r}")
+    p = config.model_type + "." if head in ("classification", MASKED_IMAGE_MODELING) else ""
     c0 = config.hidden_sizes[0]
     shapes: dict[str, tuple[int, ...]] = {
         f"{p}embeddings.patch_embeddings.weight": (c0, config.num_channels, config.patch_size, config.patch_size),
@@ -227,6 +252,24 @@ def expected_shapes(config: ConvNextConfig, head: str = "classification") -> dic
     if head == "classification" and config.num_labels > 0:
         shapes["classifier.weight"] = (config.num_labels, last)
         shapes["classifier.bias"] = (config.num_labels,)
+    if head == MASKED_IMAGE_MODELING:
+        shapes.update(_decoder_shapes(config))
+    return shapes
+
+
+def _decoder_shapes(config: ConvNextConfig) -> dict[str, tuple[int, ...]]:
+    d, h = config.decoder_hidden_size, MLP_RATIO * config.decoder_hidden_size
+    out = total_stride(config) ** 2 * config.num_channels
+    shapes = {"decoder.mask_token": (1, d, 1, 1), "decoder.proj.weight": (d, config.hidden_sizes[-1], 1, 1),
+              "decoder.proj.bias": (d,)}
+    for j in range(config.decoder_num_hidden_layers):
+        b = f"decoder.layers.{j}."
+        shapes.update({b + "dwconv.weight": (d, 1, DWCONV_KERNEL, DWCONV_KERNEL), b + "dwconv.bias": (d,),
+                       b + "layernorm.weight": (d,), b + "layernorm.bias": (d,),
+                       b + "pwconv1.weight": (h, d), b + "pwconv1.bias": (h,),
+                       b + "grn.weight": (1, 1, 1, h), b + "grn.bias": (1, 1, 1, h),
+                       b + "pwconv2.weight": (d, h), b + "pwconv2.bias": (d,)})
+    shapes.update({"decoder.pred.weight": (out, d, 1, 1), "decoder.pred.bias": (out,)})
     return shapes
 
 

@@ -21,7 +21,8 @@ import numpy as np
 from .errors import CheckpointError
 
 #: tensors that belong to one task's head, not to the shared trunk.
-TASK_SPECIFIC = ("classifier.", "hidden_states_norms.", "layernorm.")
+#: ``decoder.`` is the masked-image model's (FCMAE) decoder: a pre-trained folder fine-tunes as any model.
+TASK_SPECIFIC = ("classifier.", "hidden_states_norms.", "layernorm.", "decoder.")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ..config import ConvNextConfig, load_config
-from ..heads import class_name
+from ..heads import MASKED_IMAGE_MODELING, class_name
 from ..hub import HubOptions
 from .computation import hub_fields
 from .errors import CheckpointError
@@ -65,6 +65,9 @@ def _resolve_config(inp: SourceCheckpoint, state: dict, user: UserConfig, notes:
 
 
 def _head_summary(config: ConvNextConfig, head: str) -> str:
+    if head == MASKED_IMAGE_MODELING:
+        return (f"masked-image model (FCMAE decoder: {config.decoder_num_hidden_layers} block(s) of "
+                f"{config.decoder_hidden_size})")
     if head == "classification":
         return f"{config.num_labels} labels"
     if head == "backbone":
@@ -95,7 +98,7 @@ def _fill_final_norm(state: dict, config: ConvNextConfig, notes: list[str]) -> N
     """A base model saved without its final norm (timm's fcmae weights, a trunk saved alone): the
     source library's model still has that LayerNorm, at its initial weights (ones, zeros), which is
     what is written; last_hidden_state does not pass through it."""
-    if head_of_state(state) != "base":
+    if head_of_state(state) not in ("base", MASKED_IMAGE_MODELING):
         return
     name = trunk_prefix_of(state) + "layernorm.weight"
     if name in state:

@@ -55,8 +55,36 @@ def _dense_io(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.T)
 
 
+def _kernel_side(volume: int) -> int:
+    side = int(round(volume ** 0.5))
+    if side * side != volume:
+        raise ValueError(f"a kernel volume of {volume} is not a square 2-D kernel")
+    return side
+
+
+def _me_conv(a: np.ndarray) -> np.ndarray:
+    """A MinkowskiEngine 2-D conv kernel (k*k, in, out) -> PyTorch (out, in, k, k), read as the official
+    ConvNeXt-V2 fine-tuning remap reads it (utils.remap_checkpoint_keys): entry ``x * k + y`` holds row
+    offset y, column offset x."""
+    if a.ndim != 3:
+        raise ValueError(f"expected a (kernel_volume, in, out) kernel, got shape {list(a.shape)}")
+    volume, cin, cout = a.shape
+    k = _kernel_side(volume)
+    return np.ascontiguousarray(a.transpose(2, 1, 0).reshape(cout, cin, k, k).transpose(0, 1, 3, 2))
+
+
+def _me_depthwise(a: np.ndarray) -> np.ndarray:
+    """A MinkowskiEngine depthwise kernel (k*k, C) -> PyTorch (C, 1, k, k), as :func:`_me_conv` reads offsets."""
+    if a.ndim != 2:
+        raise ValueError(f"expected a (kernel_volume, channels) kernel, got shape {list(a.shape)}")
+    volume, c = a.shape
+    k = _kernel_side(volume)
+    return np.ascontiguousarray(a.transpose(1, 0).reshape(c, 1, k, k).transpose(0, 1, 3, 2))
+
+
 LAYOUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "same": _same, "vector": _vector, "linear": _linear, "grn": _grn, "conv_hwio": _conv_hwio, "dense_io": _dense_io,
+    "me_conv": _me_conv, "me_depthwise": _me_depthwise,
 }
 
 

@@ -31,6 +31,10 @@ Sources (source names, with ``{s}`` stage, ``{j}`` block):
 - ``official``: facebookresearch ConvNeXt / ConvNeXt-V2: ``downsample_layers.0`` is the stem,
   ``downsample_layers.{s}`` (s >= 1) the downsampling, ``stages.{s}.{j}.dwconv|norm|pwconv1|
   pwconv2|gamma|grn.gamma|grn.beta``, ``norm``, ``head``.
+- ``fcmae``: the official ConvNeXt-V2 pre-training checkpoints (``convnextv2_*_1k_224_fcmae.pt``):
+  ``encoder.`` + the official names with MinkowskiEngine kernels (``.kernel`` (k*k, in, out) or
+  (k*k, C)), ``.ln.``/``.linear.`` wrappers and (1, C) biases; ``proj``, ``mask_token``,
+  ``decoder.{j}``, ``pred`` -> ``decoder.*`` of ConvNextV2ForMaskedImageModeling.
 - ``torchvision``: ``features.0`` stem, ``features.{2s+1}.{j}.block.{0,2,3,5}`` and
   ``layer_scale`` (C, 1, 1), ``features.{2s}`` downsampling, ``classifier.0`` norm, ``classifier.2``.
 - ``keras``: keras-applications h5 weight names with the model-name prefix removed
@@ -226,6 +230,38 @@ _OFFICIAL_RULES = (
         Rule(r"head\.bias", "classifier.bias", "vector"),
 )
 
+# The official FCMAE pre-training checkpoints (models/fcmae.py): the encoder is SparseConvNeXtV2 on
+# MinkowskiEngine (kernels (k*k, in, out) / (k*k, C), ``.ln.`` / ``.linear.`` wrappers, (1, C) biases
+# and GRN parameters); proj, mask_token, decoder.{j} (dense V2 blocks) and pred are the decoder.
+_FCMAE_BLOCK = "convnextv2.encoder.stages.{s}.layers.{j}."
+_FCMAE_DOWN = "convnextv2.encoder.stages.{s}.downsampling_layer."
+_FCMAE_DECODER = "decoder.layers.{j}."
+_FCMAE_RULES = (
+        Rule(rf"encoder\.downsample_layers\.0\.0\.{_P}", "convnextv2.embeddings.patch_embeddings.{p}"),
+        Rule(rf"encoder\.downsample_layers\.0\.1\.{_P}", "convnextv2.embeddings.layernorm.{p}", "vector"),
+        Rule(rf"encoder\.downsample_layers\.{_S}\.0\.ln\.{_P}", _FCMAE_DOWN + "0.{p}", "vector"),
+        Rule(rf"encoder\.downsample_layers\.{_S}\.1\.kernel", _FCMAE_DOWN + "1.weight", "me_conv"),
+        Rule(rf"encoder\.downsample_layers\.{_S}\.1\.bias", _FCMAE_DOWN + "1.bias", "vector"),
+        Rule(rf"encoder\.stages\.{_S}\.{_J}\.dwconv\.kernel", _FCMAE_BLOCK + "dwconv.weight", "me_depthwise"),
+        Rule(rf"encoder\.stages\.{_S}\.{_J}\.dwconv\.bias", _FCMAE_BLOCK + "dwconv.bias", "vector"),
+        Rule(rf"encoder\.stages\.{_S}\.{_J}\.norm\.ln\.{_P}", _FCMAE_BLOCK + "layernorm.{p}", "vector"),
+        Rule(rf"encoder\.stages\.{_S}\.{_J}\.pwconv(?P<n>[12])\.linear\.weight", _FCMAE_BLOCK + "pwconv{n}.weight",
+             "linear"),
+        Rule(rf"encoder\.stages\.{_S}\.{_J}\.pwconv(?P<n>[12])\.linear\.bias", _FCMAE_BLOCK + "pwconv{n}.bias",
+             "vector"),
+        Rule(rf"encoder\.stages\.{_S}\.{_J}\.grn\.gamma", _FCMAE_BLOCK + "grn.weight", "grn"),
+        Rule(rf"encoder\.stages\.{_S}\.{_J}\.grn\.beta", _FCMAE_BLOCK + "grn.bias", "grn"),
+        Rule(rf"proj\.{_P}", "decoder.proj.{p}"),
+        Rule(r"mask_token", "decoder.mask_token"),
+        Rule(rf"decoder\.{_J}\.dwconv\.{_P}", _FCMAE_DECODER + "dwconv.{p}"),
+        Rule(rf"decoder\.{_J}\.norm\.{_P}", _FCMAE_DECODER + "layernorm.{p}", "vector"),
+        Rule(rf"decoder\.{_J}\.pwconv(?P<n>[12])\.weight", _FCMAE_DECODER + "pwconv{n}.weight", "linear"),
+        Rule(rf"decoder\.{_J}\.pwconv(?P<n>[12])\.bias", _FCMAE_DECODER + "pwconv{n}.bias", "vector"),
+        Rule(rf"decoder\.{_J}\.grn\.gamma", _FCMAE_DECODER + "grn.weight", "grn"),
+        Rule(rf"decoder\.{_J}\.grn\.beta", _FCMAE_DECODER + "grn.bias", "grn"),
+        Rule(rf"pred\.{_P}", "decoder.pred.{p}"),
+)
+
 _TORCHVISION_RULES = (
         # features.0 is the stem, odd features are stages (s = f // 2), even ones downsample (s = f // 2).
         Rule(rf"features\.0\.0\.{_P}", _STEM + "patch_embeddings.{p}"),
@@ -302,6 +338,12 @@ _OFFICIAL_REFUSALS = (
         Refusal(r"downsample_layers\.0\.[2-9]\.weight", _OVERLAP_STEM, _is_conv),
 )
 
+_FCMAE_REFUSALS = (
+        Refusal(r"encoder\.fpn\..*", "a feature pyramid on the sparse encoder (use_fpn); the official FCMAE "
+                "decoder reads the last stage only"),
+        Refusal(r"encoder\.downsample_layers\.0\.[2-9]\.weight", _OVERLAP_STEM, _is_conv),
+)
+
 _TORCHVISION_REFUSALS = (
         Refusal(r"features\.0\.[2-9]\.weight", _OVERLAP_STEM, _is_conv),
 )
@@ -318,6 +360,10 @@ SOURCES: tuple[Source, ...] = (
     Source("official", "facebookresearch ConvNeXt / ConvNeXt-V2",
            signature=(r"downsample_layers\.0\.0\.weight", r"stages\.\d+\.\d+\.dwconv\.weight"),
            rules=_OFFICIAL_RULES, refusals=_OFFICIAL_REFUSALS, norms_have_bias=True),
+    Source("fcmae", "facebookresearch ConvNeXt-V2 FCMAE pre-training (MinkowskiEngine)",
+           signature=(r"encoder\.downsample_layers\.0\.0\.weight", r"encoder\.stages\.\d+\.\d+\.dwconv\.kernel",
+                      r"mask_token"),
+           rules=_FCMAE_RULES, refusals=_FCMAE_REFUSALS, norms_have_bias=True),
     Source("torchvision", "torchvision",
            signature=(r"features\.0\.0\.weight", r"features\.\d+\.\d+\.block\.0\.weight"),
            rules=_TORCHVISION_RULES, refusals=_TORCHVISION_REFUSALS, norms_have_bias=True),
