@@ -21,7 +21,7 @@ import numpy as np
 from .errors import CheckpointError
 
 #: tensors that belong to one task's head, not to the shared trunk.
-TASK_SPECIFIC = ("classifier.", "hidden_states_norms.", "layernorm.")
+TASK_SPECIFIC = ("classifier.", "hidden_states_norms.", "layernorm.", "layer_norm.")  # layer_norm: DINOv3's
 
 
 @dataclass
