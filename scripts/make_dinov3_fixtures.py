@@ -1,0 +1,111 @@
+"""Write tests/fixtures/dinov3-convnext/: transformers' DINOv3 ConvNeXt on small random weights.
+
+transformers is a reference here, not a dependency: run this where it is installed (5.x has the
+DINOv3 ConvNeXt classes; 4.57 too)::
+
+    python scripts/make_dinov3_fixtures.py
+
+For each DINOv3 size (tiny, small, base, large) a model with that size's depths at 1/16 of its
+widths, every parameter re-drawn as the shared fixtures' (tests/fixtures/README.md: conv/linear
+~ N(0, 1/fan_in), norm scales 1 + N(0, 0.1), biases N(0, 0.1), layer scale ~ U(0.2, 1.0)), saved
+with ``save_pretrained`` into ``<size>/`` beside ``expected.npz``: the inputs (``pixel_values``
+(2, 3, 64, 64), ``pixel_values_odd`` (1, 3, 71, 97)) and transformers' outputs for each
+(``last_hidden_state``, ``pooler_output``, ``hidden_states_<i>``; ``_odd`` for the odd input).
+``small`` uses ``layer_norm_eps=1e-5`` (not the default), so that the epsilon of every norm counts.
+``tiny-backbone/`` is transformers' ``DINOv3ConvNextBackbone`` on tiny's weights with out_features
+stem, stage2, stage4 (``feature_maps_<i>``, ``hidden_states_<i>``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import make_torchvision_importable  # noqa: E402
+
+make_torchvision_importable()  # before transformers imports torchvision
+
+import transformers  # noqa: E402
+from transformers import DINOv3ConvNextBackbone, DINOv3ConvNextConfig, DINOv3ConvNextModel  # noqa: E402
+
+OUT = REPO / "tests" / "fixtures" / "dinov3-convnext"
+#: DINOv3's sizes (V1 trunks): depths and widths, the widths divided by 16 here
+SIZES = {
+    "tiny": ([3, 3, 9, 3], [96, 192, 384, 768]),
+    "small": ([3, 3, 27, 3], [96, 192, 384, 768]),
+    "base": ([3, 3, 27, 3], [128, 256, 512, 1024]),
+    "large": ([3, 3, 27, 3], [192, 384, 768, 1536]),
+}
+EXTRA = {"small": {"layer_norm_eps": 1e-5}}
+
+
+def redraw_(model: torch.nn.Module, seed: int) -> None:
+    """The shared fixtures' re-draw, by transformers' DINOv3 parameter names (``gamma`` is layer scale)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "gamma":
+                p.copy_(torch.rand(p.shape, generator=g) * 0.8 + 0.2)
+            elif leaf == "bias":
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            elif p.ndim == 1:
+                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(int(np.prod(p.shape[1:]))))
+
+
+def outputs(model, x: torch.Tensor, suffix: str) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        out = model(x, output_hidden_states=True)
+    named = {}
+    for field in ("last_hidden_state", "pooler_output"):
+        if getattr(out, field, None) is not None:
+            named[field] = getattr(out, field)
+    for i, f in enumerate(getattr(out, "feature_maps", None) or ()):
+        named[f"feature_maps_{i}"] = f
+    for i, h in enumerate(out.hidden_states):
+        named[f"hidden_states_{i}"] = h
+    return {k + suffix: v.numpy() for k, v in named.items()}
+
+
+def main() -> None:
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    rng = np.random.default_rng(30)
+    inputs = {"pixel_values": rng.standard_normal((2, 3, 64, 64)).astype(np.float32),
+              "pixel_values_odd": rng.standard_normal((1, 3, 71, 97)).astype(np.float32)}
+    for seed, (size, (depths, widths)) in enumerate(SIZES.items()):
+        config = DINOv3ConvNextConfig(depths=depths, hidden_sizes=[w // 16 for w in widths], **EXTRA.get(size, {}))
+        model = DINOv3ConvNextModel(config).eval()
+        redraw_(model, seed)
+        folder = OUT / size
+        model.save_pretrained(folder)
+        expected = dict(inputs)
+        for key, x in inputs.items():
+            expected.update(outputs(model, torch.from_numpy(x), key[len("pixel_values"):]))
+        np.savez(folder / "expected.npz", **expected)
+        if size == "tiny":
+            backbone_config = DINOv3ConvNextConfig(depths=depths, hidden_sizes=config.hidden_sizes,
+                                                   out_features=["stem", "stage2", "stage4"])
+            backbone = DINOv3ConvNextBackbone(backbone_config).eval()
+            backbone.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("layer_norm.")})
+            backbone.save_pretrained(OUT / "tiny-backbone")
+            expected = dict(inputs)
+            for key, x in inputs.items():
+                expected.update(outputs(backbone, torch.from_numpy(x), key[len("pixel_values"):]))
+            np.savez(OUT / "tiny-backbone" / "expected.npz", **expected)
+    (OUT / "writer.json").write_text(json.dumps({"transformers": transformers.__version__,
+                                                 "torch": torch.__version__}, indent=2) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
