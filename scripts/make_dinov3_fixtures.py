@@ -14,6 +14,13 @@ with ``save_pretrained`` into ``<size>/`` beside ``expected.npz``: the inputs (`
 ``small`` uses ``layer_norm_eps=1e-5`` (not the default), so that the epsilon of every norm counts.
 ``tiny-backbone/`` is transformers' ``DINOv3ConvNextBackbone`` on tiny's weights with out_features
 stem, stage2, stage4 (``feature_maps_<i>``, ``hidden_states_<i>``).
+
+``processor/<setting>/``: transformers' DINOv3 image processor (the hub repos'
+``DINOv3ViTImageProcessorFast``; it rescales, resizes in float with torch's antialiased filter, then
+normalises) saved with ``save_pretrained``, and ``expected.npz``: its output (3, H, W) for each of
+tests/fixtures/images' china.jpg, flower.png, portrait_427x150.png and tiny_17x23.png, opened with
+``Image.open(path).convert("RGB")``. Settings: ``hub`` (the hub repos' config: 224 x 224, bilinear,
+ImageNet statistics) and ``wide_bicubic`` (96 x 160, bicubic).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from helpers import make_torchvision_importable  # noqa: E402
 make_torchvision_importable()  # before transformers imports torchvision
 
 import transformers  # noqa: E402
+from PIL import Image  # noqa: E402
 from transformers import DINOv3ConvNextBackbone, DINOv3ConvNextConfig, DINOv3ConvNextModel  # noqa: E402
 
 OUT = REPO / "tests" / "fixtures" / "dinov3-convnext"
@@ -76,6 +84,24 @@ def outputs(model, x: torch.Tensor, suffix: str) -> dict[str, np.ndarray]:
     return {k + suffix: v.numpy() for k, v in named.items()}
 
 
+IMAGES = ("china.jpg", "flower.png", "portrait_427x150.png", "tiny_17x23.png")
+PROCESSOR_SETTINGS = {"hub": {}, "wide_bicubic": {"size": {"height": 96, "width": 160}, "resample": 3}}
+
+
+def write_processor_fixtures() -> None:
+    from transformers.models.dinov3_vit.image_processing_dinov3_vit import DINOv3ViTImageProcessor
+
+    for name, kwargs in PROCESSOR_SETTINGS.items():
+        processor = DINOv3ViTImageProcessor(**kwargs)
+        folder = OUT / "processor" / name
+        processor.save_pretrained(folder)
+        expected = {}
+        for image in IMAGES:
+            rgb = Image.open(REPO / "tests" / "fixtures" / "images" / image).convert("RGB")
+            expected[image] = processor(rgb, return_tensors="pt").pixel_values[0].numpy()
+        np.savez(folder / "expected.npz", **expected)
+
+
 def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -102,6 +128,7 @@ def main() -> None:
             for key, x in inputs.items():
                 expected.update(outputs(backbone, torch.from_numpy(x), key[len("pixel_values"):]))
             np.savez(OUT / "tiny-backbone" / "expected.npz", **expected)
+    write_processor_fixtures()
     (OUT / "writer.json").write_text(json.dumps({"transformers": transformers.__version__,
                                                  "torch": torch.__version__}, indent=2) + "\n")
     print(f"wrote {OUT}")
