@@ -21,6 +21,13 @@ normalises) saved with ``save_pretrained``, and ``expected.npz``: its output (3,
 tests/fixtures/images' china.jpg, flower.png, portrait_427x150.png and tiny_17x23.png, opened with
 ``Image.open(path).convert("RGB")``. Settings: ``hub`` (the hub repos' config: 224 x 224, bilinear,
 ImageNet statistics) and ``wide_bicubic`` (96 x 160, bicubic).
+
+``official-tiny.pth`` and ``timm-tiny/``: tiny's weights (the tensors of ``tiny/model.safetensors``)
+in the layouts of facebookresearch/dinov3's ``ConvNeXt`` state dict (``downsample_layers``,
+``stages.{s}.{j}``, ``norm`` and its second name ``norms.3``; read from dinov3/models/convnext.py) and
+of timm's ConvNeXt (``stem``, ``stages.{s}.downsample``, ``stages.{s}.blocks.{j}``, ``head.norm``) with a
+timm ``config.json`` whose pretrained_cfg names the ``dinov3_lvd1689m`` tag and its licence. Their
+outputs are tiny's ``expected.npz``.
 """
 
 from __future__ import annotations
@@ -102,6 +109,50 @@ def write_processor_fixtures() -> None:
         np.savez(folder / "expected.npz", **expected)
 
 
+def official_name(name: str) -> str:
+    """transformers' DINOv3 file name -> facebookresearch/dinov3's ConvNeXt state-dict name."""
+    parts = name.split(".")
+    if parts[0] == "layer_norm":
+        return "norm." + parts[1]
+    s = parts[1]
+    if parts[2] == "downsample_layers":
+        return f"downsample_layers.{s}.{parts[3]}.{parts[4]}"
+    leaf = {"depthwise_conv": "dwconv", "layer_norm": "norm", "pointwise_conv1": "pwconv1",
+            "pointwise_conv2": "pwconv2", "gamma": "gamma"}[parts[4]]
+    return ".".join([f"stages.{s}.{parts[3]}.{leaf}"] + parts[5:])
+
+
+def timm_name(name: str) -> str:
+    """transformers' DINOv3 file name -> timm's ConvNeXt name."""
+    parts = name.split(".")
+    if parts[0] == "layer_norm":
+        return "head.norm." + parts[1]
+    s = parts[1]
+    if parts[2] == "downsample_layers":
+        return f"stem.{parts[3]}.{parts[4]}" if s == "0" else f"stages.{s}.downsample.{parts[3]}.{parts[4]}"
+    leaf = {"depthwise_conv": "conv_dw", "layer_norm": "norm", "pointwise_conv1": "mlp.fc1",
+            "pointwise_conv2": "mlp.fc2", "gamma": "gamma"}[parts[4]]
+    return ".".join([f"stages.{s}.blocks.{parts[3]}.{leaf}"] + parts[5:])
+
+
+def write_layout_fixtures() -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(OUT / "tiny" / "model.safetensors")
+    official = {official_name(k): v for k, v in state.items()}
+    official["norms.3.weight"], official["norms.3.bias"] = official["norm.weight"], official["norm.bias"]
+    torch.save({k: v.clone() for k, v in official.items()}, OUT / "official-tiny.pth")
+    timm_dir = OUT / "timm-tiny"
+    timm_dir.mkdir()
+    save_file({timm_name(k): v.contiguous() for k, v in state.items()}, timm_dir / "model.safetensors")
+    config = {"architecture": "convnext_tiny", "num_classes": 0,
+              "model_args": {"depths": SIZES["tiny"][0], "dims": [w // 16 for w in SIZES["tiny"][1]]},
+              "pretrained_cfg": {"tag": "dinov3_lvd1689m", "license": "dinov3-license", "input_size": [3, 224, 224],
+                                 "crop_pct": 1.0, "interpolation": "bicubic", "mean": [0.485, 0.456, 0.406],
+                                 "std": [0.229, 0.224, 0.225], "num_classes": 0}}
+    (timm_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -129,6 +180,7 @@ def main() -> None:
                 expected.update(outputs(backbone, torch.from_numpy(x), key[len("pixel_values"):]))
             np.savez(OUT / "tiny-backbone" / "expected.npz", **expected)
     write_processor_fixtures()
+    write_layout_fixtures()
     (OUT / "writer.json").write_text(json.dumps({"transformers": transformers.__version__,
                                                  "torch": torch.__version__}, indent=2) + "\n")
     print(f"wrote {OUT}")
