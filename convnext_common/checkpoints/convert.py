@@ -28,6 +28,7 @@ from typing import Callable, Optional, TextIO
 from ..config import ConvNextConfig
 from ..fileio import atomic_directory, atomic_write_text
 from ..heads import class_name
+from ..licences import MODEL_CARD_NAME, licence_for_converted, write_model_card
 from ..hub import PREPROCESSOR_NAME, HubOptions
 from ..progress import Progress
 from .dinov3_checkpoints import FAMILIES, default_family, to_family
@@ -92,6 +93,9 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     if family == "dinov3" and to == "tf":
         raise ValueError("--to tf: transformers has no TensorFlow DINOv3 ConvNeXt to read a tf_model.h5; a DINOv3 "
                          "folder holds model.safetensors (both twins read it): use --to pt, or --family convnext")
+    source_dir = converted.weights_file.parent if (converted.weights_file.parent / "config.json").is_file() else None
+    licence = licence_for_converted(converted.source_format, cfg.model_type, converted.timm_pretrained_cfg,
+                                    source_dir, str(input))
     state, cfg, head = to_family(state, cfg, head, family, str(converted.weights_file), notes)
 
     write_pt = to in ("pt", "all")
@@ -118,6 +122,9 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
         if pre is not None:
             atomic_write_text(tmp / PREPROCESSOR_NAME, json.dumps(pre, indent=2, sort_keys=True) + "\n")
             files.append(PREPROCESSOR_NAME)
+        if write_model_card(tmp, licence, cfg.architectures[0]) is not None:
+            files.append(MODEL_CARD_NAME)
+            notes.append(f"licence: {licence.label} (README.md); the weights keep the licence of {licence.source}")
         del state
         if verify is not None:
             verify_diff = verify(tmp, notes)
