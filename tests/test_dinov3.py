@@ -42,7 +42,9 @@ def assert_matches(out, ref: dict, suffix: str, what: str) -> None:
         assert err <= TOL, f"{what}{suffix}: {name} rel {err:.2e}"
 
 
-@pytest.mark.parametrize("size", SIZES)
+# tiny and small (the epsilon) in the default suite; the 27-block base and large take seconds each
+@pytest.mark.parametrize("size", [s if s in ("tiny", "small") else pytest.param(s, marks=pytest.mark.slow)
+                                  for s in SIZES])
 def test_transformers_folder_loads_with_its_outputs(size):
     model, info = AutoModel.from_pretrained(DINOV3 / size, output_loading_info=True)
     assert type(model) is DINOv3ConvNextModel
@@ -127,7 +129,8 @@ def test_zero_layer_scale_keeps_gamma_as_transformers():
     assert len(gammas) == 2 and all(float(v.abs().max()) == 0.0 for v in gammas.values())
 
 
-@pytest.mark.parametrize("dtype, bound", [(torch.bfloat16, 0.05), (torch.float16, 0.01)])
+@pytest.mark.parametrize("dtype, bound", [(torch.bfloat16, 0.05),
+                                          pytest.param(torch.float16, 0.01, marks=pytest.mark.slow)])
 def test_low_precision_stays_close_to_float32(dtype, bound):
     ref = expected("tiny")
     model = DINOv3ConvNextModel.from_pretrained(DINOV3 / "tiny", torch_dtype=dtype)

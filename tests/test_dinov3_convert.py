@@ -88,6 +88,7 @@ def test_official_output_norms_must_copy_the_final_norm(tmp_path):
         convert(tmp_path / "bad.pth", tmp_path / "out", progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.tf
 def test_converted_folder_runs_in_the_keras_twin(tmp_path, reference):
     pytest.importorskip("tensorflow")

@@ -488,7 +488,8 @@ def _dinov3_check(model, folder: str, data_format: str) -> None:
 
 # Every size on TensorFlow; JAX and torch run Keras eagerly, compiling op by op, which makes the
 # 27-block sizes long there: tiny and small cover both layouts and the epsilon on those backends.
-DINOV3_CASES = [(size, data_format) for size, data_format in [
+DINOV3_CASES = [(size, data_format) if size in ("tiny", "small") else
+                pytest.param(size, data_format, marks=pytest.mark.slow) for size, data_format in [
     ("tiny", "channels_first"), ("small", "channels_last"), ("base", "channels_first"), ("large", "channels_last")]
     if BACKEND == "tensorflow" or size in ("tiny", "small")]
 
