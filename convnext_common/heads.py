@@ -2,9 +2,10 @@
 
 A ConvNeXt comes with one of three heads: ``"classification"`` (the trunk, the pooled norm and a
 linear classifier), ``"base"`` (the trunk and the pooled norm) or ``"backbone"`` (the trunk and a
-norm per returned stage). With the family, V1 or V2 (``config.model_type``), the head names the
-class, spelled as transformers spells it in ``config.json``'s ``architectures``. Each twin maps
-these names to its classes in one place (``convnext_pt.auto``, ``convnext_tf.auto``).
+norm per returned stage). With the family, V1, V2 or DINOv3 (``config.model_type``; DINOv3 has no
+classifier), the head names the class, spelled as transformers spells it in ``config.json``'s
+``architectures``. Each twin maps these names to its classes in one place (``convnext_pt.auto``,
+``convnext_tf.auto``).
 """
 
 from __future__ import annotations

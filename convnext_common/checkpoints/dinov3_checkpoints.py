@@ -143,6 +143,8 @@ def _as_dinov3(state: dict, config: ConvNextConfig, head: str, source: str,
     if is_dinov3(config):
         dinov3 = config
     else:
+        notes.append("written as transformers' DINOv3 ConvNeXt (--family dinov3; --family convnext writes a "
+                     "ConvNeXt folder)")
         dinov3 = DINOv3ConvNextConfig(
             num_channels=config.num_channels, hidden_sizes=list(config.hidden_sizes), depths=list(config.depths),
             hidden_act=config.hidden_act, layer_norm_eps=NORM_EPS, image_size=config.image_size,
