@@ -94,8 +94,9 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
         raise ValueError("--to tf: transformers has no TensorFlow DINOv3 ConvNeXt to read a tf_model.h5; a DINOv3 "
                          "folder holds model.safetensors (both twins read it): use --to pt, or --family convnext")
     source_dir = converted.weights_file.parent if (converted.weights_file.parent / "config.json").is_file() else None
+    named = str(Path(input).resolve()) if Path(input).exists() else str(input)  # a hub id stays an id
     licence = licence_for_converted(converted.source_format, cfg.model_type, converted.timm_pretrained_cfg,
-                                    source_dir, str(input))
+                                    source_dir, named)
     state, cfg, head = to_family(state, cfg, head, family, str(converted.weights_file), notes)
 
     write_pt = to in ("pt", "all")
