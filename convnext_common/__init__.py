@@ -19,5 +19,6 @@ def __getattr__(name):  # keep PIL out of the import path of code that only need
     raise AttributeError(f"module 'convnext_common' has no attribute {name!r}")
 
 
-__all__ = ["ConvNextConfig", "ConvNextV2Config", "DINOv3ConvNextConfig", "ConfigError", "load_config", "config_for_variant",
+__all__ = ["ConvNextConfig", "ConvNextV2Config", "DINOv3ConvNextConfig", "ConfigError", "load_config",
+           "config_for_variant",
            "variant_names", "ConvNextImageProcessor", "ConvNextFeatureExtractor", "__version__"]

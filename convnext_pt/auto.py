@@ -39,8 +39,8 @@ class _AutoClass(heads.AutoClass):
 
 
 class AutoModel(_AutoClass):
-    """The base model (ConvNextModel / ConvNextV2Model / DINOv3ConvNextModel) of any ConvNeXt checkpoint, as transformers'
-    AutoModel: a classifier's weights load without their classifier."""
+    """The base model (ConvNextModel / ConvNextV2Model / DINOv3ConvNextModel) of any ConvNeXt checkpoint, as
+    transformers' AutoModel: a classifier's weights load without their classifier."""
 
     _head = "base"
 

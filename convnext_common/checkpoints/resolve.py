@@ -148,5 +148,6 @@ def load_converted(input: str | Path, source: Optional[str] = None,
     if cfg.architectures is None:
         cfg.architectures = [class_name(cfg, head)]
     timm = user.timm or inp.timm
-    return Converted(state, cfg, head, inp.fmt, inp.weights_file, get_source(inp.fmt).preprocessor(inp, cfg.num_channels, notes), notes,
+    preprocessor = get_source(inp.fmt).preprocessor(inp, cfg.num_channels, notes)
+    return Converted(state, cfg, head, inp.fmt, inp.weights_file, preprocessor, notes,
                      timm.pretrained_cfg if timm is not None else None)
