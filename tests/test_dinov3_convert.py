@@ -98,3 +98,15 @@ def test_converted_folder_runs_in_the_keras_twin(tmp_path, reference):
     model = convnext_tf.TFAutoModel.from_pretrained(tmp_path / "out")
     out = model(reference["pixel_values"])
     assert rel_err(np.asarray(out.last_hidden_state), reference["last_hidden_state"]) <= TOL
+
+
+def test_official_file_without_output_norms_is_named_with_from(tmp_path, reference):
+    """Without ``norms.3`` the file's names are those of the official ConvNeXt (V1) layout: detected as
+    that, and read as DINOv3's with ``--from dinov3-official``."""
+    state = torch.load(DINOV3 / "official-tiny.pth", weights_only=True)
+    del state["norms.3.weight"], state["norms.3.bias"]
+    torch.save(state, tmp_path / "bare.pth")
+    assert convert(tmp_path / "bare.pth", tmp_path / "v1", to="pt", progress=False).source_format == "official"
+    result = convert(tmp_path / "bare.pth", tmp_path / "out", source="dinov3-official", progress=False)
+    assert result.source_format == "dinov3-official"
+    check_dinov3_folder(tmp_path / "out", reference)
