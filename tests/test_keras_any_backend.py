@@ -536,3 +536,10 @@ def test_dinov3_mixed_precision_stays_close_to_float32(policy, bound):
         ours = np.asarray(keras.ops.convert_to_numpy(getattr(out, name))).astype(np.float32)
         err = rel_err(ours, ref[name])
         assert err <= bound, f"{name} rel {err:.3g} under {policy} on {BACKEND}"
+
+
+def test_dinov3_zero_layer_scale_keeps_gamma_as_transformers():
+    config = convnext_tf.DINOv3ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], layer_scale_init_value=0.0)
+    state = convnext_tf.TFDINOv3ConvNextModel(config).numpy_state_dict()
+    gammas = {k: v for k, v in state.items() if k.endswith(".gamma")}
+    assert len(gammas) == 2 and all(float(np.abs(v).max()) == 0.0 for v in gammas.values())
