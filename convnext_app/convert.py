@@ -91,6 +91,9 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="the library that wrote INPUT (default: detected from the tensor names)")
     parser.add_argument("--to", dest="to", choices=TARGETS, default="all",
                         help="pt: model.safetensors, tf: tf_model.h5, all: both (default)")
+    parser.add_argument("--family", choices=("convnext", "dinov3"), default=None,
+                        help="the written folder's model: a ConvNeXt, or transformers' DINOv3 ConvNeXt "
+                             "(default: the source's; DINOv3 for DINOv3 checkpoints and timm dinov3/eupe tags)")
     parser.add_argument("--config", default=None,
                         help="a hub config.json to use instead of the inferred one, or a timm config.json "
                              "(architecture, model_args) describing a bare timm state dict")
@@ -117,7 +120,7 @@ def run_convert(args: argparse.Namespace, stdout: Optional[TextIO] = None, stder
         result = convert(args.input, args.output_dir, source=args.source, to=args.to, config=args.config,
                          overwrite=args.overwrite, verify=verify_folder if args.verify else None,
                          progress=not quiet, stream=stderr,
-                         ema=bool(getattr(args, "ema", False)))
+                         ema=bool(getattr(args, "ema", False)), family=getattr(args, "family", None))
     except KeyboardInterrupt:
         if debug:
             raise

@@ -4,6 +4,7 @@ Importing this package imports neither torch nor tensorflow.
 """
 
 from .config import ConvNextConfig, ConvNextV2Config, ConfigError, load_config
+from .dinov3 import DINOv3ConvNextConfig
 from .variants import config_for_variant, variant_names
 from . import pretrained as _pretrained  # noqa: F401,E402  (installs how configs read hub ids and timm checkpoints)
 
@@ -18,5 +19,6 @@ def __getattr__(name):  # keep PIL out of the import path of code that only need
     raise AttributeError(f"module 'convnext_common' has no attribute {name!r}")
 
 
-__all__ = ["ConvNextConfig", "ConvNextV2Config", "ConfigError", "load_config", "config_for_variant",
+__all__ = ["ConvNextConfig", "ConvNextV2Config", "DINOv3ConvNextConfig", "ConfigError", "load_config",
+           "config_for_variant",
            "variant_names", "ConvNextImageProcessor", "ConvNextFeatureExtractor", "__version__"]

@@ -381,11 +381,22 @@ def config_for_model(config_class: type[ConvNextConfig], path: str | os.PathLike
     return config
 
 
+#: config classes of other ConvNeXt-trunk families (DINOv3's), registered by their own core modules
+_REGISTERED_CONFIG_CLASSES: list[type[ConvNextConfig]] = []
+
+
+def register_config_class(cls: type[ConvNextConfig]) -> None:
+    """Make ``config_class_for`` (and so ``load_config``) know another ``model_type``."""
+    if cls not in _REGISTERED_CONFIG_CLASSES:
+        _REGISTERED_CONFIG_CLASSES.append(cls)
+
+
 def config_class_for(model_type: str) -> type[ConvNextConfig]:
-    for cls in (ConvNextConfig, ConvNextV2Config):
+    for cls in (ConvNextConfig, ConvNextV2Config, *_REGISTERED_CONFIG_CLASSES):
         if cls.model_type == model_type:
             return cls
-    raise ConfigError(f"model_type {model_type!r} is not a ConvNeXt ('convnext' or 'convnextv2')")
+    known = ", ".join(repr(c.model_type) for c in (ConvNextConfig, ConvNextV2Config, *_REGISTERED_CONFIG_CLASSES))
+    raise ConfigError(f"model_type {model_type!r} is not a ConvNeXt ({known})")
 
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> ConvNextConfig:

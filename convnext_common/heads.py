@@ -2,9 +2,10 @@
 
 A ConvNeXt comes with one of three heads: ``"classification"`` (the trunk, the pooled norm and a
 linear classifier), ``"base"`` (the trunk and the pooled norm) or ``"backbone"`` (the trunk and a
-norm per returned stage). With the family, V1 or V2 (``config.model_type``), the head names the
-class, spelled as transformers spells it in ``config.json``'s ``architectures``. Each twin maps
-these names to its classes in one place (``convnext_pt.auto``, ``convnext_tf.auto``).
+norm per returned stage). With the family, V1, V2 or DINOv3 (``config.model_type``; DINOv3 has no
+classifier), the head names the class, spelled as transformers spells it in ``config.json``'s
+``architectures``. Each twin maps these names to its classes in one place (``convnext_pt.auto``,
+``convnext_tf.auto``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,21 @@ _CLASS_SUFFIX = {"classification": "ForImageClassification", "base": "Model", "b
 TF_PREFIX = "TF"
 
 
+#: class-name families by ``model_type``; longest names first, so that prefixes are told apart
+FAMILIES = {"dinov3_convnext": "DINOv3ConvNext", "convnextv2": "ConvNextV2", "convnext": "ConvNext"}
+#: heads a family lacks (transformers has no DINOv3 ConvNeXt classifier; FCMAE is ConvNeXt V2's)
+MISSING_HEADS = {"DINOv3ConvNext": ("classification", MASKED_IMAGE_MODELING), "ConvNext": (MASKED_IMAGE_MODELING,)}
+
+
 def family(config: ConvNextConfig) -> str:
-    """``"ConvNextV2"`` or ``"ConvNext"``, from ``config.model_type``."""
-    return "ConvNextV2" if config.model_type == "convnextv2" else "ConvNext"
+    """``"ConvNextV2"``, ``"DINOv3ConvNext"`` or ``"ConvNext"``, from ``config.model_type``."""
+    return FAMILIES.get(config.model_type, "ConvNext")
+
+
+def default_head(config: ConvNextConfig) -> str:
+    """The head of a config without ``architectures``: a classifier, or the base model for a family
+    without one (DINOv3)."""
+    return "base" if DEFAULT_HEAD in MISSING_HEADS.get(family(config), ()) else DEFAULT_HEAD
 
 
 def check_head(head: str) -> str:
@@ -40,17 +53,22 @@ def check_head(head: str) -> str:
 
 
 def class_name(config: ConvNextConfig, head: str) -> str:
-    """transformers' PyTorch class name of this config with this head (``config.architectures``' form)."""
-    if check_head(head) == MASKED_IMAGE_MODELING and family(config) != "ConvNextV2":
-        raise ValueError("masked-image modeling (FCMAE) is ConvNeXt V2's; this config is a ConvNeXt V1")
-    return family(config) + _CLASS_SUFFIX[head]
+    """transformers' PyTorch class name of this config with this head (``config.architectures``' form);
+    ValueError for a head the family does not have."""
+    fam = family(config)
+    if check_head(head) in MISSING_HEADS.get(fam, ()):
+        others = ", ".join(h for h in V2_HEADS if h not in MISSING_HEADS[fam])
+        raise ValueError(f"a {config.model_type} model has no {head} head (transformers has no {fam}"
+                         f"{_CLASS_SUFFIX[head]}): use {others}")
+    return fam + _CLASS_SUFFIX[head]
 
 
 def head_of_class_name(name: str) -> Optional[str]:
     """The head a class name stands for (``TFConvNextV2Backbone`` -> ``"backbone"``), None if it is
     not a ConvNeXt class name."""
-    bare = name[len(TF_PREFIX):] if name.startswith(TF_PREFIX + "ConvNext") else name
-    for fam in ("ConvNextV2", "ConvNext"):
+    bare = name[len(TF_PREFIX):] if name.startswith(TF_PREFIX) and name[len(TF_PREFIX):].startswith(
+        tuple(FAMILIES.values())) else name
+    for fam in sorted(FAMILIES.values(), key=len, reverse=True):
         if bare.startswith(fam):
             suffix = bare[len(fam):]
             return next((h for h, s in _CLASS_SUFFIX.items() if s == suffix), None)
@@ -61,11 +79,11 @@ def head_of(config: ConvNextConfig) -> str:
     """The head ``config.architectures[0]`` names; a config without ``architectures`` is a classifier
     (transformers' default for ConvNeXt folders). Raises ValueError for a name that is not a ConvNeXt."""
     if not config.architectures:
-        return DEFAULT_HEAD
+        return default_head(config)
     head = head_of_class_name(config.architectures[0])
     if head is None:
         raise ValueError(f"config.json's architectures names {config.architectures[0]!r}, not a ConvNeXt class "
-                         f"(ConvNext/ConvNextV2 + {', '.join(_CLASS_SUFFIX.values())})")
+                         f"({'/'.join(reversed(FAMILIES.values()))} + {', '.join(_CLASS_SUFFIX.values())})")
     return head
 
 

@@ -10,7 +10,7 @@ from .config import ConfigError
 from .fileio import read_json_file
 from .timm_hub import is_timm_config, is_timm_convnext, timm_architecture
 
-CONVNEXT_MODEL_TYPES = ("convnext", "convnextv2")
+CONVNEXT_MODEL_TYPES = ("convnext", "convnextv2", "dinov3_convnext")
 
 
 class NotAConvNextError(ConfigError):
@@ -36,4 +36,4 @@ def check_convnext_config(config_path: Path, name: str) -> None:
         arch = d.get("architectures")
         what = f" ({arch[0]})" if isinstance(arch, list) and arch and isinstance(arch[0], str) else ""
         raise NotAConvNextError(f"{name}: is a {model_type!r} model{what}, not a ConvNeXt "
-                                f"(model_type convnext or convnextv2)")
+                                f"(model_type {', '.join(CONVNEXT_MODEL_TYPES)})")

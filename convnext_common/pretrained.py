@@ -29,6 +29,7 @@ from .config import CONFIG_NAME, ConfigError, ConvNextConfig, config_class_for, 
 from .fileio import read_json_file
 from .hub import PREPROCESSOR_NAME, HubOptions, is_hub_id, model_folder, resolve_file
 from .identify import NotAConvNextError, check_convnext_config, read_config_dict  # noqa: F401 (re-exported)
+from .licences import Licence, read_licence, write_model_card
 from .timm_hub import is_timm_config, timm_preprocessor_config
 
 def is_timm_folder(folder: Union[str, os.PathLike]) -> bool:
@@ -47,6 +48,7 @@ class Pretrained:
     state: Mapping[str, Any]
     weights_file: Path
     preprocessor_config: Optional[dict]
+    licence: Optional[Licence] = None  # the licence the folder's model card (or timm config) names
 
 
 def load_pretrained(path_or_id: Union[str, os.PathLike], weight_files: Sequence[str],
@@ -67,10 +69,11 @@ def load_pretrained(path_or_id: Union[str, os.PathLike], weight_files: Sequence[
 
         converted = load_converted(folder)
         config = config_for_model(config_class, path_or_id, config or converted.config, overrides, model_name)
-        return Pretrained(config, converted.state, converted.weights_file, converted.preprocessor_config)
+        return Pretrained(config, converted.state, converted.weights_file, converted.preprocessor_config,
+                          read_licence(folder))
     config = config_for_model(config_class, folder, config, overrides, model_name)
     state, file = open_canonical(folder, tuple(weight_files), config=config)
-    return Pretrained(config, state, file, read_preprocessor_config(folder))
+    return Pretrained(config, state, file, read_preprocessor_config(folder), read_licence(folder))
 
 
 def read_preprocessor_config(folder: Union[str, os.PathLike]) -> Optional[dict]:
@@ -273,6 +276,7 @@ class PretrainedModel:
         model.load_numpy_state_dict(source.state, source=str(source.weights_file),
                                     ignore_mismatched_sizes=ignore_mismatched_sizes, report_to=info)
         model.preprocessor_config = source.preprocessor_config
+        model.__dict__["_licence"] = source.licence  # kept out of torch's and Keras' tracking
         return model, {"missing_keys": info.missing_keys, "unexpected_keys": info.unexpected_keys,
                        "mismatched_keys": info.mismatched_keys}
 
@@ -327,4 +331,11 @@ class PretrainedModel:
         config.save_pretrained(directory)
         save_preprocessor_config(directory, image_processor if image_processor is not None
                                  else self.preprocessor_config)
+        write_model_card(directory, self.licence, config.architectures[0])  # the licence travels with the weights
         return directory
+
+    @property
+    def licence(self) -> Optional[Licence]:
+        """The licence of the weights this model was loaded with (its folder's model card, a timm
+        config's ``pretrained_cfg.license``), written again by ``save_pretrained``; None if unknown."""
+        return self.__dict__.get("_licence")

@@ -2,7 +2,7 @@
 
 The one place this twin maps a config and a head (:data:`convnext_common.heads.HEADS`) to a class;
 every caller that needs "the model of this folder" asks here. As in transformers, each Auto class
-stands for one head and picks V1 or V2 by ``config.model_type``: :class:`AutoModel` gives the base
+stands for one head and picks V1, V2 or DINOv3 by ``config.model_type``: :class:`AutoModel` gives the base
 model (trunk + pooled norm) whatever head the checkpoint has, :class:`AutoModelForImageClassification`
 the classifier, :class:`AutoBackbone` the backbone. :func:`model_class` with no head gives the
 class the config's ``architectures`` names.
@@ -17,17 +17,19 @@ from convnext_common.config import ConvNextConfig
 
 from .modeling import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextPreTrainedModel, ConvNextV2Backbone,
-    ConvNextV2ForImageClassification, ConvNextV2ForMaskedImageModeling, ConvNextV2Model,
+    ConvNextV2ForImageClassification, ConvNextV2ForMaskedImageModeling, ConvNextV2Model, DINOv3ConvNextBackbone,
+    DINOv3ConvNextModel,
 )
 
 # keyed by transformers' class names, the vocabulary of config.json's "architectures"
 _CLASSES: dict[str, type[ConvNextPreTrainedModel]] = {cls.__name__: cls for cls in (
     ConvNextModel, ConvNextForImageClassification, ConvNextBackbone,
-    ConvNextV2Model, ConvNextV2ForImageClassification, ConvNextV2Backbone, ConvNextV2ForMaskedImageModeling)}
+    ConvNextV2Model, ConvNextV2ForImageClassification, ConvNextV2Backbone, ConvNextV2ForMaskedImageModeling,
+    DINOv3ConvNextModel, DINOv3ConvNextBackbone)}
 
 
 def model_class(config: ConvNextConfig, head: Optional[str] = None) -> type[ConvNextPreTrainedModel]:
-    """The class of ``config``'s family (V1/V2) with ``head`` ("classification", "base", "backbone");
+    """The class of ``config``'s family (V1/V2/DINOv3) with ``head`` ("classification", "base", "backbone");
     ``head=None``: the one ``config.architectures`` names (a classifier when it names none).
     Raises ValueError for an unknown head or an architectures entry that is not a ConvNeXt."""
     return _CLASSES[heads.class_name(config, heads.head_of(config) if head is None else head)]
@@ -38,8 +40,8 @@ class _AutoClass(heads.AutoClass):
 
 
 class AutoModel(_AutoClass):
-    """The base model (ConvNextModel / ConvNextV2Model) of any ConvNeXt checkpoint, as transformers'
-    AutoModel: a classifier's weights load without their classifier."""
+    """The base model (ConvNextModel / ConvNextV2Model / DINOv3ConvNextModel) of any ConvNeXt checkpoint, as
+    transformers' AutoModel: a classifier's weights load without their classifier."""
 
     _head = "base"
 
@@ -51,7 +53,7 @@ class AutoModelForImageClassification(_AutoClass):
 
 
 class AutoBackbone(_AutoClass):
-    """ConvNextBackbone / ConvNextV2Backbone."""
+    """ConvNextBackbone / ConvNextV2Backbone / DINOv3ConvNextBackbone."""
 
     _head = "backbone"
 

@@ -41,7 +41,7 @@ from PIL import Image
 
 from convnext_common.processing import (
     CHANNELS_FIRST, BatchFeature, ConvNextImageProcessor, CropPlan, ProcessorOptions, channel_layout,
-    check_stackable, flatten_images, pil_to_rgb, resize_plan, thread_pool, to_numpy,
+    check_stackable, flatten_images, pil_to_rgb, size_plan, thread_pool, to_numpy,
 )
 from convnext_common.processing.inputs import PRESCALED_WARNING, check_pil_size
 from convnext_common.processing.resampling import (
@@ -293,9 +293,9 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
         crop = None
         if opts.do_resize:
             h, w = x.shape[-2:]
-            out_h, out_w, crop = resize_plan(h, w, opts.shortest_edge, opts.crop_pct)
+            out_h, out_w, crop = size_plan(h, w, opts.size, opts.crop_pct)
             x = resize_crop_tensor(x, out_h, out_w, crop, opts.resample)
-            size = (opts.shortest_edge, opts.shortest_edge)
+            size = opts.output_size
         else:
             size = tuple(x.shape[-2:])
         return _normalise(x, scales, crop, size, opts)

@@ -22,6 +22,9 @@ from convnext_common.architecture import (
 )
 from convnext_common.config import ConvNextConfig, ConvNextV2Config
 from convnext_common.masked_image import NORM_PIX_EPS, check_masked_image_config, num_kept, patch_grid, total_stride
+from convnext_common.dinov3 import (
+    DINOv3ConvNextConfig, block_layer_scale, file_names, from_dinov3_name, to_dinov3_name,
+)
 from convnext_common.outputs import (
     BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
     MaskedImageModelingOutput,
@@ -525,3 +528,101 @@ class ConvNextV2ForMaskedImageModeling(ConvNextV2PreTrainedModel):
     def unpatchify(self, logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """The reconstruction as images: (B, num_patches, patch_size**2 * C) -> (B, C, height, width)."""
         return unpatchify(logits, self.patch_size, height, width)
+# DINOv3's ConvNeXt (transformers' DINOv3ConvNext*): the V1 stem, stages and blocks above, every norm
+# with config.layer_norm_eps, token outputs, and transformers' DINOv3 checkpoint names. The modules
+# keep their ConvNeXt names; state_dict() and load_state_dict() speak transformers' names.
+def _dinov3_state_dict_names(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """state_dict hook: this model's entries under transformers' DINOv3 names, in place and in order
+    (a parent module passes its own dict and ignores a returned one)."""
+    own = [k for k in state_dict if k.startswith(prefix)]
+    values = [state_dict.pop(k) for k in own]
+    for k, v in zip(own, values):
+        state_dict[prefix + to_dinov3_name(k[len(prefix):])] = v
+
+
+def _dinov3_load_names(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook: transformers' DINOv3 names back to the modules' names."""
+    for k in [k for k in state_dict if k.startswith(prefix)]:
+        ours = prefix + from_dinov3_name(k[len(prefix):])
+        if ours != k:
+            state_dict[ours] = state_dict.pop(k)
+
+
+class DINOv3ConvNextPreTrainedModel(ConvNextPreTrainedModel):
+    config_class = DINOv3ConvNextConfig
+    base_model_prefix = "model"
+
+    def __init__(self, config: DINOv3ConvNextConfig):
+        super().__init__(config)
+        self._register_state_dict_hook(_dinov3_state_dict_names)
+        self.register_load_state_dict_pre_hook(_dinov3_load_names)
+
+    def load_numpy_state_dict(self, state, *args, **kwargs) -> None:
+        super().load_numpy_state_dict(file_names(state), *args, **kwargs)
+
+    def _build_trunk(self) -> None:
+        """The ConvNeXt stem and stages, every norm with ``layer_norm_eps`` as in DINOv3."""
+        trunk = self.config.copy(layer_scale_init_value=block_layer_scale(self.config))
+        self.embeddings = ConvNextEmbeddings(trunk)
+        self.encoder = ConvNextEncoder(trunk)
+        for module in (self.embeddings, self.encoder):
+            for norm in module.modules():
+                if isinstance(norm, ConvNextLayerNorm):
+                    norm.eps = self.config.layer_norm_eps
+
+    def _trunk(self, pixel_values: torch.Tensor, output_hidden_states: bool):
+        """The last map and, if asked, transformers' DINOv3 hidden states: the input pixels, then each
+        stage's map."""
+        last, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states)
+        if hidden_states is not None:
+            hidden_states = (pixel_values,) + nchw_contiguous(hidden_states[1:])
+        return last, hidden_states
+
+
+class DINOv3ConvNextModel(DINOv3ConvNextPreTrainedModel):
+    """The DINOv3 trunk and its token outputs.
+
+    ``pixel_values`` (B, num_channels, H, W) -> ``last_hidden_state`` (B, 1 + h*w, C): the mean of the
+    last (B, C, h, w) map, then its positions row by row, all through the final LayerNorm;
+    ``pooler_output`` (B, C) its first token; ``hidden_states`` the pixels and each stage's map (NCHW).
+    """
+
+    def __init__(self, config: DINOv3ConvNextConfig):
+        super().__init__(config)
+        self._build_trunk()
+        self.layernorm = ConvNextLayerNorm(config.hidden_sizes[-1], eps=config.layer_norm_eps)
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
+                return_dict: Optional[bool] = None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
+        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
+        return_dict = True if return_dict is None else return_dict
+        last, hidden_states = self._trunk(pixel_values, bool(output_hidden_states))
+        tokens = last.flatten(2).transpose(1, 2)  # (B, h*w, C), row by row
+        tokens = self.layernorm(torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)).contiguous()
+        out = BaseModelOutputWithPoolingAndNoAttention(tokens, tokens[:, 0], hidden_states)
+        return out if return_dict else out.to_tuple()
+
+
+class DINOv3ConvNextBackbone(DINOv3ConvNextPreTrainedModel):
+    """Maps for dense heads, as transformers' DINOv3ConvNextBackbone: the ``out_features`` entries of
+    the hidden states ("stem" is the input pixels, "stage{i}" a stage's map), without extra norms.
+    ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW."""
+
+    def __init__(self, config: DINOv3ConvNextConfig):
+        super().__init__(config)
+        self._build_trunk()
+        self.stage_names = list(config.stage_names)
+        self.out_features = config.out_features
+        num_features = [config.num_channels] + list(config.hidden_sizes)
+        self.channels = [num_features[i] for i in config.out_indices]
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
+                return_dict: Optional[bool] = None) -> Union[tuple, BackboneOutput]:
+        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
+        return_dict = True if return_dict is None else return_dict
+        _, hidden_states = self._trunk(pixel_values, True)
+        feature_maps = tuple(h for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
+        out = BackboneOutput(feature_maps, hidden_states if output_hidden_states else None)
+        return out if return_dict else out.to_tuple()

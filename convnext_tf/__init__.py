@@ -4,7 +4,7 @@ pytorch_model.bin). "TF" in the class names is transformers' historical prefix f
 classes; ``convnext_keras`` gives the same classes without it. TensorFlow is imported only when it
 is Keras' backend."""
 
-from convnext_common import ConvNextConfig, ConvNextV2Config
+from convnext_common import ConvNextConfig, ConvNextV2Config, DINOv3ConvNextConfig
 from convnext_tf.quiet import import_keras
 
 keras = import_keras()  # first: on the TensorFlow backend its start-up notices follow TF_CPP_MIN_LOG_LEVEL
@@ -16,7 +16,8 @@ from .modeling import (  # noqa: E402
     TFConvNextBackbone, TFConvNextDropPath, TFConvNextEmbeddings, TFConvNextEncoder, TFConvNextForImageClassification,
     TFConvNextLayer, TFConvNextLayerNorm, TFConvNextModel, TFConvNextPreTrainedModel, TFConvNextStage,
     TFConvNextV2Backbone, TFConvNextV2ForImageClassification, TFConvNextV2ForMaskedImageModeling, TFConvNextV2GRN,
-    TFConvNextV2MaskedImageDecoder, TFConvNextV2Model, TFConvNextV2PreTrainedModel,
+    TFConvNextV2MaskedImageDecoder, TFConvNextV2Model, TFConvNextV2PreTrainedModel, TFDINOv3ConvNextBackbone,
+    TFDINOv3ConvNextModel, TFDINOv3ConvNextPreTrainedModel,
 )
 from .fused import portable_ops  # noqa: E402
 
@@ -34,4 +35,5 @@ __all__ = [
     "TFConvNextEmbeddings", "TFConvNextLayer", "TFConvNextStage", "TFConvNextEncoder", "portable_ops",
     "TFAutoModel", "TFAutoModelForImageClassification", "TFAutoBackbone", "model_class",
     "TFConvNextV2ForMaskedImageModeling", "TFConvNextV2MaskedImageDecoder", "TFAutoModelForMaskedImageModeling",
+    "DINOv3ConvNextConfig", "TFDINOv3ConvNextModel", "TFDINOv3ConvNextBackbone", "TFDINOv3ConvNextPreTrainedModel",
 ]

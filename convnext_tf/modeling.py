@@ -10,7 +10,8 @@ returned map; ``data_format="channels_last"`` takes and returns NHWC instead.
 
 ``convnext_pt/modeling.py`` is the PyTorch original of this file, class for class. The fast CPU
 forms live in ``fused.py``, the SavedModel endpoint in ``export.py``, Keras' view of the outputs in
-``outputs.py``.
+``outputs.py``. DINOv3's ConvNeXt (last) is built from the same stem, stages and blocks (see
+``convnext_common/dinov3.py``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from convnext_common.architecture import (
     DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
 )
 from convnext_common.checkpoints.h5 import tf_model_name
+from convnext_common.checkpoints.io import PT_WEIGHT_FILES, save_sharded_safetensors
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_class_for
 from convnext_common.masked_image import NORM_PIX_EPS, check_masked_image_config, num_kept, patch_grid, total_stride
+from convnext_common.dinov3 import DINOv3ConvNextConfig, block_layer_scale, file_names, to_dinov3_name
 
 from . import fused
 from .activations import get_activation
@@ -780,3 +783,113 @@ class TFConvNextV2ForMaskedImageModeling(TFConvNextV2PreTrainedModel):
                 loss = loss + ops.cast(extra, loss.dtype)
             return loss
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+# DINOv3's ConvNeXt (transformers' DINOv3ConvNext*; transformers has no Keras form): the V1 stem,
+# stages and blocks above, every norm with config.layer_norm_eps, token outputs, and transformers'
+# DINOv3 checkpoint names. Weights are written as model.safetensors, the file transformers reads.
+class TFDINOv3ConvNextPreTrainedModel(TFConvNextPreTrainedModel):
+    config_class = DINOv3ConvNextConfig
+    base_model_prefix = "model"
+    weight_files = PT_WEIGHT_FILES
+
+    def _build_trunk(self) -> None:
+        """The ConvNeXt stem and stages, every norm with ``layer_norm_eps`` as in DINOv3."""
+        trunk = self.config.copy(layer_scale_init_value=block_layer_scale(self.config))
+        self.embeddings = TFConvNextEmbeddings(trunk, data_format=self.data_format, name="embeddings",
+                                               dtype=self.dtype_policy)
+        self.encoder = TFConvNextEncoder(trunk, name="encoder", dtype=self.dtype_policy)
+        norms = [self.embeddings.layernorm]
+        for stage in self.encoder.stages:
+            norms += stage.downsampling_layer[:1] + [block.layernorm for block in stage.layers]
+        for norm in norms:
+            norm.eps = float(self.config.layer_norm_eps)
+
+    def _init_layer_scale(self) -> None:
+        """transformers' DINOv3 block keeps ``gamma`` at a layer scale <= 0 (see dinov3.block_layer_scale)."""
+        if self.config.layer_scale_init_value <= 0:
+            for stage in self.encoder.stages:
+                for block in stage.layers:
+                    block.layer_scale_parameter.assign(ops.zeros_like(block.layer_scale_parameter))
+
+    def _trunk(self, pixel_values, output_hidden_states: bool, training=None):
+        """The last map (NHWC) and, if asked, transformers' DINOv3 hidden states: the input pixels,
+        then each stage's map (in the model's data_format)."""
+        last, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states=output_hidden_states,
+                                           training=training)
+        if hidden_states:
+            hidden_states = (ops.convert_to_tensor(pixel_values),) + tuple(self._maps_out(h) for h in hidden_states[1:])
+        return last, hidden_states
+
+    # transformers' DINOv3 names for the ConvNeXt variables' canonical names
+    def _weight_slots(self):
+        return {to_dinov3_name(k): slot for k, slot in super()._weight_slots().items()}
+
+    def numpy_state_dict(self):
+        return {to_dinov3_name(k): v for k, v in super().numpy_state_dict().items()}
+
+    def load_numpy_state_dict(self, state, *args, **kwargs) -> None:
+        super().load_numpy_state_dict(file_names(state), *args, **kwargs)
+
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, max_shard_size: int = 5 * 1024**3,
+                        image_processor: Any = None):
+        """Write config.json and model.safetensors (transformers has no DINOv3 tf_model.h5), each file
+        atomically, and preprocessor_config.json from ``image_processor`` or ``self.preprocessor_config``."""
+        if not safe_serialization:
+            raise ValueError("a DINOv3 ConvNeXt is saved as model.safetensors (transformers has no TensorFlow "
+                             "DINOv3 ConvNeXt to read a tf_model.h5): pass safe_serialization=True")
+        return self._save_pretrained(save_directory, image_processor, max_shard_size=max_shard_size)
+
+    def _write_weights(self, directory, config, *, max_shard_size: int, **_: Any) -> None:
+        save_sharded_safetensors(self.numpy_state_dict(), directory, max_shard_bytes=max_shard_size)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFDINOv3ConvNextModel(TFDINOv3ConvNextPreTrainedModel):
+    """The DINOv3 trunk and its token outputs.
+
+    ``pixel_values`` (B, num_channels, H, W) -> ``last_hidden_state`` (B, 1 + h*w, C): the mean of the
+    last map, then its positions row by row, all through the final LayerNorm; ``pooler_output``
+    (B, C) its first token; ``hidden_states`` the pixels and each stage's map (NCHW; NHWC with
+    channels_last).
+    """
+
+    def __init__(self, config: DINOv3ConvNextConfig, data_format: str = "channels_first", **kwargs):
+        super().__init__(config, data_format, **kwargs)
+        self._build_trunk()
+        self.layernorm = TFConvNextLayerNorm(self.config.hidden_sizes[-1], eps=self.config.layer_norm_eps,
+                                             name="layernorm", dtype=self.dtype_policy)
+        self.build()
+        self._init_layer_scale()
+
+    def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
+             training=None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
+        return_dict = True if return_dict is None else return_dict
+        last, hidden_states = self._trunk(pixel_values, bool(output_hidden_states), training)
+        tokens = ops.reshape(last, (ops.shape(last)[0], -1, self.config.hidden_sizes[-1]))  # row by row
+        tokens = self.layernorm(ops.concatenate([ops.mean(tokens, axis=1, keepdims=True), tokens], axis=1))
+        out = BaseModelOutputWithPoolingAndNoAttention(tokens, tokens[:, 0], hidden_states or None)
+        return out if return_dict else out.to_tuple()
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TFDINOv3ConvNextBackbone(TFDINOv3ConvNextPreTrainedModel):
+    """Maps for dense heads, as transformers' DINOv3ConvNextBackbone: the ``out_features`` entries of
+    the hidden states ("stem" is the input pixels, "stage{i}" a stage's map), without extra norms.
+    ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW (NHWC with channels_last)."""
+
+    def __init__(self, config: DINOv3ConvNextConfig, data_format: str = "channels_first", **kwargs):
+        super().__init__(config, data_format, **kwargs)
+        self._build_trunk()
+        self.stage_names = list(self.config.stage_names)
+        self.out_features = self.config.out_features
+        num_features = [self.config.num_channels] + list(self.config.hidden_sizes)
+        self.channels = [num_features[i] for i in self.config.out_indices]
+        self.build()
+        self._init_layer_scale()
+
+    def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
+             training=None) -> Union[tuple, BackboneOutput]:
+        return_dict = True if return_dict is None else return_dict
+        _, hidden_states = self._trunk(pixel_values, True, training)
+        feature_maps = tuple(h for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
+        out = BackboneOutput(feature_maps, hidden_states if output_hidden_states else None)
+        return out if return_dict else out.to_tuple()

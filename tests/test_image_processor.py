@@ -341,7 +341,8 @@ def test_import_pulls_in_neither_torch_nor_tensorflow():
 # --- bad input ----------------------------------------------------------------------------------------
 @pytest.mark.badinput
 @pytest.mark.parametrize("kwargs,field", [
-    ({"size": {"height": 224, "width": 224}}, "shortest_edge"),
+    ({"size": {"height": 224}}, "shortest_edge"),  # {"height", "width"} together is DINOv3's fixed size
+    ({"size": {"height": 0, "width": 224}}, "height"),
     ({"size": {"shortest_edge": 0}}, "shortest_edge"),
     ({"size": "224"}, "size"),
     ({"crop_pct": 0}, "crop_pct"),

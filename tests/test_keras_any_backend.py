@@ -466,3 +466,80 @@ def test_export_names_the_backend_it_needs(tmp_path):
         with pytest.raises(RuntimeError, match=f"KERAS_BACKEND=tensorflow.*'{BACKEND}'"):
             model.export(tmp_path / "sm")
         assert not (tmp_path / "sm").exists()
+
+
+# --- DINOv3's ConvNeXt against transformers' outputs (tests/fixtures/dinov3-convnext) ------------------
+DINOV3 = REPO / "tests" / "fixtures" / "dinov3-convnext"
+
+
+def _dinov3_check(model, folder: str, data_format: str) -> None:
+    from helpers import outputs_by_name
+
+    ref = dict(np.load(DINOV3 / folder / "expected.npz"))
+    channels_last = data_format == "channels_last"
+    for suffix in ("", "_odd"):
+        x = ref["pixel_values" + suffix]
+        out = model(x.transpose(0, 2, 3, 1) if channels_last else x, output_hidden_states=True, training=False)
+        ours = outputs_by_name(out, channels_last=channels_last)
+        want = {k[:len(k) - len(suffix)] if suffix else k: v for k, v in ref.items()
+                if not k.startswith("pixel_values") and k.endswith(suffix) and (suffix or not k.endswith("_odd"))}
+        assert_outputs_equal(ours, want, f"{folder}{suffix}/{data_format}")
+
+
+# Every size on TensorFlow; JAX and torch run Keras eagerly, compiling op by op, which makes the
+# 27-block sizes long there: tiny and small cover both layouts and the epsilon on those backends.
+DINOV3_CASES = [(size, data_format) if size in ("tiny", "small") else
+                pytest.param(size, data_format, marks=pytest.mark.slow) for size, data_format in [
+    ("tiny", "channels_first"), ("small", "channels_last"), ("base", "channels_first"), ("large", "channels_last")]
+    if BACKEND == "tensorflow" or size in ("tiny", "small")]
+
+
+@pytest.mark.parametrize("size, data_format", DINOV3_CASES)
+def test_dinov3_folder_gives_transformers_outputs(size, data_format):
+    model, info = convnext_tf.TFAutoModel.from_pretrained(DINOV3 / size, data_format=data_format,
+                                                          output_loading_info=True)
+    assert type(model) is convnext_tf.TFDINOv3ConvNextModel
+    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+    _dinov3_check(model, size, data_format)
+
+
+def test_dinov3_backbone_and_files_as_transformers(tmp_path):
+    from convnext_common.checkpoints.safetensors_io import stream_safetensors
+
+    backbone = convnext_tf.TFAutoBackbone.from_pretrained(DINOV3 / "tiny-backbone")
+    assert type(backbone) is convnext_tf.TFDINOv3ConvNextBackbone and backbone.channels == [3, 12, 48]
+    _dinov3_check(backbone, "tiny-backbone", "channels_first")
+    model = convnext_tf.TFDINOv3ConvNextModel.from_pretrained(DINOV3 / "tiny")
+    model.save_pretrained(tmp_path)  # model.safetensors with transformers' names: transformers reads it
+    assert set(stream_safetensors(tmp_path / "model.safetensors")) == set(
+        stream_safetensors(DINOV3 / "tiny" / "model.safetensors"))
+    _dinov3_check(convnext_tf.TFAutoModel.from_pretrained(tmp_path), "tiny", "channels_first")
+    reloaded = keras.saving.load_model(_keras_file(model, tmp_path))
+    assert type(reloaded) is convnext_tf.TFDINOv3ConvNextModel
+    _dinov3_check(reloaded, "tiny", "channels_first")
+
+
+def _keras_file(model, folder: Path) -> Path:
+    path = folder / "dinov3.keras"
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("policy, bound", [("mixed_bfloat16", 0.05), ("mixed_float16", 0.01)][
+    :2 if BACKEND == "tensorflow" else 1])
+def test_dinov3_mixed_precision_stays_close_to_float32(policy, bound):
+    ref = dict(np.load(DINOV3 / "tiny" / "expected.npz"))
+    model = convnext_tf.TFDINOv3ConvNextModel.from_pretrained(DINOV3 / "tiny", dtype=policy)
+    out = model(ref["pixel_values"], training=False)
+    assert keras.backend.standardize_dtype(out.last_hidden_state.dtype) == policy.split("_")[1]
+    for name in ("last_hidden_state", "pooler_output"):
+        ours = np.asarray(keras.ops.convert_to_numpy(getattr(out, name))).astype(np.float32)
+        err = rel_err(ours, ref[name])
+        assert err <= bound, f"{name} rel {err:.3g} under {policy} on {BACKEND}"
+
+
+def test_dinov3_zero_layer_scale_keeps_gamma_as_transformers():
+    config = convnext_tf.DINOv3ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], layer_scale_init_value=0.0)
+    state = convnext_tf.TFDINOv3ConvNextModel(config).numpy_state_dict()
+    gammas = {k: v for k, v in state.items() if k.endswith(".gamma")}
+    assert len(gammas) == 2 and all(float(np.abs(v).max()) == 0.0 for v in gammas.values())

@@ -50,8 +50,13 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         batched_logits, load_classifier, load_processor, sample_image_paths, softmax, top_k,
     )
 
+    from convnext_common.licences import licence_notice
+
     out = out or sys.stdout
     model_dir = model_source(args)
+    notice = licence_notice(model_dir)
+    if notice is not None:  # once per run, on stderr: the results on stdout stay parseable
+        print(notice, file=sys.stderr)
     frameworks = resolve_framework(args.framework)
     paths = _expand_images(args.images) if args.images else sample_image_paths()
     if not paths:

@@ -28,8 +28,10 @@ from typing import Callable, Optional, TextIO
 from ..config import ConvNextConfig
 from ..fileio import atomic_directory, atomic_write_text
 from ..heads import class_name
+from ..licences import MODEL_CARD_NAME, licence_for_converted, write_model_card
 from ..hub import PREPROCESSOR_NAME, HubOptions
 from ..progress import Progress
+from .dinov3_checkpoints import FAMILIES, default_family, to_family
 from .h5 import save_hf_tf_h5
 from .io import SAFE_WEIGHTS_NAME, TF_WEIGHTS_NAME
 from .resolve import Converted, load_converted
@@ -59,7 +61,7 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
             config: str | Path | ConvNextConfig | None = None, overwrite: bool = False,
             verify: Optional[Callable[[Path, list[str]], float]] = None,
             progress: bool = True, stream: Optional[TextIO] = None, ema: bool = False,
-            hub_options: Optional[HubOptions] = None) -> ConversionResult:
+            hub_options: Optional[HubOptions] = None, family: Optional[str] = None) -> ConversionResult:
     """Convert INPUT into the hub-layout folder OUTPUT_DIR; see the module docstring.
 
     INPUT may be a hub id (transformers or timm repo; ``hub_options``: a ``hub.HubOptions``).
@@ -70,7 +72,9 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     finished folder before it is moved into place (the application's check that both twins agree);
     it returns a max difference or raises, leaving nothing. Raises ValueError/OSError subclasses
     naming the file and the problem; a source computing something the hub layout cannot express is
-    refused (UnsupportedCheckpointError) with the reason.
+    refused (UnsupportedCheckpointError) with the reason. ``family``: ``"convnext"`` or ``"dinov3"``
+    (transformers' DINOv3 ConvNeXt names and config, model.safetensors only); None: the source's
+    (dinov3_checkpoints.py).
     """
     if to not in TARGETS:
         raise ValueError(f"--to {to!r} is not one of {', '.join(TARGETS)}")
@@ -80,12 +84,23 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{output_dir}: exists and is not a folder")
     stream = stream if stream is not None else sys.stderr
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"--family {family!r} is not one of {', '.join(FAMILIES)}")
     converted = load_converted(input, source, config, hub_options, ema=ema)
     state, cfg, head, notes = converted.state, converted.config, converted.head, converted.notes
     converted.state = {}  # `del state` below must free the arrays
+    family = family or default_family(converted.source_format, cfg, converted.timm_pretrained_cfg)
+    if family == "dinov3" and to == "tf":
+        raise ValueError("--to tf: transformers has no TensorFlow DINOv3 ConvNeXt to read a tf_model.h5; a DINOv3 "
+                         "folder holds model.safetensors (both twins read it): use --to pt, or --family convnext")
+    source_dir = converted.weights_file.parent if (converted.weights_file.parent / "config.json").is_file() else None
+    named = str(Path(input).resolve()) if Path(input).exists() else str(input)  # a hub id stays an id
+    licence = licence_for_converted(converted.source_format, cfg.model_type, converted.timm_pretrained_cfg,
+                                    source_dir, named)
+    state, cfg, head = to_family(state, cfg, head, family, str(converted.weights_file), notes)
 
     write_pt = to in ("pt", "all")
-    write_tf = to in ("tf", "all")
+    write_tf = to in ("tf", "all") and family != "dinov3"
     if write_tf and head == "backbone":
         notes.append("backbone: tf_model.h5 is read by this project's TF twin; transformers has no TF ConvNeXt "
                      "backbone")
@@ -108,6 +123,9 @@ def convert(input: str | Path, output_dir: str | Path, source: Optional[str] = N
         if pre is not None:
             atomic_write_text(tmp / PREPROCESSOR_NAME, json.dumps(pre, indent=2, sort_keys=True) + "\n")
             files.append(PREPROCESSOR_NAME)
+        if write_model_card(tmp, licence, cfg.architectures[0]) is not None:
+            files.append(MODEL_CARD_NAME)
+            notes.append(f"licence: {licence.label} (README.md); the weights keep the licence of {licence.source}")
         del state
         if verify is not None:
             verify_diff = verify(tmp, notes)

@@ -21,8 +21,9 @@ import numpy as np
 from .errors import CheckpointError
 
 #: tensors that belong to one task's head, not to the shared trunk.
-#: ``decoder.`` is the masked-image model's (FCMAE) decoder: a pre-trained folder fine-tunes as any model.
-TASK_SPECIFIC = ("classifier.", "hidden_states_norms.", "layernorm.", "decoder.")
+#: ``decoder.`` is the masked-image model's (FCMAE) decoder: a pre-trained folder fine-tunes as any model;
+#: ``layer_norm.`` is DINOv3's final norm.
+TASK_SPECIFIC = ("classifier.", "hidden_states_norms.", "layernorm.", "layer_norm.", "decoder.")
 
 
 @dataclass

@@ -130,6 +130,7 @@ class Converted:
     weights_file: Path
     preprocessor_config: Optional[dict]
     notes: list[str]
+    timm_pretrained_cfg: Optional[dict] = None  # a timm source's pretrained_cfg (its tag, licence)
 
 
 def load_converted(input: str | Path, source: Optional[str] = None,
@@ -149,4 +150,7 @@ def load_converted(input: str | Path, source: Optional[str] = None,
     head = head_of_state(state)
     if cfg.architectures is None:
         cfg.architectures = [class_name(cfg, head)]
-    return Converted(state, cfg, head, inp.fmt, inp.weights_file, get_source(inp.fmt).preprocessor(inp, cfg.num_channels, notes), notes)
+    timm = user.timm or inp.timm
+    preprocessor = get_source(inp.fmt).preprocessor(inp, cfg.num_channels, notes)
+    return Converted(state, cfg, head, inp.fmt, inp.weights_file, preprocessor, notes,
+                     timm.pretrained_cfg if timm is not None else None)

@@ -37,6 +37,8 @@ Sources (source names, with ``{s}`` stage, ``{j}`` block):
   ``decoder.{j}``, ``pred`` -> ``decoder.*`` of ConvNextV2ForMaskedImageModeling.
 - ``torchvision``: ``features.0`` stem, ``features.{2s+1}.{j}.block.{0,2,3,5}`` and
   ``layer_scale`` (C, 1, 1), ``features.{2s}`` downsampling, ``classifier.0`` norm, ``classifier.2``.
+- ``dinov3``, ``dinov3-official``: transformers' DINOv3 ConvNeXt folders and facebookresearch/dinov3's
+  ``.pth`` files (dinov3_checkpoints.py).
 - ``keras``: keras-applications h5 weight names with the model-name prefix removed
   (see keras_applications.py): ``stem_conv/kernel``, ``stage_{s}_block_{j}_depthwise_conv/kernel``,
   ``downsampling_conv_{i}`` (stage i + 1), ``head_dense/kernel``; conv kernels HWIO, dense (in, out).
@@ -54,6 +56,9 @@ import numpy as np
 from ..config import ConvNextConfig, load_config
 from ..hub import PREPROCESSOR_NAME
 from .computation import Computation
+from .dinov3_checkpoints import (
+    DINOV3_PREPROCESSOR, OFFICIAL_SIGNATURE, TRANSFORMERS_RULES, TRANSFORMERS_SIGNATURE, drop_duplicate_output_norms,
+)
 from .errors import CheckpointError
 from .h5 import load_h5_state_dict
 from .infer import trunk_prefix_of
@@ -371,6 +376,21 @@ SOURCES: tuple[Source, ...] = (
            signature=(r"stem_conv/kernel", r"stage_\d+_block_\d+_depthwise_conv/kernel"),
            rules=_KERAS_RULES, read_h5=_keras_read_h5, computation=_keras_computation,
            preprocessor=_keras_preprocessor),
+)
+def _dinov3_official_metadata(inp: SourceCheckpoint, ckpt: Optional[TorchCheckpoint]) -> None:
+    drop_duplicate_output_norms(inp.state, str(inp.weights_file))
+
+
+def _dinov3_preprocessor(inp: SourceCheckpoint, channels: int, notes: list[str]) -> Optional[dict]:
+    return fit_to_channels(dict(DINOV3_PREPROCESSOR), channels, notes)
+
+
+SOURCES += (
+    Source("dinov3", "transformers (DINOv3 ConvNeXt)", signature=TRANSFORMERS_SIGNATURE, rules=TRANSFORMERS_RULES,
+           norms_have_bias=True, computation=_hf_computation, preprocessor=_hf_preprocessor),
+    Source("dinov3-official", "facebookresearch/dinov3 ConvNeXt", signature=OFFICIAL_SIGNATURE,
+           rules=_OFFICIAL_RULES, refusals=_OFFICIAL_REFUSALS, norms_have_bias=True,
+           metadata=_dinov3_official_metadata, preprocessor=_dinov3_preprocessor),
 )
 #: the names ``--from`` takes.
 FORMATS: tuple[str, ...] = tuple(s.name for s in SOURCES)

@@ -40,7 +40,9 @@ with the batched tensor processor), ``pil_resize`` (resize + crop through PIL), 
 """
 
 from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
-from .geometry import WARP_THRESHOLD, CropPlan, center_crop_plan, resize_output_size, resize_plan
+from .geometry import (
+    WARP_THRESHOLD, CropPlan, center_crop_plan, resize_output_size, resize_plan, size_plan,
+)
 from .inputs import channel_layout, flatten_images, pil_to_rgb, to_hwc, to_numpy, to_uint8_for_pil
 from .options import (
     CALL_OPTION_NAMES, CHANNELS_FIRST, CHANNELS_LAST, OPTION_NAMES, PREPROCESSOR_CONFIG_NAME, RESAMPLE_NAMES,
@@ -53,8 +55,8 @@ from .threads import thread_pool
 
 __all__ = ["ConvNextImageProcessor", "ConvNextFeatureExtractor", "BatchFeature", "ProcessorOptions",
            "PREPROCESSOR_CONFIG_NAME", "IMAGENET_STANDARD_MEAN", "IMAGENET_STANDARD_STD", "IMAGENET_DEFAULT_MEAN",
-           "IMAGENET_DEFAULT_STD", "validate_options", "resize_output_size", "resize_plan", "center_crop_plan",
-           "CropPlan", "WARP_THRESHOLD", "flatten_images", "to_numpy", "to_hwc", "channel_layout", "to_uint8_for_pil",
-           "pil_to_rgb", "resize_and_crop", "check_stackable", "thread_pool", "pixel_lut", "normalize_size",
+           "IMAGENET_DEFAULT_STD", "validate_options", "resize_output_size", "resize_plan", "size_plan",
+           "center_crop_plan", "CropPlan", "WARP_THRESHOLD", "flatten_images", "to_numpy", "to_hwc", "channel_layout",
+           "to_uint8_for_pil", "pil_to_rgb", "resize_and_crop", "check_stackable", "thread_pool", "pixel_lut", "normalize_size",
            "normalize_resample", "RESAMPLE_NAMES", "OPTION_NAMES", "CALL_OPTION_NAMES", "CHANNELS_FIRST",
            "CHANNELS_LAST"]

@@ -63,3 +63,11 @@ def resize_plan(height: int, width: int, shortest_edge: int, crop_pct: float) ->
     if shortest_edge >= WARP_THRESHOLD:
         return out_h, out_w, None
     return out_h, out_w, center_crop_plan(out_h, out_w, shortest_edge, shortest_edge)
+
+
+def size_plan(height: int, width: int, size: dict, crop_pct: float) -> tuple[int, int, CropPlan | None]:
+    """:func:`resize_plan` for a processor's ``size``: ``{"height", "width"}`` resizes to exactly that
+    (no crop, the aspect ratio is not kept: DINOv3's processor), ``{"shortest_edge"}`` as ConvNeXt's."""
+    if "height" in size:
+        return size["height"], size["width"], None
+    return resize_plan(height, width, size["shortest_edge"], crop_pct)

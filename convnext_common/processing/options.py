@@ -53,6 +53,13 @@ class ProcessorOptions:
     def shortest_edge(self) -> int:
         return self.size["shortest_edge"]
 
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(H, W) of a resized image: ``shortest_edge`` squared, or ``size``'s height and width."""
+        if "height" in self.size:
+            return self.size["height"], self.size["width"]
+        return self.shortest_edge, self.shortest_edge
+
     def affine(self, value_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-channel (scale, offset), float64, such that output = pixel * scale + offset.
 
@@ -87,11 +94,18 @@ def _check_number(name: str, value: Any) -> float:
 
 
 def normalize_size(size: Any) -> dict:
-    """``{"shortest_edge": n}`` from a dict or a bare int (old configs); ValueError otherwise."""
+    """``{"shortest_edge": n}`` from a dict or a bare int (old configs), or ``{"height": h, "width": w}``
+    (a resize to that size, no crop: DINOv3's processor); ValueError otherwise."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = {"shortest_edge": int(size)}
     if not isinstance(size, dict):
         raise ValueError(f"size must be {{'shortest_edge': int}} or an int, got {size!r}")
+    if set(size) == {"height", "width"}:
+        for key in ("height", "width"):
+            v = size[key]
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"size[{key!r}] must be a positive int, got {v!r}")
+        return {"height": int(size["height"]), "width": int(size["width"])}
     if "shortest_edge" not in size:
         raise ValueError(f"size must contain 'shortest_edge' (ConvNeXt resizes by the short side), got {size!r}")
     extra = set(size) - {"shortest_edge", "longest_edge"}

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..constants import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 from ..fileio import atomic_write_text, read_json_file
-from .geometry import resize_plan
+from .geometry import size_plan
 from .inputs import (
     PRESCALED_WARNING, check_finite, check_pil_size, flatten_images, pil_to_rgb, to_hwc, to_uint8_for_pil,
 )
@@ -27,6 +27,10 @@ from .pil_resize import resize_and_crop
 from .threads import default_threads, thread_pool
 
 _CONFIG_TYPES = ("ConvNextImageProcessor", "ConvNextImageProcessorFast", "ConvNextFeatureExtractor")
+#: transformers' processor of the DINOv3 hub repos (ConvNeXt and ViT): a resize to ``size``'s height
+#: and width, no crop, then rescale and normalise; read as this processor with that ``size``, and
+#: written under its own name, since transformers' ConvNeXt processors cannot read such a ``size``.
+FIXED_SIZE_TYPES = ("DINOv3ViTImageProcessorFast", "DINOv3ViTImageProcessor")
 
 
 class ConvNextImageProcessor:
@@ -122,8 +126,8 @@ class ConvNextImageProcessor:
         n = len(items)
         out = None
         if opts.do_resize and (opts.do_rescale or opts.do_normalize):  # one size, float32: one buffer
-            s = opts.shortest_edge
-            shape = (n, 3, s, s) if opts.data_format == CHANNELS_FIRST else (n, s, s, 3)
+            sh, sw = opts.output_size
+            shape = (n, 3, sh, sw) if opts.data_format == CHANNELS_FIRST else (n, sh, sw, 3)
             out = np.empty(shape, dtype=np.float32)
 
         def work(i: int) -> np.ndarray:
@@ -162,9 +166,9 @@ class ConvNextImageProcessor:
                 value_scale = 1.0
         if opts.do_resize:
             w, h = pil.size
-            out_h, out_w, crop = resize_plan(h, w, opts.shortest_edge, opts.crop_pct)
+            out_h, out_w, crop = size_plan(h, w, opts.size, opts.crop_pct)
             region = resize_and_crop(pil, out_h, out_w, crop, opts.resample)
-            size = (opts.shortest_edge, opts.shortest_edge)
+            size = opts.output_size
         else:
             region = np.asarray(pil) if arr is None else arr
             if region.ndim == 2:
@@ -185,6 +189,9 @@ class ConvNextImageProcessor:
         )
         if self.data_format != CHANNELS_FIRST:
             d["data_format"] = self.data_format
+        if "height" in self.size:  # transformers' ConvNeXt processors read only shortest_edge
+            d["image_processor_type"] = FIXED_SIZE_TYPES[0]
+            d.pop("crop_pct")
         return dict(sorted(d.items()))
 
     def to_json_string(self) -> str:
@@ -197,9 +204,12 @@ class ConvNextImageProcessor:
         config = copy.deepcopy(config)
         config.update(kwargs)
         kind = config.get("image_processor_type") or config.get("feature_extractor_type")
-        if kind is not None and kind not in _CONFIG_TYPES:
+        if kind is not None and kind not in _CONFIG_TYPES + FIXED_SIZE_TYPES:
             warnings.warn(f"loading a {kind} config into {cls.__name__}: only its ConvNeXt options are used",
                           stacklevel=3)
+        if kind in FIXED_SIZE_TYPES and (config.get("do_center_crop") or config.get("do_pad")):
+            raise ValueError(f"{kind} with do_center_crop or do_pad is not reproduced (this processor resizes to "
+                             f"size and does not crop or pad afterwards)")
         if config.get("data_format") is None:
             config.pop("data_format", None)
         return cls(**config)
