@@ -141,16 +141,38 @@ def write_model_card(directory: Union[str, os.PathLike], licence: Optional[Licen
     return path
 
 
+def _hub_snapshot(name: Union[str, os.PathLike]) -> Optional[Path]:
+    """The local snapshot folder of a hub id, with its model card and config fetched where they are to
+    be had (the command is about to download the weights from there anyway); None when it is not a hub
+    id or nothing can be had."""
+    from .hub import HubError, is_hub_id, resolve_file
+
+    if not is_hub_id(name):
+        return None
+    found = None
+    for filename in (MODEL_CARD_NAME, "config.json"):
+        try:
+            found = resolve_file(name, filename, required=False) or found
+        except (HubError, OSError):
+            continue
+    return found.parent if found is not None else None
+
+
 def licence_notice(folder: Union[str, os.PathLike, None]) -> Optional[str]:
     """The one line a command prints before using a model whose licence is not permissive (None
     otherwise, or when the folder names no licence)."""
-    if folder is None or not Path(folder).exists():
+    if folder is None:
         return None
+    shown = folder
+    if not Path(folder).exists():
+        folder = _hub_snapshot(folder)
+        if folder is None:
+            return None
     licence = read_licence(folder)
     if licence is None or licence.permissive:
         return None
     link = f", {licence.link}" if licence.link else ""
-    return f"note: {folder}: the weights are licensed under {licence.label}{link}; check that your use is allowed"
+    return f"note: {shown}: the weights are licensed under {licence.label}{link}; check that your use is allowed"
 
 
 __all__ = ["Licence", "PERMISSIVE", "MODEL_CARD_NAME", "licence_for_converted", "read_licence", "model_card",

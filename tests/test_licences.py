@@ -61,3 +61,27 @@ def test_no_notice_for_permissive_or_unknown_licences(tmp_path):
     assert licence_notice(tmp_path / "v1") is None
     shutil.copytree(FIXTURES / "hf-convnext", tmp_path / "plain")  # no model card: nothing known
     assert read_licence(tmp_path / "plain") is None and licence_notice(tmp_path / "plain") is None
+
+
+def test_embed_says_so_once_too(tmp_path, capsys):
+    convert(FIXTURES / "convert_random" / "official-04" / "checkpoint.pth", tmp_path / "v2", to="pt",
+            progress=False)
+    code = cli.main(["embed", str(FIXTURES / "images" / "flower.png"), "--model", str(tmp_path / "v2"),
+                     "--output", str(tmp_path / "e.npy"), "--quiet", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert len([line for line in err.splitlines() if "cc-by-nc-4.0" in line]) == 1, err
+
+
+def test_a_hub_id_is_read_from_its_cached_model_card(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from hubcache import build_cache
+
+    convert(DINOV3 / "official-tiny.pth", tmp_path / "out", progress=False)
+    files = {name: tmp_path / "out" / name for name in ("config.json", "README.md", "model.safetensors")}
+    cache = build_cache(tmp_path / "hub", {"test-org/dinov3-tiny": files})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    notice = licence_notice("test-org/dinov3-tiny")
+    assert notice is not None and notice.startswith("note: test-org/dinov3-tiny:") and "dinov3-license" in notice
+    assert licence_notice("test-org/not-cached") is None  # offline and absent: no notice, no error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Sequence, TextIO, Union
@@ -39,6 +40,18 @@ def model_source(args: argparse.Namespace) -> Union[str, Path]:
     from convnext_app.inference import default_model_dir
 
     return args.model if args.model else default_model_dir()
+
+
+def announce_licence(source: Union[str, Path]) -> None:
+    """Print, once per run and on rank 0 only, the licence of weights that are not under a permissive
+    one; on stderr, so that results on stdout stay parseable."""
+    from convnext_common.licences import licence_notice
+
+    if os.environ.get("RANK", "0") != "0":
+        return
+    notice = licence_notice(source)
+    if notice is not None:
+        print(notice, file=sys.stderr)
 
 
 def warn(message: str) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_bulk_options, add_framework_option, add_model_option, positive_int, run_bulk_command
+from .common import (
+    add_bulk_options, add_framework_option, add_model_option, announce_licence, model_source, positive_int,
+    run_bulk_command,
+)
 
 HELP = "write each image's feature vector (the pooled embedding or a stage's) to .npy, .safetensors or .parquet"
 DESCRIPTION = ("Embed a collection of images with a ConvNeXt (classification, base-model or backbone folder or hub "
@@ -35,4 +38,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from convnext_app.bulk.files import image_paths
 
+    announce_licence(model_source(args))
     return run_bulk_command(args, "embed", image_paths(args.images), stage=args.stage, normalize=args.normalize)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
 from .common import (
-    add_bulk_options, add_framework_option, add_model_option, clip, model_source, positive_int, print_table,
-    resolve_framework, run_bulk_command, warn,
+    add_bulk_options, add_framework_option, add_model_option, announce_licence, clip, model_source, positive_int,
+    print_table, resolve_framework, run_bulk_command, warn,
 )
 
 HELP = "classify images (default: the bundled samples with the embedded model)"
@@ -50,13 +50,9 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         batched_logits, load_classifier, load_processor, sample_image_paths, softmax, top_k,
     )
 
-    from convnext_common.licences import licence_notice
-
     out = out or sys.stdout
     model_dir = model_source(args)
-    notice = licence_notice(model_dir)
-    if notice is not None:  # once per run, on stderr: the results on stdout stay parseable
-        print(notice, file=sys.stderr)
+    announce_licence(model_dir)
     frameworks = resolve_framework(args.framework)
     paths = _expand_images(args.images) if args.images else sample_image_paths()
     if not paths:
