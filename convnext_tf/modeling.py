@@ -808,7 +808,8 @@ class TFDINOv3ConvNextPreTrainedModel(TFConvNextPreTrainedModel):
         if self.config.layer_scale_init_value <= 0:
             for stage in self.encoder.stages:
                 for block in stage.layers:
-                    block.layer_scale_parameter.assign(ops.zeros_like(block.layer_scale_parameter))
+                    gamma = block.layer_scale_parameter
+                    gamma.assign(ops.zeros(tuple(gamma.shape), dtype=gamma.dtype))
 
     def _trunk(self, pixel_values, output_hidden_states: bool, training=None):
         """The last map (NHWC) and, if asked, transformers' DINOv3 hidden states: the input pixels,
