@@ -21,13 +21,11 @@ from convnext_common.architecture import (
     DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
 )
 from convnext_common.config import ConvNextConfig, ConvNextV2Config
-from convnext_common.outputs import (
-    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
-)
 
 from . import fused
 from .activations import get_activation
 from .hub import PreTrainedMixin
+from .outputs import BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention
 
 
 @torch.fx.wrap

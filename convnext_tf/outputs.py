@@ -14,11 +14,9 @@ import keras
 import optree
 
 from convnext_common.outputs import (
-    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput,
+    OUTPUT_CLASSES, BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+    ModelOutput,
 )
-
-#: every output class the Keras twin returns
-OUTPUT_CLASSES = (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput)
 
 
 def _flatten(output: ModelOutput):
