@@ -388,6 +388,29 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
             return_dict = self.config.use_return_dict
         return pixel_values, bool(output_hidden_states), bool(return_dict), named
 
+    # --- transformers' TF model API ---------------------------------------------------------------------
+    @property
+    def input_signature(self) -> dict[str, Any]:
+        """``{"pixel_values": tf.TensorSpec}`` as transformers' TF models give it: any batch, the
+        config's channels and image size, in the model's data_format. Needs TensorFlow."""
+        import tensorflow as tf
+
+        c, size = self.config.num_channels, self.config.image_size
+        shape = (None, c, size, size) if self.data_format == "channels_first" else (None, size, size, c)
+        return {self.main_input_name: tf.TensorSpec(shape, tf.float32, name=self.main_input_name)}
+
+    @property
+    def dummy_inputs(self) -> dict[str, Any]:
+        """One batch of ones shaped as :attr:`input_signature` (batch 1), as transformers builds it."""
+        return {name: ops.ones((1,) + tuple(spec.shape[1:]), dtype="float32")
+                for name, spec in self.input_signature.items()}
+
+    def serving_output(self, output):
+        """The output a serving signature returns: hidden states only where the config asks for them."""
+        if "hidden_states" in output and not self.config.output_hidden_states:
+            return type(output)(**{k: v for k, v in output.items() if k != "hidden_states"})
+        return output
+
     def _maps_out(self, x):
         """An NHWC map in the model's output layout."""
         return ops.transpose(x, (0, 3, 1, 2)) if self.data_format == "channels_first" else x

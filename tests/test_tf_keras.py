@@ -125,7 +125,8 @@ def test_refuses_mismatched_checkpoints_naming_the_file(fixtures_dir):
     # a shallower config: as transformers, the extra tensors are warned about and reported, not loaded
     with pytest.warns(UserWarning, match=r"tf_model.h5: not used by the model"):
         _, info = convnext_tf.TFConvNextForImageClassification.from_pretrained(
-            fixtures_dir / "hf-convnext", config=ConvNextConfig(depths=[2, 2, 2, 2], hidden_sizes=[16, 32, 64, 128]),
+            fixtures_dir / "hf-convnext", config=ConvNextConfig(depths=[2, 2, 2, 2], hidden_sizes=[16, 32, 64, 128],
+                                                                 num_labels=10),
             output_loading_info=True)
     assert info["unexpected_keys"] and all(".stages.2.layers.2." in k for k in info["unexpected_keys"])
 

@@ -188,3 +188,12 @@ def test_saved_config_records_generic_attributes_only_off_default(saved):
     _, folder = saved
     saved_keys = set(json.loads((folder / "config.json").read_text()))
     assert saved_keys & set(REF["config"]["generic_defaults"]) == set(REF["loading"]["saved_config_generic_keys"])
+
+
+def test_shard_sizes_as_transformers_spells_them():
+    from convnext_common.fileio import size_in_bytes
+
+    assert size_in_bytes("5GB") == 5 * 10**9 and size_in_bytes("5GiB") == 5 * 2**30
+    assert size_in_bytes("150kB") == 150_000 and size_in_bytes("10Mb") == 10**7 // 8 and size_in_bytes(123) == 123
+    with pytest.raises(ValueError, match="max_shard_size"):
+        size_in_bytes("lots")
