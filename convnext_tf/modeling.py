@@ -393,11 +393,9 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
     def input_signature(self) -> dict[str, Any]:
         """``{"pixel_values": tf.TensorSpec}`` as transformers' TF models give it: any batch, the
         config's channels and image size, in the model's data_format. Needs TensorFlow."""
-        import tensorflow as tf
+        from .export import input_signature  # TensorFlow's own types live with the deployment code
 
-        c, size = self.config.num_channels, self.config.image_size
-        shape = (None, c, size, size) if self.data_format == "channels_first" else (None, size, size, c)
-        return {self.main_input_name: tf.TensorSpec(shape, tf.float32, name=self.main_input_name)}
+        return input_signature(self)
 
     @property
     def dummy_inputs(self) -> dict[str, Any]:
