@@ -107,6 +107,13 @@ class ConvNextConfig:
 
     model_type = "convnext"
     has_layer_scale = True
+    # transformers' PretrainedConfig class attributes: a ConvNeXt config has no nested configs
+    sub_configs: dict[str, type] = {}
+    is_composition = False
+    has_no_defaults_at_init = False
+    base_config_key = ""
+    attribute_map: dict[str, str] = {}
+    keys_to_ignore_at_inference: list[str] = []
 
     def __init__(
         self,
@@ -144,9 +151,12 @@ class ConvNextConfig:
         self.image_size = image_size
         self.problem_type = problem_type
         self.architectures = list(architectures) if architectures is not None else None
-        self.validate()  # before anything is derived from depths, so that an error names the bad field
+        # A config is a plain attribute bag, as transformers': values are checked by validate() where a
+        # model is built and where a file is read, not here.
         # stage_names always follows depths; a stored one is only checked.
         stored_stage_names = kwargs.pop("stage_names", None)
+        if not isinstance(self.depths, list):  # the stages derive from it: nothing sensible can follow
+            raise ConfigError(f"depths must be a non-empty list, got {self.depths!r}")
         self.stage_names = _stage_names(len(self.depths))
         if stored_stage_names is not None and list(stored_stage_names) != self.stage_names:
             raise ConfigError(f"stage_names {stored_stage_names} do not match depths {self.depths}")
@@ -224,6 +234,15 @@ class ConvNextConfig:
     @name_or_path.setter
     def name_or_path(self, value: Any) -> None:
         self._name_or_path = str(value)
+
+    def get_text_config(self, decoder: bool = False, encoder: bool = False) -> "ConvNextConfig":
+        """transformers' accessor of a composite config's text part: a ConvNeXt config is its own."""
+        return self
+
+    def update(self, config_dict: dict[str, Any]) -> None:
+        """Set attributes from a dict, as transformers' ``PretrainedConfig.update``."""
+        for key, value in config_dict.items():
+            setattr(self, key, value)
 
     # --- backbone -------------------------------------------------------------------------------
     @property
@@ -361,7 +380,9 @@ class ConvNextConfig:
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"{path}: label2id values must be integers: {e}") from None
         try:
-            return cls.from_dict(d, **overrides)
+            config = cls.from_dict(d, **overrides)
+            config.validate()
+            return config
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 

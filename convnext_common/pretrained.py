@@ -158,6 +158,11 @@ def read_config(path_or_id: Union[str, os.PathLike], config_class: Optional[type
     """``ConvNextConfig.from_pretrained`` (``config_class`` given) and ``load_config`` (None): hub
     arguments (revision, cache_dir, local_files_only, token) are taken out, the rest override fields."""
     options = HubOptions.pop_from(overrides)
+    subfolder = overrides.pop("subfolder", "")
+    if subfolder:
+        if is_hub_id(path_or_id):
+            raise ValueError(f"{path_or_id}: subfolder= is supported for local folders only")
+        path_or_id = Path(path_or_id) / subfolder
     if config_class is not None:
         return config_of(path_or_id, config_class, options, **overrides)
     return _read_hub_config(path_or_id, options, **overrides)

@@ -59,6 +59,10 @@ OUR_NAMES = {
                     "TFConvNextV2Model", "TFConvNextV2ForImageClassification", "TFConvNextV2PreTrainedModel"),
     "convnext_common.processing": ("ConvNextImageProcessor", "ConvNextFeatureExtractor"),
 }
+#: other repository files the per-model files import (not in the source distribution)
+SUPPORT_FILES = ("tests/utils/test_configuration_utils.py", "utils/test_module/__init__.py",
+                 "utils/test_module/custom_configuration.py", "tests/generation/test_utils.py")
+
 MODULE_OF = {name: module for module, names in OUR_NAMES.items() for name in names}
 
 _IMPORT = re.compile(r"^(?P<indent>[ \t]*)from transformers import (?P<names>\([^)]*\)|[^\n]*)", re.MULTILINE)
@@ -106,7 +110,7 @@ def model_test_sources(version: str, tests_from: Path | None) -> dict[str, str]:
     the release does not have (TF tests after transformers dropped TensorFlow) are left out."""
     found: dict[str, str] = {}
     if tests_from is not None:
-        for rel in MODEL_TEST_FILES:
+        for rel in MODEL_TEST_FILES + SUPPORT_FILES:
             path = tests_from / rel
             if path.is_file():
                 found[rel] = path.read_text()
@@ -117,7 +121,7 @@ def model_test_sources(version: str, tests_from: Path | None) -> dict[str, str]:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for member in tar.getmembers():
             rel = "/".join(Path(member.name).parts[1:])
-            if rel in MODEL_TEST_FILES:
+            if rel in MODEL_TEST_FILES + SUPPORT_FILES:
                 found[rel] = tar.extractfile(member).read().decode()
     return found
 
@@ -161,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         for rel, text in sources.items():
             target = work / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(rewrite_imports(text))
-        for folder in {tests, tests / "models", *(p.parent for p in (work / r for r in sources))}:
+            target.write_text(rewrite_imports(text) if rel in MODEL_TEST_FILES else text)
+        for folder in {tests, tests / "models", *(p.parent for p in (work / r for r in sources) if p.parent != work / "utils")}:
             (folder / "__init__.py").touch()
         shutil.copytree(ROOT / "tests" / "fixtures" / "images", tests / "fixtures" / "images", dirs_exist_ok=True)
-        rows = [(rel, run_file(args.python, work, rel, args.select)) for rel in sources]
+        rows = [(rel, run_file(args.python, work, rel, args.select)) for rel in sources if rel in MODEL_TEST_FILES]
         print(f"\ntransformers {args.version} test files against this project (-k {args.select or '(all)'}):")
         print("| file | passed | failed | skipped |\n|---|---|---|---|")
         for rel, c in rows:

@@ -197,3 +197,13 @@ def test_shard_sizes_as_transformers_spells_them():
     assert size_in_bytes("150kB") == 150_000 and size_in_bytes("10Mb") == 10**7 // 8 and size_in_bytes(123) == 123
     with pytest.raises(ValueError, match="max_shard_size"):
         size_in_bytes("lots")
+
+
+def test_construction_accepts_what_transformers_accepts_and_the_model_build_refuses_it(tmp_path):
+    config = ConvNextConfig(num_channels=0, hidden_sizes=1)  # transformers' ConfigTester constructs these
+    assert config.num_channels == 0 and config.hidden_sizes == 1 and config.get_text_config() is config
+    with pytest.raises(ValueError, match="num_channels"):
+        ConvNextModel(config)
+    good = ConvNextConfig(**SMALL)
+    good.save_pretrained(tmp_path / "sub")
+    assert ConvNextConfig.from_pretrained(tmp_path, subfolder="sub") == good
