@@ -64,10 +64,16 @@ def _check_classifier_config(folder: str, config: ConvNextConfig) -> None:
 
 
 def _check_head_loaded(folder: str, info: dict) -> None:
+    """The command predicts only with every weight loaded: ``from_pretrained`` (as transformers')
+    loads a checkpoint that lacks keys, leaving them at their initial values, with a warning."""
     missing = [k for k in info.get("missing_keys", []) if k.startswith("classifier")]
     if missing:
         raise ModelFolderError(f"{folder}: the weights have no classifier ({', '.join(missing)} missing); "
                                "it is a base model, not an image classifier")
+    missing = info.get("missing_keys", [])
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ModelFolderError(f"{folder}: the weights lack {len(missing)} of the model's tensors ({shown})")
 
 
 def load_model_folder(source: str | os.PathLike, framework: str, head: str) -> tuple[ConvNextConfig, Any, dict]:

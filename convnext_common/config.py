@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,32 @@ SUPPORTED_ACTIVATIONS = (
 )
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+#: transformers' ``PretrainedConfig`` attributes every config has, with their defaults. They do not
+#: shape a ConvNeXt; code written for transformers reads them (and pipelines, Trainer, the test mixins).
+GENERIC_DEFAULTS: dict[str, Any] = {
+    "output_hidden_states": False, "output_attentions": False, "return_dict": True, "torchscript": False,
+    "is_encoder_decoder": False, "is_decoder": False, "add_cross_attention": False,
+    "cross_attention_hidden_size": None, "tie_word_embeddings": True, "tie_encoder_decoder": False,
+    "chunk_size_feed_forward": 0, "pruned_heads": {}, "use_bfloat16": False, "tf_legacy_loss": False,
+    "finetuning_task": None, "tokenizer_class": None, "prefix": None, "bos_token_id": None,
+    "pad_token_id": None, "eos_token_id": None, "sep_token_id": None, "decoder_start_token_id": None,
+    "task_specific_params": None,
+}
+
+#: private attributes transformers' code reads; never serialised
+PRIVATE_DEFAULTS: dict[str, Any] = {"_commit_hash": None, "_name_or_path": "", "_attn_implementation": None}
+
+#: dtype names config.json may record, as torch spells them
+DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _dtype_name(value: Any) -> Any:
+    """``torch.float16`` -> ``"float16"``; strings and None unchanged (what config.json records)."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value).rsplit(".", 1)[-1]
 
 
 class ConfigError(ValueError):
@@ -80,6 +107,13 @@ class ConvNextConfig:
 
     model_type = "convnext"
     has_layer_scale = True
+    # transformers' PretrainedConfig class attributes: a ConvNeXt config has no nested configs
+    sub_configs: dict[str, type] = {}
+    is_composition = False
+    has_no_defaults_at_init = False
+    base_config_key = ""
+    attribute_map: dict[str, str] = {}
+    keys_to_ignore_at_inference: list[str] = []
 
     def __init__(
         self,
@@ -117,16 +151,24 @@ class ConvNextConfig:
         self.image_size = image_size
         self.problem_type = problem_type
         self.architectures = list(architectures) if architectures is not None else None
-        self.validate()  # before anything is derived from depths, so that an error names the bad field
+        # A config is a plain attribute bag, as transformers': values are checked by validate() where a
+        # model is built and where a file is read, not here.
         # stage_names always follows depths; a stored one is only checked.
         stored_stage_names = kwargs.pop("stage_names", None)
+        if not isinstance(self.depths, list):  # the stages derive from it: nothing sensible can follow
+            raise ConfigError(f"depths must be a non-empty list, got {self.depths!r}")
         self.stage_names = _stage_names(len(self.depths))
         if stored_stage_names is not None and list(stored_stage_names) != self.stage_names:
             raise ConfigError(f"stage_names {stored_stage_names} do not match depths {self.depths}")
         self._out_features, self._out_indices = _align_out_features(out_features, out_indices, self.stage_names)
         self._set_labels(id2label, label2id, num_labels)
+        for name, default in {**GENERIC_DEFAULTS, **PRIVATE_DEFAULTS}.items():
+            object.__setattr__(self, name, kwargs.pop(name, copy.deepcopy(default)))
         # transformers 5 writes "dtype", 4.x "torch_dtype": keep whichever came, like any unknown key.
         self.extra: dict[str, Any] = dict(kwargs)
+        for key in ("dtype", "torch_dtype"):
+            if key in self.extra:
+                self.extra[key] = _dtype_name(self.extra[key])
 
     # --- labels --------------------------------------------------------------------------------
     def _set_labels(self, id2label, label2id, num_labels):
@@ -134,7 +176,7 @@ class ConvNextConfig:
             if not isinstance(id2label, dict):
                 raise ConfigError(f"id2label must be a dict, got {type(id2label).__name__}")
             try:
-                id2label = {int(k): str(v) for k, v in id2label.items()}
+                id2label = {int(k): v for k, v in id2label.items()}
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"id2label keys must be integers: {e}") from None
             if num_labels is not None and num_labels != len(id2label):
@@ -149,10 +191,7 @@ class ConvNextConfig:
             label2id = {v: k for k, v in id2label.items()}
         elif not isinstance(label2id, dict):
             raise ConfigError(f"label2id must be a dict, got {type(label2id).__name__}")
-        try:
-            self.label2id = {str(k): int(v) for k, v in label2id.items()}
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"label2id values must be integers: {e}") from None
+        self.label2id = dict(label2id)  # values as given, as transformers
 
     @property
     def num_labels(self) -> int:
@@ -162,6 +201,48 @@ class ConvNextConfig:
     def num_labels(self, n: int) -> None:
         if n != self.num_labels:
             self._set_labels(None, None, n)
+
+    # --- transformers' generic attributes ------------------------------------------------------------
+    @property
+    def use_return_dict(self) -> bool:
+        return bool(self.return_dict) and not self.torchscript
+
+    @property
+    def dtype(self) -> Any:
+        """The dtype config.json records: a ``torch.dtype`` where torch is loaded (as transformers
+        holds it), else its name; None when none is recorded."""
+        name = self.extra.get("dtype", self.extra.get("torch_dtype"))
+        torch = sys.modules.get("torch")
+        if isinstance(name, str) and name in DTYPE_NAMES and torch is not None:
+            return getattr(torch, name)
+        return name
+
+    @dtype.setter
+    def dtype(self, value: Any) -> None:
+        key = "torch_dtype" if "torch_dtype" in self.extra and "dtype" not in self.extra else "dtype"
+        if value is None:
+            self.extra.pop(key, None)
+        else:
+            self.extra[key] = _dtype_name(value)
+
+    torch_dtype = dtype
+
+    @property
+    def name_or_path(self) -> str:
+        return self._name_or_path
+
+    @name_or_path.setter
+    def name_or_path(self, value: Any) -> None:
+        self._name_or_path = str(value)
+
+    def get_text_config(self, decoder: bool = False, encoder: bool = False) -> "ConvNextConfig":
+        """transformers' accessor of a composite config's text part: a ConvNeXt config is its own."""
+        return self
+
+    def update(self, config_dict: dict[str, Any]) -> None:
+        """Set attributes from a dict, as transformers' ``PretrainedConfig.update``."""
+        for key, value in config_dict.items():
+            setattr(self, key, value)
 
     # --- backbone -------------------------------------------------------------------------------
     @property
@@ -238,11 +319,20 @@ class ConvNextConfig:
         )
         if self.has_layer_scale:
             d["layer_scale_init_value"] = self.layer_scale_init_value
-        if self.problem_type is not None:
-            d["problem_type"] = self.problem_type
-        if self.architectures is None:
-            d.pop("architectures")
+        d["problem_type"] = self.problem_type
+        for name in GENERIC_DEFAULTS:
+            d[name] = copy.deepcopy(getattr(self, name))
+        known = set(d) | {"extra", "layer_scale_init_value", "problem_type", "num_labels", "architectures"}
+        for name, value in self.__dict__.items():  # attributes set on the instance, as transformers saves them
+            if not name.startswith("_") and name not in known:
+                d[name] = copy.deepcopy(value)
         return dict(sorted(d.items()))
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """``to_dict`` without the generic attributes that hold their default (what config.json records)."""
+        return {k: v for k, v in self.to_dict().items()
+                if not (k in GENERIC_DEFAULTS and v == GENERIC_DEFAULTS[k])
+                and not (k in ("architectures", "problem_type") and v is None)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], **overrides: Any) -> "ConvNextConfig":
@@ -265,8 +355,13 @@ class ConvNextConfig:
         except TypeError as e:  # e.g. a non-iterable where a list belongs
             raise ConfigError(f"invalid config: {e}") from None
 
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+    def to_json_string(self, use_diff: bool = True) -> str:
+        return json.dumps(self.to_diff_dict() if use_diff else self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, json_file_path: str | os.PathLike, use_diff: bool = True) -> None:
+        from .fileio import atomic_write_text
+
+        atomic_write_text(Path(json_file_path), self.to_json_string(use_diff=use_diff))
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "ConvNextConfig":
@@ -278,8 +373,16 @@ class ConvNextConfig:
                 and d["num_labels"] != len(d["id2label"]):  # the file contradicts itself (overrides may not)
             raise ConfigError(f"{path}: num_labels={d['num_labels']!r} disagrees with id2label "
                               f"({len(d['id2label'])} entries)")
+        label2id = d.get("label2id") if isinstance(d, dict) else None
+        if isinstance(label2id, dict):  # a file's labels must be usable; in Python, values are kept as given
+            try:
+                [int(v) for v in label2id.values()]
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"{path}: label2id values must be integers: {e}") from None
         try:
-            return cls.from_dict(d, **overrides)
+            config = cls.from_dict(d, **overrides)
+            config.validate()
+            return config
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 
@@ -293,10 +396,12 @@ class ConvNextConfig:
         """
         return _source_reader()(path, cls, **overrides)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> Path:
         from .fileio import atomic_write_text
 
-        directory = Path(directory)
+        if push_to_hub:
+            raise ValueError("push_to_hub is not supported: save to a folder and upload it")
+        directory = Path(directory) / kwargs.get("subfolder", "")
         directory.mkdir(parents=True, exist_ok=True)
         out = directory / CONFIG_NAME
         atomic_write_text(out, self.to_json_string())
@@ -342,6 +447,10 @@ class ConvNextV2Config(ConvNextConfig):
     @property
     def layer_scale_init_value(self) -> float:  # V2 blocks never have layer scale
         return 0.0
+
+    @layer_scale_init_value.setter
+    def layer_scale_init_value(self, value: Any) -> None:
+        pass  # transformers' V2 config has no such field: an assignment is accepted and means nothing
 
 
 def _stored_field(name: str, default: Any) -> property:

@@ -121,3 +121,21 @@ def read_json_file(path: str | os.PathLike, what: str, error: type[ValueError] =
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise error(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+
+
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def size_in_bytes(size: int | str) -> int:
+    """A file size as transformers spells ``max_shard_size``: an int (bytes), ``"5GB"`` (10**9),
+    ``"5GiB"`` (2**30), ``"150kB"``; a unit ending in a lower-case ``b`` counts bits."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size
+    text = str(size).strip()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    unit = text[len(number):]
+    if not number or unit.upper() not in _SIZE_UNITS:
+        raise ValueError(f"max_shard_size {size!r} is not a size in bytes, nor like '5GB', '150kB' or '2GiB'")
+    value = int(float(number) * _SIZE_UNITS[unit.upper()])
+    return value // 8 if unit.endswith("b") and unit != "b" and not unit.endswith("B") else value

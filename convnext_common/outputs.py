@@ -1,35 +1,106 @@
-"""Output containers shared by both twins, with transformers' field names.
+"""Output containers shared by both twins, with transformers' field names and container semantics.
 
-Fields are tensors of whichever framework made them. Like transformers' ``ModelOutput`` they
-read as attributes, as ``out["logits"]`` and as tuples (``out[0]``, ``out.to_tuple()``), where
-fields that are None are skipped.
+``ModelOutput`` behaves as transformers' does: an ordered dict whose keys are the fields that are
+not None, kept in sync with the attributes. ``for k in out`` yields keys, ``"logits" in out``
+tests a key, ``out["logits"]`` and ``out.logits`` read the same value, while ``out[0]``,
+``out[1:]`` and ``out.to_tuple()`` index the values. Fields are tensors of whichever framework
+made them; the framework twins register the classes with their tree utilities (torch's pytree in
+``convnext_pt``, Keras' tree in ``convnext_tf.outputs``): this module imports no framework.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections import OrderedDict
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 
-class ModelOutput:
-    def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
+def _is_tensor_like(value: Any) -> bool:
+    """An array of any framework (or a tracer standing for one): it has a shape and a dtype."""
+    return hasattr(value, "shape") and hasattr(value, "dtype")
 
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+class ModelOutput(OrderedDict):
+    """Base of every output dataclass: see the module docstring. Keys cannot be deleted and the
+    dict-mutating methods other than item assignment are refused, as in transformers."""
+
+    def __post_init__(self) -> None:
+        class_fields = fields(self)
+        if not class_fields:
+            raise ValueError(f"{type(self).__name__} has no fields")
+        first_name = class_fields[0].name
+        first = getattr(self, first_name)
+        others_none = all(getattr(self, f.name) is None for f in class_fields[1:])
+        if others_none and first is not None and not _is_tensor_like(first):
+            self._fill_from_first(first_name, first)
+            return
+        for f in class_fields:
+            value = getattr(self, f.name)
+            if value is not None:
+                self[f.name] = value
+
+    def _fill_from_first(self, first_name: str, first: Any) -> None:
+        """A lone first argument that is a mapping or an iterable of ``(key, value)`` pairs fills
+        the fields by name (how tree utilities rebuild a mapping type); any other value is the
+        first field's."""
+        try:
+            iterator = iter(first.items() if isinstance(first, dict) else first)
+        except TypeError:
+            self[first_name] = first
+            return
+        for index, element in enumerate(iterator):
+            if not (isinstance(element, (list, tuple)) and len(element) == 2 and isinstance(element[0], str)):
+                if index == 0:
+                    self[first_name] = first
+                    return
+                raise ValueError(f"Cannot set key/value for {element!r}: it needs to be a (key, value) pair")
+            if index == 0:
+                super().__setattr__(first_name, None)
+            super().__setattr__(element[0], element[1])
+            if element[1] is not None:
+                self[element[0]] = element[1]
+
+    def __delitem__(self, *args, **kwargs):
+        raise TypeError(f"You cannot use ``__delitem__`` on a {type(self).__name__} instance.")
+
+    def setdefault(self, *args, **kwargs):
+        raise TypeError(f"You cannot use ``setdefault`` on a {type(self).__name__} instance.")
+
+    def pop(self, *args, **kwargs):
+        raise TypeError(f"You cannot use ``pop`` on a {type(self).__name__} instance.")
+
+    def update(self, *args, **kwargs):
+        raise TypeError(f"You cannot use ``update`` on a {type(self).__name__} instance.")
 
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):
-            if key not in self.keys():
-                raise KeyError(key)
-            return getattr(self, key)
+            return dict(self.items())[key]
         return self.to_tuple()[key]
 
-    def __iter__(self):
-        return iter(self.to_tuple())
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.keys() and value is not None:
+            super().__setitem__(name, value)
+        super().__setattr__(name, value)
 
-    def __len__(self) -> int:
-        return len(self.to_tuple())
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        super().__setattr__(key, value)
+
+    def __reduce__(self):
+        if not is_dataclass(self):
+            return super().__reduce__()
+        rebuild, _args, *rest = super().__reduce__()
+        return (rebuild, tuple(getattr(self, f.name) for f in fields(self)), *rest)
+
+    def __fx_create_arg__(self, tracer: Any) -> Any:
+        """torch.fx records the output as a call of its class, so a traced model returns the same
+        container (a plain dict otherwise)."""
+        return tracer.create_node("call_function", type(self), (),
+                                  {k: tracer.create_arg(v) for k, v in self.items()})
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        """The values of the fields that are not None, in field order."""
+        return tuple(self[k] for k in self.keys())
 
 
 @dataclass
@@ -73,3 +144,8 @@ class MaskedImageModelingOutput(ModelOutput):
     logits: Any = None
     mask: Any = None
     hidden_states: tuple[Any, ...] | None = None
+
+
+#: every output class the twins return
+OUTPUT_CLASSES = (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput,
+                  MaskedImageModelingOutput)

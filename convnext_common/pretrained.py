@@ -161,6 +161,11 @@ def read_config(path_or_id: Union[str, os.PathLike], config_class: Optional[type
     """``ConvNextConfig.from_pretrained`` (``config_class`` given) and ``load_config`` (None): hub
     arguments (revision, cache_dir, local_files_only, token) are taken out, the rest override fields."""
     options = HubOptions.pop_from(overrides)
+    subfolder = overrides.pop("subfolder", "")
+    if subfolder:
+        if is_hub_id(path_or_id):
+            raise ValueError(f"{path_or_id}: subfolder= is supported for local folders only")
+        path_or_id = Path(path_or_id) / subfolder
     if config_class is not None:
         return config_of(path_or_id, config_class, options, **overrides)
     return _read_hub_config(path_or_id, options, **overrides)
@@ -264,33 +269,58 @@ class PretrainedModel:
 
     # --- loading ------------------------------------------------------------------------------------
     @classmethod
-    def _load_pretrained(cls: type[M], path_or_id: Union[str, os.PathLike], build: Callable[[ConvNextConfig], M], *,
-                         config: Optional[ConvNextConfig], overrides: dict[str, Any], options: HubOptions,
-                         ignore_mismatched_sizes: bool) -> tuple[M, dict[str, list]]:
-        """The model ``build(config)`` makes for the source, with the source's weights and
-        preprocessing, and transformers' loading info (missing, unexpected, mismatched keys)."""
-        source = load_pretrained(path_or_id, cls.weight_files, cls.config_class, config, overrides, cls.__name__,
-                                 options)
-        model = build(source.config)
+    def _load_pretrained(cls: type[M], path_or_id: Union[str, os.PathLike, None],
+                         build: Callable[[ConvNextConfig], M], *, config: Optional[ConvNextConfig],
+                         overrides: dict[str, Any], options: HubOptions, ignore_mismatched_sizes: bool,
+                         subfolder: str = "", state_dict: Optional[Mapping[str, Any]] = None,
+                         ) -> tuple[M, dict[str, list]]:
+        """The model ``build(config)`` makes for the source, with the source's weights (or
+        ``state_dict``, canonical names, numpy arrays) and preprocessing, and transformers' loading
+        info (missing, unexpected, mismatched keys). As in transformers, missing and unexpected keys
+        load with a warning (the model keeps its initial values there); mismatched shapes raise
+        SizeMismatchError unless ``ignore_mismatched_sizes``. ``path_or_id`` None: ``config``
+        builds the model and ``state_dict`` (if any) fills it."""
+        if path_or_id is None:
+            if config is None:
+                raise ValueError("from_pretrained(None, ...) needs config= (and state_dict= for weights)")
+            config = config.copy(**overrides) if overrides else config
+            model, weights, where, preprocessor, licence = build(config), state_dict, "state_dict", None, None
+        else:
+            if subfolder:
+                if is_hub_id(path_or_id):
+                    raise ValueError(f"{path_or_id}: subfolder= is supported for local folders only")
+                path_or_id = Path(path_or_id) / subfolder
+            source = load_pretrained(path_or_id, cls.weight_files, cls.config_class, config, overrides,
+                                     cls.__name__, options)
+            model = build(source.config)
+            weights, preprocessor, licence = source.state, source.preprocessor_config, source.licence
+            where = str(source.weights_file)
+            if state_dict is not None:
+                weights, where = state_dict, "state_dict"
+            model.config._name_or_path = str(path_or_id)
         info = LoadReport()
-        model.load_numpy_state_dict(source.state, source=str(source.weights_file),
-                                    ignore_mismatched_sizes=ignore_mismatched_sizes, report_to=info)
-        model.preprocessor_config = source.preprocessor_config
-        model.__dict__["_licence"] = source.licence  # kept out of torch's and Keras' tracking
+        if weights is not None:
+            model.load_numpy_state_dict(weights, source=where, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                        report_to=info, strict=False)
+        model.preprocessor_config = preprocessor
+        model.__dict__["_licence"] = licence  # kept out of torch's and Keras' tracking
         return model, {"missing_keys": info.missing_keys, "unexpected_keys": info.unexpected_keys,
-                       "mismatched_keys": info.mismatched_keys}
+                       "mismatched_keys": info.mismatched_keys, "error_msgs": []}
 
     def _weight_slots(self) -> dict[str, WeightSlot]:
         raise NotImplementedError
 
     def load_numpy_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint",
-                              ignore_mismatched_sizes: bool = False, report_to: Optional[LoadReport] = None) -> None:
+                              ignore_mismatched_sizes: bool = False, report_to: Optional[LoadReport] = None,
+                              strict: bool = True) -> None:
         """Load canonical-named weights (numpy arrays, or tensors read when used), adapting prefixes
-        and refusing what does not fit. Every check runs before the first weight is copied, so a
-        refused checkpoint leaves the model as it was."""
+        and refusing what does not fit (``strict=False``: missing and unexpected keys are warned
+        about and reported instead, see ``match_state_dict``). Every check runs before the first
+        weight is copied, so a refused checkpoint leaves the model as it was."""
         slots = self._weight_slots()
         matched, report = match_state_dict(state, {k: s.shape for k, s in slots.items()}, self.base_model_prefix,
-                                           source=source, ignore_mismatched_sizes=ignore_mismatched_sizes)
+                                           source=source, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                           strict=strict)
         for name, array in matched.items():
             dtype = array.dtype if hasattr(array, "dtype") else np.asarray(array).dtype
             if not np.issubdtype(dtype, np.floating):

@@ -18,7 +18,7 @@ import torch
 from convnext_common.checkpoints.io import PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, save_sharded_safetensors
 from convnext_common.checkpoints.lazy import materialise
 from convnext_common.config import ConvNextConfig
-from convnext_common.fileio import atomic_write
+from convnext_common.fileio import atomic_write, size_in_bytes
 from convnext_common.hub import HubOptions
 from convnext_common.pretrained import PretrainedModel, WeightSlot, requested_dtype_name
 
@@ -53,11 +53,13 @@ class PreTrainedMixin(PretrainedModel):
     weight_files = PT_WEIGHT_FILES + (TF_WEIGHTS_NAME,)
 
     @classmethod
-    def from_pretrained(cls: type[M], pretrained_model_name_or_path: Union[str, os.PathLike], *,
+    def from_pretrained(cls: type[M], pretrained_model_name_or_path: Union[str, os.PathLike, None], *model_args: Any,
                         config: Optional[ConvNextConfig] = None, torch_dtype: Union[str, torch.dtype, None] = None,
+                        dtype: Union[str, torch.dtype, None] = None,
                         ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
                         revision: Optional[str] = None, cache_dir: Union[str, os.PathLike, None] = None,
                         local_files_only: bool = False, token: Union[str, bool, None] = None,
+                        subfolder: str = "", state_dict: Optional[dict[str, torch.Tensor]] = None,
                         **config_overrides: Any):
         """Build the model from ``config.json`` and load its weights.
 
@@ -69,14 +71,39 @@ class PreTrainedMixin(PretrainedModel):
         transformers. Keyword overrides change config fields (e.g. ``num_labels=5`` with
         ``ignore_mismatched_sizes=True`` for a new head). The source's preprocessor config is
         kept in ``model.preprocessor_config`` and written again by ``save_pretrained``.
+
+        As in transformers: ``dtype`` (or its older name ``torch_dtype``) casts the loaded model;
+        keys the weights lack keep their initial values, with a warning, and are reported with
+        ``output_loading_info=True``; shapes that differ raise a RuntimeError unless
+        ``ignore_mismatched_sizes=True``; ``pretrained_model_name_or_path=None`` builds from
+        ``config`` (and loads ``state_dict`` if given); ``subfolder`` names a folder inside a
+        local one; loading under ``with torch.device("meta")`` is refused.
         """
+        if model_args:
+            raise TypeError(f"{cls.__name__}.from_pretrained takes no positional model arguments, got {len(model_args)}")
+        config_overrides.pop("_fast_init", None)  # transformers' option for an initialisation detail
+        config_overrides.pop("use_safetensors", None)
+        config_overrides.pop("trust_remote_code", None)
+        if torch.get_default_device().type == "meta":
+            raise RuntimeError(
+                f"{cls.__name__}.from_pretrained was called under a meta device (a `torch.device('meta')` "
+                "context or default device): it loads existing weights. To build an empty model on the "
+                "meta device, call the class with its config instead.")
+        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+            raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree: pass one of them")
+        if state_dict is not None:
+            state_dict = {k: v.detach().cpu().float().numpy() if v.dtype == torch.bfloat16 else v.detach().cpu().numpy()
+                          for k, v in state_dict.items()}
         model, info = cls._load_pretrained(pretrained_model_name_or_path, cls,
                                            config=config, overrides=config_overrides,
                                            options=HubOptions(revision, cache_dir, local_files_only, token),
-                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
-        dtype = resolve_dtype(torch_dtype, model.config)
+                                           ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                           subfolder=subfolder, state_dict=state_dict)
+        info["mismatched_keys"] = [name for name, *_ in info["mismatched_keys"]]  # names, as transformers' PyTorch
+        dtype = resolve_dtype(dtype if dtype is not None else torch_dtype, model.config)
         if dtype is not None:
             model = model.to(dtype)
+            model.config.dtype = dtype
         model.eval()
         return (model, info) if output_loading_info else model
 
@@ -89,11 +116,19 @@ class PreTrainedMixin(PretrainedModel):
                 for k, v in self.state_dict().items()}
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], safe_serialization: bool = True,
-                        max_shard_size: int = 5 * 1024**3, image_processor: Any = None) -> Path:
+                        max_shard_size: Union[int, str] = 5 * 1024**3, image_processor: Any = None, *,
+                        is_main_process: bool = True, push_to_hub: bool = False, **kwargs: Any) -> Path:
         """Write config.json and model.safetensors (or pytorch_model.bin), each file atomically, and
-        preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``."""
+        preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``.
+        ``max_shard_size``: bytes or as transformers spells it (``"5GB"``). transformers' other
+        options that only concern distributed saving (``is_main_process``, ``save_function``, ...)
+        are accepted; ``push_to_hub`` is refused."""
+        if push_to_hub:
+            raise ValueError("push_to_hub is not supported: save to a folder and upload it")
+        if not is_main_process:
+            return Path(save_directory)
         return self._save_pretrained(save_directory, image_processor, safe_serialization=safe_serialization,
-                                     max_shard_size=max_shard_size)
+                                     max_shard_size=size_in_bytes(max_shard_size))
 
     def _saved_architecture(self) -> str:
         return type(self).__name__

@@ -233,6 +233,9 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
     """
 
     _extra_call_options = ("device",)
+    #: saved under this type, so that transformers' AutoImageProcessor reloads it as its fast processor
+    config_type_name = "ConvNextImageProcessorFast"
+    is_fast = True
 
     def __init__(self, *args: Any, device: str | torch.device | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -25,14 +25,14 @@ from convnext_common.masked_image import NORM_PIX_EPS, check_masked_image_config
 from convnext_common.dinov3 import (
     DINOv3ConvNextConfig, block_layer_scale, file_names, from_dinov3_name, to_dinov3_name,
 )
-from convnext_common.outputs import (
-    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
-    MaskedImageModelingOutput,
-)
 
 from . import fused
 from .activations import get_activation
 from .hub import PreTrainedMixin
+from .outputs import (
+    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+    MaskedImageModelingOutput,
+)
 
 
 @torch.fx.wrap
@@ -259,7 +259,66 @@ class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
         super().__init__()
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        config.validate()  # a config is a plain attribute bag: its values are checked where a model is built
         self.config = config
+
+    def _output_flags(self, output_hidden_states: Optional[bool], return_dict: Optional[bool]) -> tuple[bool, bool]:
+        """The call's flags, the config's where the call leaves them None (as transformers)."""
+        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if return_dict is None:
+            return_dict = self.config.use_return_dict
+        return bool(output_hidden_states), bool(return_dict)
+
+    # --- transformers' generic model API --------------------------------------------------------------
+    supports_gradient_checkpointing = False  # as transformers' ConvNeXt
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def name_or_path(self) -> str:
+        return self.config._name_or_path
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameters counted as transformers counts them (``exclude_embeddings``: there are no
+        token embeddings here, so it changes nothing)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[dict] = None) -> None:
+        raise ValueError(f"{type(self).__name__} does not support gradient checkpointing.")
+
+    def gradient_checkpointing_disable(self) -> None:
+        pass  # never enabled
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return False
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        return False
+
+    def get_input_embeddings(self) -> nn.Module:
+        base = getattr(self, self.base_model_prefix, self)
+        if base is not self:
+            return base.get_input_embeddings()
+        raise NotImplementedError(f"{type(self).__name__} has no token embeddings (its input is pixel_values)")
+
+    def get_output_embeddings(self) -> None:
+        return None  # no language-model head
+
+    def tie_weights(self) -> None:
+        pass  # nothing to tie
+
+    def init_weights(self) -> None:
+        self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -298,8 +357,7 @@ class ConvNextModel(ConvNextPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
-        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
-        return_dict = True if return_dict is None else return_dict
+        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
         embedding_output = self.embeddings(pixel_values)
         last_hidden_state, hidden_states = self.encoder(embedding_output, bool(output_hidden_states))
         pooled_output = self.layernorm(last_hidden_state.mean(dim=(-2, -1)))
@@ -344,8 +402,8 @@ class ConvNextForImageClassification(ConvNextPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, labels: Optional[torch.Tensor] = None,
                 output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
-        labels, output_hidden_states, return_dict = map(optional_arg, (labels, output_hidden_states, return_dict))
-        return_dict = True if return_dict is None else return_dict
+        labels = optional_arg(labels)
+        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
         outputs = self.base_model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.classifier(outputs.pooler_output)
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
@@ -364,18 +422,33 @@ class ConvNextBackbone(ConvNextPreTrainedModel):
         self.embeddings = ConvNextEmbeddings(config)
         self.encoder = ConvNextEncoder(config)
         self.stage_names = list(config.stage_names)
-        self.out_features = config.out_features
-        self.channels = backbone_channels(config)
+        self.num_features = [config.hidden_sizes[0]] + list(config.hidden_sizes)
         self.hidden_states_norms = nn.ModuleDict({
             stage: ConvNextLayerNorm(c, eps=NORM_EPS, data_format="channels_first")
-            for stage, c in zip(self.out_features, self.channels)
+            for stage, c in zip(config.out_features, backbone_channels(config))
         })
         self.post_init()
 
+    # transformers' backbone attributes: the stages come from the config, as the norms were built
+    @property
+    def out_features(self) -> list[str]:
+        return self.config.out_features
+
+    @property
+    def out_indices(self) -> list[int]:
+        return self.config.out_indices
+
+    @property
+    def out_feature_channels(self) -> dict[str, int]:
+        return dict(zip(self.stage_names, self.num_features))
+
+    @property
+    def channels(self) -> list[int]:
+        return [self.out_feature_channels[stage] for stage in self.out_features]
+
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, BackboneOutput]:
-        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
-        return_dict = True if return_dict is None else return_dict
+        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
         _, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states=True)
         feature_maps = tuple(self.hidden_states_norms[stage](h)
                              for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
@@ -500,7 +573,7 @@ class ConvNextV2ForMaskedImageModeling(ConvNextV2PreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, bool_masked_pos: Optional[torch.Tensor] = None,
                 output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
                 generator: Optional[torch.Generator] = None) -> Union[tuple, MaskedImageModelingOutput]:
-        return_dict = True if return_dict is None else return_dict
+        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
         check_pixel_values(pixel_values, self.config.num_channels)
         batch, _, height, width = pixel_values.shape
         rows, cols = patch_grid(self.config, height, width)
@@ -595,8 +668,7 @@ class DINOv3ConvNextModel(DINOv3ConvNextPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
-        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
-        return_dict = True if return_dict is None else return_dict
+        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
         last, hidden_states = self._trunk(pixel_values, bool(output_hidden_states))
         tokens = last.flatten(2).transpose(1, 2)  # (B, h*w, C), row by row
         tokens = self.layernorm(torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)).contiguous()
@@ -620,8 +692,7 @@ class DINOv3ConvNextBackbone(DINOv3ConvNextPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, BackboneOutput]:
-        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
-        return_dict = True if return_dict is None else return_dict
+        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
         _, hidden_states = self._trunk(pixel_values, True)
         feature_maps = tuple(h for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
         out = BackboneOutput(feature_maps, hidden_states if output_hidden_states else None)

@@ -46,6 +46,14 @@ SIGNATURE = "serving_default"
 INPUT_NAME = "pixel_values"
 
 
+def input_signature(model) -> dict[str, Any]:
+    """transformers' TF ``input_signature``: pixel_values of any batch, the config's channels and
+    image size, in the model's data_format, float32."""
+    c, size = model.config.num_channels, model.config.image_size
+    shape = (None, c, size, size) if model.data_format == "channels_first" else (None, size, size, c)
+    return {model.main_input_name: tf.TensorSpec(shape, tf.float32, name=model.main_input_name)}
+
+
 def _check_float32(model) -> None:
     dtypes = sorted({str(v.dtype) for v in model.weights})
     if dtypes != ["float32"]:

@@ -24,6 +24,7 @@ from convnext_common.checkpoints.h5 import canonical_to_tf, save_hf_tf_h5, tf_na
 from convnext_common.checkpoints.io import PT_WEIGHT_FILES, TF_WEIGHTS_NAME, save_sharded_safetensors
 from convnext_common.checkpoints.lazy import materialise
 from convnext_common.config import ConvNextConfig
+from convnext_common.fileio import size_in_bytes
 from convnext_common.hub import HubOptions
 from convnext_common.pretrained import PretrainedModel, WeightSlot, requested_dtype_name
 
@@ -124,7 +125,7 @@ class TFPreTrainedMixin(PretrainedModel):
                         data_format: str = "channels_first", ignore_mismatched_sizes: bool = False,
                         output_loading_info: bool = False, revision: Optional[str] = None,
                         cache_dir: Union[str, os.PathLike, None] = None, local_files_only: bool = False,
-                        token: Union[str, bool, None] = None, **config_overrides: Any):
+                        token: Union[str, bool, None] = None, subfolder: str = "", **config_overrides: Any):
         """Build the model from ``config.json`` and load its weights.
 
         ``pretrained_model_name_or_path``: a hub-layout folder (tf_model.h5 preferred, then
@@ -135,8 +136,12 @@ class TFPreTrainedMixin(PretrainedModel):
         transformers. ``dtype``: a Keras dtype policy (``"mixed_float16"``, ...) or ``"auto"``.
         Keyword overrides change config fields (e.g. ``num_labels=5`` with
         ``ignore_mismatched_sizes=True`` for a new head). The source's preprocessor config is
-        kept in ``model.preprocessor_config`` and written again by ``save_pretrained``.
+        kept in ``model.preprocessor_config`` and written again by ``save_pretrained``. Missing
+        keys, mismatched sizes and ``subfolder`` as in the PyTorch twin's ``from_pretrained``.
         """
+        for option in ("from_pt", "use_safetensors", "_fast_init", "trust_remote_code"):
+            config_overrides.pop(option, None)  # every weights file of a folder is read here; no need to ask
+
         def build(model_config: ConvNextConfig) -> M:
             policy = resolve_dtype(dtype, model_config)
             with _global_dtype_policy(policy):
@@ -145,7 +150,7 @@ class TFPreTrainedMixin(PretrainedModel):
         model, info = cls._load_pretrained(pretrained_model_name_or_path, build,
                                            config=config, overrides=config_overrides,
                                            options=HubOptions(revision, cache_dir, local_files_only, token),
-                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
+                                           ignore_mismatched_sizes=ignore_mismatched_sizes, subfolder=subfolder)
         return (model, info) if output_loading_info else model
 
     def _variables_by_tf_path(self) -> dict[str, Any]:
@@ -187,12 +192,21 @@ class TFPreTrainedMixin(PretrainedModel):
         return out
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], safe_serialization: bool = False,
-                        max_shard_size: int = 5 * 1024**3, image_processor: Any = None) -> Path:
+                        max_shard_size: Union[int, str] = 5 * 1024**3, image_processor: Any = None, *,
+                        saved_model: bool = False, version: int = 1, push_to_hub: bool = False,
+                        signatures: Any = None, **kwargs: Any) -> Path:
         """Write config.json and the tf_model.h5 transformers' TF class would write (and, with
         ``safe_serialization``, a canonical model.safetensors too), each file atomically, and
-        preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``."""
-        return self._save_pretrained(save_directory, image_processor, safe_serialization=safe_serialization,
-                                     max_shard_size=max_shard_size)
+        preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``.
+        As transformers: ``max_shard_size`` also as ``"5GB"``; ``saved_model=True`` adds a
+        SavedModel in ``saved_model/<version>`` (see ``export``); ``push_to_hub`` is refused."""
+        if push_to_hub:
+            raise ValueError("push_to_hub is not supported: save to a folder and upload it")
+        directory = self._save_pretrained(save_directory, image_processor, safe_serialization=safe_serialization,
+                                          max_shard_size=size_in_bytes(max_shard_size))
+        if saved_model:
+            self.export(str(directory / "saved_model" / str(version)))
+        return directory
 
     def _saved_architecture(self) -> str:
         class_name = type(self).__name__

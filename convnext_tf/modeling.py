@@ -397,8 +397,47 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         kwargs.setdefault("name", tf_model_name(type(self).__name__))  # as transformers' TF models: tf_conv_next_model
         super().__init__(**kwargs)
+        config.validate()  # a config is a plain attribute bag: its values are checked where a model is built
         self.config = config
         self.data_format = _check_data_format(data_format)
+
+    def _call_arguments(self, pixel_values, output_hidden_states, return_dict, **named):
+        """transformers' calling conventions: a dict (or the model's input as a keyword inside it) as
+        the first argument, and the config's output flags where the call leaves them None."""
+        if isinstance(pixel_values, dict):
+            inputs = dict(pixel_values)
+            pixel_values = inputs.pop(self.main_input_name)
+            output_hidden_states = inputs.pop("output_hidden_states", output_hidden_states)
+            return_dict = inputs.pop("return_dict", return_dict)
+            named = {k: inputs.pop(k, v) for k, v in named.items()}
+            if inputs:
+                raise ValueError(f"{type(self).__name__} got unknown inputs {sorted(inputs)}")
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if return_dict is None:
+            return_dict = self.config.use_return_dict
+        return pixel_values, bool(output_hidden_states), bool(return_dict), named
+
+    # --- transformers' TF model API ---------------------------------------------------------------------
+    @property
+    def input_signature(self) -> dict[str, Any]:
+        """``{"pixel_values": tf.TensorSpec}`` as transformers' TF models give it: any batch, the
+        config's channels and image size, in the model's data_format. Needs TensorFlow."""
+        from .export import input_signature  # TensorFlow's own types live with the deployment code
+
+        return input_signature(self)
+
+    @property
+    def dummy_inputs(self) -> dict[str, Any]:
+        """One batch of ones shaped as :attr:`input_signature` (batch 1), as transformers builds it."""
+        return {name: ops.ones((1,) + tuple(spec.shape[1:]), dtype="float32")
+                for name, spec in self.input_signature.items()}
+
+    def serving_output(self, output):
+        """The output a serving signature returns: hidden states only where the config asks for them."""
+        if "hidden_states" in output and not self.config.output_hidden_states:
+            return type(output)(**{k: v for k, v in output.items() if k != "hidden_states"})
+        return output
 
     def _maps_out(self, x):
         """An NHWC map in the model's output layout."""
@@ -416,9 +455,14 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
                 "trainable": self.trainable, "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects=None):
+    def from_config(cls, config: Union[ConvNextConfig, dict[str, Any]], custom_objects=None, **kwargs):
+        """From ``get_config()``'s dict (Keras), or as transformers: a model config or its dict."""
+        if isinstance(config, ConvNextConfig):
+            return cls(config, **kwargs)
         config = dict(config)
-        return cls(cls.config_class.from_dict(config.pop("config")), **config)
+        if "config" not in config:  # a model config's to_dict()
+            return cls(cls.config_class.from_dict(config), **kwargs)
+        return cls(cls.config_class.from_dict(config.pop("config")), **{**config, **kwargs})
 
     # --- Keras training: fit / evaluate / predict on the model's outputs ---------------------------
     def _keras_outputs(self, outputs):
@@ -477,7 +521,8 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
-        return_dict = True if return_dict is None else return_dict
+        pixel_values, output_hidden_states, return_dict, _ = self._call_arguments(
+            pixel_values, output_hidden_states, return_dict)
         embedding_output = self.embeddings(pixel_values)
         last_hidden_state, hidden_states = self.encoder(
             embedding_output, output_hidden_states=bool(output_hidden_states), training=training)
@@ -539,7 +584,9 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
 
     def call(self, pixel_values, labels=None, output_hidden_states: Optional[bool] = None,
              return_dict: Optional[bool] = None, training=None) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
-        return_dict = True if return_dict is None else return_dict
+        pixel_values, output_hidden_states, return_dict, named = self._call_arguments(
+            pixel_values, output_hidden_states, return_dict, labels=labels)
+        labels = named["labels"]
         outputs = self.base_model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True,
                                   training=training)
         logits = self.classifier(outputs.pooler_output)
@@ -591,7 +638,8 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BackboneOutput]:
-        return_dict = True if return_dict is None else return_dict
+        pixel_values, output_hidden_states, return_dict, _ = self._call_arguments(
+            pixel_values, output_hidden_states, return_dict)
         _, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states=True, training=training)
         feature_maps = tuple(self._maps_out(self.hidden_states_norms[stage](h))
                              for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
@@ -739,7 +787,9 @@ class TFConvNextV2ForMaskedImageModeling(TFConvNextV2PreTrainedModel):
 
     def call(self, pixel_values, bool_masked_pos=None, output_hidden_states: Optional[bool] = None,
              return_dict: Optional[bool] = None, training=None, seed=None) -> Union[tuple, MaskedImageModelingOutput]:
-        return_dict = True if return_dict is None else return_dict
+        pixel_values, output_hidden_states, return_dict, named = self._call_arguments(
+            pixel_values, output_hidden_states, return_dict, bool_masked_pos=bool_masked_pos)
+        bool_masked_pos = named["bool_masked_pos"]
         check_pixel_values(pixel_values, self.config.num_channels, self.data_format)
         nhwc = ops.transpose(pixel_values, (0, 2, 3, 1)) if self.data_format == "channels_first" else pixel_values
         height, width = nhwc.shape[1], nhwc.shape[2]
@@ -863,7 +913,8 @@ class TFDINOv3ConvNextModel(TFDINOv3ConvNextPreTrainedModel):
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
-        return_dict = True if return_dict is None else return_dict
+        pixel_values, output_hidden_states, return_dict, _ = self._call_arguments(
+            pixel_values, output_hidden_states, return_dict)
         last, hidden_states = self._trunk(pixel_values, bool(output_hidden_states), training)
         tokens = ops.reshape(last, (ops.shape(last)[0], -1, self.config.hidden_sizes[-1]))  # row by row
         tokens = self.layernorm(ops.concatenate([ops.mean(tokens, axis=1, keepdims=True), tokens], axis=1))
@@ -889,7 +940,8 @@ class TFDINOv3ConvNextBackbone(TFDINOv3ConvNextPreTrainedModel):
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BackboneOutput]:
-        return_dict = True if return_dict is None else return_dict
+        pixel_values, output_hidden_states, return_dict, _ = self._call_arguments(
+            pixel_values, output_hidden_states, return_dict)
         _, hidden_states = self._trunk(pixel_values, True, training)
         feature_maps = tuple(h for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
         out = BackboneOutput(feature_maps, hidden_states if output_hidden_states else None)

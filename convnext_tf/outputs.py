@@ -14,13 +14,9 @@ import keras
 import optree
 
 from convnext_common.outputs import (
-    BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
+    OUTPUT_CLASSES, BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
     MaskedImageModelingOutput, ModelOutput,
 )
-
-#: every output class the Keras twin returns
-OUTPUT_CLASSES = (BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput,
-                  MaskedImageModelingOutput)
 
 
 def _flatten(output: ModelOutput):

@@ -13,6 +13,7 @@ import math
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,9 +293,13 @@ def test_warp_resize_and_option_switches():
 # --- config files -------------------------------------------------------------------------------------
 def test_save_load_round_trip_keeps_unknown_keys(tmp_path):
     proc = ConvNextImageProcessor(**HUB, processor_class="SomeProcessor", my_key=[1, 2])
-    path = proc.save_pretrained(tmp_path / "p")
+    paths = proc.save_pretrained(tmp_path / "p")
+    assert isinstance(paths, list) and all(isinstance(p, str) for p in paths)  # as transformers returns them
+    path = Path(paths[0])
     assert path.name == "preprocessor_config.json"
     data = json.loads(path.read_text())
+    assert data["processor_class"] == "SomeProcessor" and "_processor_class" not in data
+    assert proc.to_dict()["_processor_class"] == "SomeProcessor"
     assert data["image_processor_type"] == "ConvNextImageProcessor" and data["my_key"] == [1, 2]
     back = ConvNextImageProcessor.from_pretrained(tmp_path / "p")
     assert back == proc and back.my_key == [1, 2] and back.processor_class == "SomeProcessor"

@@ -37,6 +37,11 @@ def _is_task_specific(name: str) -> bool:
     return name.startswith(TASK_SPECIFIC)
 
 
+class SizeMismatchError(CheckpointError, RuntimeError):
+    """Checkpoint tensors whose shapes differ from the model's (a RuntimeError, as transformers and
+    torch's ``load_state_dict`` raise it; a CheckpointError, as every refused checkpoint here)."""
+
+
 def match_state_dict(
     checkpoint: Mapping[str, np.ndarray],
     expected: Mapping[str, tuple[int, ...]],
@@ -49,7 +54,9 @@ def match_state_dict(
 
     ``prefix`` is the trunk prefix (``"convnext"``). Returns the tensors to load and a report.
     Raises CheckpointError naming ``source`` and the offending keys when ``strict`` and the
-    checkpoint does not fit.
+    checkpoint does not fit; without ``strict`` (transformers' ``from_pretrained``) missing and
+    unexpected keys are warned about and reported. Mismatched shapes raise SizeMismatchError
+    either way unless ``ignore_mismatched_sizes``.
     """
     p = prefix + "."
     model_prefixed = any(k.startswith(p) for k in expected)
@@ -87,16 +94,16 @@ def match_state_dict(
     hard_missing = trunk_only(report.missing_keys)
     hard_unexpected = trunk_only(report.unexpected_keys)
     mismatched = report.mismatched_keys
+    if mismatched and not ignore_mismatched_sizes:
+        shown = ", ".join(f"{n} (checkpoint {list(a)}, model {list(b)})" for n, a, b in mismatched[:8])
+        raise SizeMismatchError(
+            f"{source}: does not fit the model: {len(mismatched)} keys with mismatched shapes: {shown}"
+            + ("" if len(mismatched) <= 8 else ", ...") + "; pass ignore_mismatched_sizes=True to re-initialise them")
     problems = []
     if hard_missing:
         problems.append(f"missing {len(hard_missing)} keys: {_names(hard_missing)}")
     if hard_unexpected:
         problems.append(f"unexpected {len(hard_unexpected)} keys: {_names(hard_unexpected)}")
-    if mismatched and not ignore_mismatched_sizes:
-        shown = ", ".join(f"{n} (checkpoint {list(a)}, model {list(b)})" for n, a, b in mismatched[:8])
-        problems.append(f"{len(mismatched)} keys with mismatched shapes: {shown}"
-                        + ("" if len(mismatched) <= 8 else ", ...")
-                        + "; pass ignore_mismatched_sizes=True to re-initialise them")
     if problems and strict:
         raise CheckpointError(f"{source}: does not fit the model: " + "; ".join(problems))
     require_finite(renamed, source)
@@ -104,6 +111,8 @@ def match_state_dict(
     if newly_initialised:
         warnings.warn(f"{source}: newly initialised (train before use): {_names(newly_initialised)}",
                       stacklevel=3)
+    if hard_unexpected:
+        warnings.warn(f"{source}: not used by the model: {_names(hard_unexpected)}", stacklevel=3)
     return renamed, report
 
 

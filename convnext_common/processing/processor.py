@@ -86,6 +86,8 @@ class ConvNextImageProcessor:
             raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
         self.num_threads = num_threads
         kwargs.pop("image_processor_type", None)  # always written as our own type
+        processor_class = kwargs.pop("processor_class", None)  # the file's spelling of the next key
+        kwargs.setdefault("_processor_class", processor_class)
         self.extra: dict[str, Any] = kwargs
         opts = self._options({})  # validate now: a bad config fails at load time, naming the field
         self.size, self.crop_pct, self.resample = opts.size, opts.crop_pct, opts.resample
@@ -192,10 +194,23 @@ class ConvNextImageProcessor:
         if "height" in self.size:  # transformers' ConvNeXt processors read only shortest_edge
             d["image_processor_type"] = FIXED_SIZE_TYPES[0]
             d.pop("crop_pct")
+        d.setdefault("_processor_class", None)  # transformers' slot for the processor that owns this one
         return dict(sorted(d.items()))
 
     def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        """The JSON file's text: ``to_dict`` with ``_processor_class`` written as ``processor_class``
+        when set, as transformers writes it."""
+        d = self.to_dict()
+        processor_class = d.pop("_processor_class", None)
+        if processor_class is not None:
+            d["processor_class"] = processor_class
+        return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, json_file_path: str | os.PathLike) -> None:
+        atomic_write_text(Path(json_file_path), self.to_json_string())
+
+    #: transformers' flag: the batched ("fast") processor says True
+    is_fast = False
 
     @classmethod
     def from_dict(cls, config: dict[str, Any], **kwargs: Any) -> "ConvNextImageProcessor":
@@ -240,14 +255,18 @@ class ConvNextImageProcessor:
             return cls.from_dict(source, **kwargs)
         return cls.from_json_file(source, **kwargs)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``directory/preprocessor_config.json`` (atomically); returns its path."""
-
+    def save_pretrained(self, directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
+        """Write ``directory/preprocessor_config.json`` (atomically); returns ``[its path]`` as
+        transformers does. ``push_to_hub`` is refused."""
+        if push_to_hub:
+            raise ValueError("push_to_hub is not supported: save to a folder and upload it")
         directory = Path(directory)
+        if directory.is_file():
+            raise AssertionError(f"Provided path ({directory}) should be a directory, not a file")
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / PREPROCESSOR_CONFIG_NAME
         atomic_write_text(path, self.to_json_string())
-        return path
+        return [str(path)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
@@ -257,6 +276,8 @@ class ConvNextImageProcessor:
 
     def __getattr__(self, name: str) -> Any:
         extra = self.__dict__.get("extra", {})
+        if name == "processor_class":
+            name = "_processor_class"
         if name in extra:  # unknown config keys read back as attributes, as in transformers
             return extra[name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")

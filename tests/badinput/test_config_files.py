@@ -137,4 +137,5 @@ def test_config_error_is_a_value_error():
 @pytest.mark.parametrize("field, value", [("depths", "3"), ("hidden_sizes", 96), ("hidden_act", None),
                                           ("num_labels", -1), ("drop_path_rate", "0.1")])
 def test_bad_keyword_overrides_name_the_field(field, value):
-    expect_error(lambda: ConvNextConfig(**{field: value}), ConfigError, field)
+    # checked where a model is built or a file is read (a config itself is an attribute bag, as transformers')
+    expect_error(lambda: ConvNextConfig(**{field: value}).validate(), ConfigError, field)
