@@ -48,7 +48,7 @@ def assert_matches(out, ref: dict, suffix: str, what: str) -> None:
 def test_transformers_folder_loads_with_its_outputs(size):
     model, info = AutoModel.from_pretrained(DINOV3 / size, output_loading_info=True)
     assert type(model) is DINOv3ConvNextModel
-    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
     ref = expected(size)
     for suffix in INPUTS:
         with torch.no_grad():

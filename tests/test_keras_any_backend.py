@@ -499,7 +499,7 @@ def test_dinov3_folder_gives_transformers_outputs(size, data_format):
     model, info = convnext_tf.TFAutoModel.from_pretrained(DINOV3 / size, data_format=data_format,
                                                           output_loading_info=True)
     assert type(model) is convnext_tf.TFDINOv3ConvNextModel
-    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
     _dinov3_check(model, size, data_format)
 
 
