@@ -39,6 +39,13 @@ def resolve_dtype(torch_dtype: Union[str, torch.dtype, None], config: ConvNextCo
     return _DTYPES[name]
 
 
+def _one_dtype(torch_dtype: Union[str, torch.dtype, None], dtype: Union[str, torch.dtype, None]
+               ) -> Union[str, torch.dtype, None]:
+    if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
+        raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; give one of them")
+    return dtype if dtype is not None else torch_dtype
+
+
 def _copy_into(target: torch.Tensor, tensor: Any) -> None:
     array = materialise(tensor)
     with torch.no_grad(), warnings.catch_warnings():
@@ -55,7 +62,7 @@ class PreTrainedMixin(PretrainedModel):
     @classmethod
     def from_pretrained(cls: type[M], pretrained_model_name_or_path: Union[str, os.PathLike], *,
                         config: Optional[ConvNextConfig] = None, torch_dtype: Union[str, torch.dtype, None] = None,
-                        ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
+                        dtype: Union[str, torch.dtype, None] = None, ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
                         revision: Optional[str] = None, cache_dir: Union[str, os.PathLike, None] = None,
                         local_files_only: bool = False, token: Union[str, bool, None] = None,
                         **config_overrides: Any):
@@ -69,7 +76,10 @@ class PreTrainedMixin(PretrainedModel):
         transformers. Keyword overrides change config fields (e.g. ``num_labels=5`` with
         ``ignore_mismatched_sizes=True`` for a new head). The source's preprocessor config is
         kept in ``model.preprocessor_config`` and written again by ``save_pretrained``.
+        ``dtype`` (transformers' newer name) and ``torch_dtype``: the parameters' dtype (a
+        torch.dtype, its name, or ``"auto"`` for config.json's); give one of them.
         """
+        torch_dtype = _one_dtype(torch_dtype, dtype)
         model, info = cls._load_pretrained(pretrained_model_name_or_path, cls,
                                            config=config, overrides=config_overrides,
                                            options=HubOptions(revision, cache_dir, local_files_only, token),
