@@ -102,3 +102,19 @@ def test_unknown_precision_is_one_line(capsys):
     with pytest.raises(SystemExit):
         cli.main(["predict", "--precision", "fp8"])
     assert "fp8" in capsys.readouterr().err
+
+
+def test_bulk_predict_runs_in_the_precision_asked(tmp_path, capsys):
+    """``predict --output`` hands --precision to the bulk run: the labels are fp32's, the
+    probabilities bf16's (not bit-equal to fp32's)."""
+    samples = [str(p) for p in sample_image_paths()[:4]]
+    rows = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.jsonl"
+        assert cli.main(["predict", *samples, "--output", str(out), "--precision", precision, "--workers", "0",
+                         "-q", "--top-k", "1"]) == 0
+        rows[precision] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["labels"] for r in rows["bf16"]] == [r["labels"] for r in rows["fp32"]]
+    assert [r["probabilities"] for r in rows["bf16"]] != [r["probabilities"] for r in rows["fp32"]]
+    for low, ref in zip(rows["bf16"], rows["fp32"]):
+        assert abs(low["probabilities"][0] - ref["probabilities"][0]) < 0.02
