@@ -13,9 +13,9 @@ would compute the same thing:
   hooks, no instance-level ``forward`` override, no ``__torch_function__`` / dispatch mode, no
   tensor subclass;
 - no gradient is needed, the input and the parameters are plain CPU tensors of one dtype that
-  oneDNN computes here: float32, or bfloat16 where the CPU runs oneDNN's bfloat16 GEMM
-  (AVX512-BF16, AMX; probed once at import, :data:`FUSED_DTYPES`); elsewhere a bfloat16 model
-  runs its modules as they are. Nothing is being traced (torch.fx, TorchScript, torch.export:
+  oneDNN computes here: float32, or bfloat16 where oneDNN has bfloat16 kernels for the CPU
+  (AVX-512 and up, fast with AVX512-BF16 or AMX; probed once at import, :data:`FUSED_DTYPES`);
+  elsewhere (AVX2) a bfloat16 model runs its modules as they are. Nothing is being traced (torch.fx, TorchScript, torch.export:
   traced programs hold the standard ops).
 - autocast is off: under autocast the modules run as autocast casts them (the Linear in its
   lower-precision dtype, reading the float32 weights), which the fused call would not reproduce.
