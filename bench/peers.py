@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = [ROOT / "tests" / "fixtures" / "images" / n for n in ("china.jpg", "flower.png")]
 
 
+_ONNX_FILES: dict[str, Path] = {}  # variant -> exported file, shared by the runtime contenders
+
+
 def _try(name: str, build: Callable[[], Callable[[], object]], out: dict, errors: dict) -> None:
     try:
         out[name] = build()
@@ -53,6 +56,52 @@ def model_contenders(variant: str, x: np.ndarray, only: list[str] | None = None,
 
         model = torch.compile(ConvNextForImageClassification(config).eval(), fullgraph=True)
         return torch_runner(model, xt.contiguous(memory_format=torch.channels_last))
+
+    def ours_pt_bf16():
+        from convnext_pt import ConvNextForImageClassification
+
+        return torch_runner(ConvNextForImageClassification(config).to(torch.bfloat16), xt.to(torch.bfloat16))
+
+    def ours_pt_autocast_bf16():
+        from convnext_pt import ConvNextForImageClassification
+
+        model = ConvNextForImageClassification(config).eval()
+
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(xt)
+        return run
+
+    def onnx_file() -> Path:
+        """The twin's verified ONNX export (made once per variant, dynamic batch and size)."""
+        if variant not in _ONNX_FILES:
+            import tempfile
+
+            from convnext_pt import ConvNextForImageClassification
+            from convnext_pt.export import export_onnx
+
+            path = Path(tempfile.mkdtemp(prefix="bench-onnx-")) / f"convnext-{variant}.onnx"
+            export_onnx(ConvNextForImageClassification(config).eval(), path, image_size=(x.shape[2], x.shape[3]))
+            _ONNX_FILES[variant] = path
+        return _ONNX_FILES[variant]
+
+    def onnxruntime_():
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(onnx_file()), sess_options=options, providers=["CPUExecutionProvider"])
+        return lambda: session.run(None, {"pixel_values": x})
+
+    def openvino_(precision: str):
+        def build():
+            import openvino as ov
+
+            hint = {} if precision == "default" else {"INFERENCE_PRECISION_HINT": precision}
+            compiled = ov.Core().compile_model(str(onnx_file()), "CPU",
+                                               {"INFERENCE_NUM_THREADS": torch.get_num_threads(), **hint})
+            return lambda: compiled(x)
+        return build
 
     def timm_():
         import timm
@@ -106,7 +155,9 @@ def model_contenders(variant: str, x: np.ndarray, only: list[str] | None = None,
         model = transformers.TFConvNextForImageClassification(cfg)
         return lambda: model(x, training=False).logits.numpy()
 
-    builders = {"ours-pt": ours_pt, "timm": timm_, "torchvision": torchvision_, "transformers-pt": transformers_pt}
+    builders = {"ours-pt": ours_pt, "ours-pt-bf16": ours_pt_bf16, "ours-pt-autocast-bf16": ours_pt_autocast_bf16,
+                "onnxruntime": onnxruntime_, "openvino-f32": openvino_("f32"),
+                "openvino-default": openvino_("default"), "timm": timm_, "torchvision": torchvision_, "transformers-pt": transformers_pt}
     if compile_pt:
         builders["ours-pt-compiled"] = ours_pt_compiled
     builders.update({"ours-tf": ours_tf, "keras-applications": keras_applications,

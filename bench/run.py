@@ -61,22 +61,33 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """The machine's fp32 matrix-multiply rate: the best of ``repeats`` n^3 products through torch's
-    default BLAS and through oneDNN (on AMD CPUs MKL's path is the slower of the two)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """The machine's matrix-multiply rate in ``dtype``: the best of ``repeats`` n^3 products through
+    torch's default BLAS and through oneDNN (on AMD CPUs MKL's path is the slower of the two)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     products = [lambda: a @ b]
     if hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available():
         products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], None))
     best = float("inf")
     with torch.inference_mode():
         for product in products:
-            product()
+            try:
+                product()
+            except RuntimeError:  # oneDNN has no kernel for this dtype on this CPU
+                continue
             for _ in range(repeats):
                 t = time.perf_counter()
                 product()
                 best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def bf16_matmul_gflops() -> float:
+    """The bfloat16 rate, on a 512^3 product first: CPUs without bfloat16 instructions run it through
+    a reference kernel about 100x below their fp32 rate, where a 2048^3 product takes minutes."""
+    small = matmul_gflops(512, repeats=1, dtype=torch.bfloat16)
+    return matmul_gflops(2048, repeats=3, dtype=torch.bfloat16) if small > 20 else small
+
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, dict]:
@@ -110,20 +121,30 @@ def bench_models(args) -> list[dict]:
         for batch in args.batches:
             x = np.random.default_rng(0).standard_normal((batch, 3, args.size, args.size)).astype(np.float32)
             contenders = model_contenders(variant, x, args.impls, compile_pt=not args.no_compile)
+            bf16_rate = bf16_matmul_gflops()
+            if bf16_rate < matmul_gflops(1024, repeats=1) / 8 and args.impls is None:
+                # no bfloat16 kernels: each image would take minutes (its FLOPs at the reference rate)
+                for name in [n for n in contenders if "bf16" in n]:
+                    contenders.pop(name)
+                    est = convnext_flops(variant, args.size) * batch / bf16_rate / 1e9
+                    print(f"  skipped {name}: bf16 matmul {bf16_rate:.2f} GFLOP/s here (~{est:.0f} s per call); "
+                          "name it with --impls to run it anyway")
             stats = interleaved(contenders, args.rounds)
             roofline = matmul_gflops()  # measured beside each workload: the machine's speed drifts
+            roofline_bf16 = bf16_matmul_gflops()
             flops = convnext_flops(variant, args.size) * batch
             ours = stats.get("ours-pt", {}).get("median_s")
             ours_tf = stats.get("ours-tf", {}).get("median_s")
             timm_t = stats.get("timm", {}).get("median_s")  # the PyTorch targets are against timm eager
             for name, s in stats.items():
-                row = {"workload": f"convnext-{variant} b{batch} {args.size}px fp32", "impl": name}
+                row = {"workload": f"convnext-{variant} b{batch} {args.size}px", "impl": name}
                 if "error" in s:
                     row["error"] = s["error"]
                 else:
                     t = s["median_s"]
                     row.update(img_s=round(batch / t, 2), median_s=round(t, 4), peak_rss_mb=s["peak_rss_mb"],
                                gflops=round(flops / t / 1e9, 1), roofline_gflops=round(roofline, 1),
+                               bf16_matmul_gflops=round(roofline_bf16, 1),
                                roofline_frac=round(flops / t / 1e9 / roofline, 3))
                     if ours and not name.startswith("ours"):
                         row["ours_pt_over_peer"] = round(ours / t, 3)
@@ -181,7 +202,7 @@ def bench_conversion(args) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     cols = ["workload", "impl", "img_s", "median_s", "ours_pt_over_peer", "ours_tf_over_peer", "over_ours_pt",
-            "over_timm", "ours_slow_over_peer", "ours_fast_over_peer", "gflops", "roofline_gflops", "roofline_frac",
+            "over_timm", "ours_slow_over_peer", "ours_fast_over_peer", "gflops", "roofline_gflops", "bf16_matmul_gflops", "roofline_frac",
             "peak_rss_mb", "seconds", "checkpoint_mb", "peak_rss_over_checkpoint", "error"]
     cols = [c for c in cols if any(c in r for r in rows)]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
@@ -217,6 +238,8 @@ def main(argv=None) -> int:
     print(f"machine: {hardware.one_line(machine)}")
     roofline = matmul_gflops()
     print(f"fp32 2048^3 matmul: {roofline:.1f} GFLOP/s on {args.threads} threads (re-measured per workload)")
+    print(f"bf16 matmul: {bf16_matmul_gflops():.1f} GFLOP/s (oneDNN bf16 kernels: "
+          f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()})")
     rows: list[dict] = []
     only = set(args.only or ["models", "processors", "conversion"])
     if "models" in only:

@@ -142,6 +142,12 @@ def _export_onnx(model: Any, out: str, options: dict[str, Any], common: dict[str
     return export_onnx(model, out, opset=options["opset"], exporter=options["exporter"], **common)
 
 
+def _export_openvino(model: Any, out: str, options: dict[str, Any], common: dict[str, Any]) -> ExportReport:
+    from convnext_pt.export import export_openvino
+
+    return export_openvino(model, out, opset=options["opset"], exporter=options["exporter"], **common)
+
+
 def _export_saved_model(model: Any, out: str, options: dict[str, Any], common: dict[str, Any]) -> ExportReport:
     from convnext_tf.export import export_saved_model
 
@@ -159,6 +165,11 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
                  (Requirement("onnx", "onnx", "export", "ONNX export"),
                   Requirement("onnxruntime", "onnxruntime", "export", "ONNX export (verification with onnxruntime)")),
                  ("opset", "exporter"), _export_onnx, _prepare_onnx),
+    ExportFormat("openvino", "pt", "file",
+                 (Requirement("onnx", "onnx", "export", "OpenVINO export (through ONNX)"),
+                  Requirement("onnxruntime", "onnxruntime", "export", "OpenVINO export (ONNX verification)"),
+                  Requirement("openvino", "openvino", "openvino", "OpenVINO export")),
+                 ("opset", "exporter"), _export_openvino, _prepare_onnx),
     ExportFormat("savedmodel", "tf", "folder", (), (), _export_saved_model),
     ExportFormat("tflite", "tf", "file", (), ("int8",), _export_tflite),
 )}

@@ -76,11 +76,16 @@ def _check_head_loaded(folder: str, info: dict) -> None:
         raise ModelFolderError(f"{folder}: the weights lack {len(missing)} of the model's tensors ({shown})")
 
 
-def load_model_folder(source: str | os.PathLike, framework: str, head: str) -> tuple[ConvNextConfig, Any, dict]:
+def load_model_folder(source: str | os.PathLike, framework: str, head: str, precision: str = "fp32"
+                      ) -> tuple[ConvNextConfig, Any, dict]:
     """The one place where the commands that run a model (predict, embed, evaluate) load a model folder
     or hub id: ``source``'s config and its ``head`` model (``"classification"`` or ``"base"``) in
-    ``framework``'s twin, in inference mode, with its loading info (missing keys...). Checks that a
-    classifier's head was in the weights. Notices printed before a model runs belong here."""
+    ``framework``'s twin, in inference mode and ``precision`` (convnext_app/precision.py), with its
+    loading info (missing keys...). Checks that a classifier's head was in the weights. Notices
+    printed before a model runs belong here."""
+    from convnext_app.precision import precision as precision_of
+
+    numeric = precision_of(precision)
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")
     name = str(source)
@@ -91,7 +96,7 @@ def load_model_folder(source: str | os.PathLike, framework: str, head: str) -> t
         _check_classifier_config(name, config)
     if framework == "pt":
         try:
-            import torch  # noqa: F401
+            import torch
         except ImportError:
             raise ImportError("--framework pt needs PyTorch: pip install 'convnext-twins[torch]'") from None
         from convnext_pt import AutoModel, AutoModelForImageClassification
@@ -100,7 +105,7 @@ def load_model_folder(source: str | os.PathLike, framework: str, head: str) -> t
         with warnings.catch_warnings():  # a backbone's missing pooled norm: load_embedder refuses it
             warnings.filterwarnings("ignore", message=".*newly initialised.*")
             model, info = auto.from_pretrained(source, config=config, output_loading_info=True)
-        model.eval().float()
+        model.eval().to(getattr(torch, numeric.torch_dtype))
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
         try:
@@ -114,7 +119,8 @@ def load_model_folder(source: str | os.PathLike, framework: str, head: str) -> t
         auto = TFAutoModelForImageClassification if head == "classification" else TFAutoModel
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*newly initialised.*")
-            model, info = auto.from_pretrained(source, config=config, output_loading_info=True)
+            model, info = auto.from_pretrained(source, config=config, dtype=numeric.keras_dtype,
+                                               output_loading_info=True)
     if head == "classification":
         _check_head_loaded(name, info)
     return config, model, info
@@ -127,25 +133,50 @@ def _pooled_norm_missing(info: dict) -> bool:
     return bool(tops & {"layernorm.weight", "layernorm.bias"})
 
 
-def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classifier:
-    """Load ``source``'s classifier (V1 or V2 by its model_type) in ``framework``'s twin.
+def _parameter_dtype(model: Any) -> Any:
+    return next(model.parameters()).dtype
+
+
+def _check_runtime(framework: str, runtime: str, precision: str) -> None:
+    from convnext_app.runtimes import runtime as runtime_of
+
+    if runtime != "torch" and framework != "pt":
+        raise ValueError(f"--runtime {runtime} runs the PyTorch twin's export: use --framework pt")
+    if framework == "pt":
+        runtime_of(runtime).check(precision)
+
+
+def load_classifier(source: str | os.PathLike, framework: str = "pt", precision: str = "fp32",
+                    runtime: str = "torch") -> Classifier:
+    """Load ``source``'s classifier (V1 or V2 by its model_type) in ``framework``'s twin and
+    ``precision`` (``"fp32"`` or ``"bf16"``; logits are float32 either way), run by ``runtime``
+    (convnext_app/runtimes.py: the twin itself, or its verified ONNX export in another engine).
 
     ``source``: a hub-layout folder, or a hub id (transformers or timm repo; from the local cache
     when ``HF_HUB_OFFLINE`` is set).
     """
-    config, model, _ = load_model_folder(source, framework, "classification")
+    _check_runtime(framework, runtime, precision)
+    if runtime != "torch":
+        from convnext_app.runtimes import exported_runner
+
+        config, model, _ = load_model_folder(source, framework, "classification", "fp32")
+        return Classifier(framework, config, model, exported_runner(model, runtime, precision, "logits"))
+    config, model, _ = load_model_folder(source, framework, "classification", precision)
     if framework == "pt":
         import torch
 
+        dtype = _parameter_dtype(model)
+
         def run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return model(torch.from_numpy(x)).logits.float().numpy()
+                return model(torch.from_numpy(x).to(dtype)).logits.float().numpy()
     else:
         import tensorflow as tf
 
         # A graph of the model the command owns (nothing changes it between calls): TensorFlow
         # fuses each block's 1x1 convs with bias and GELU there, which eager calls do not get.
-        graph = tf.function(lambda pixels: model(pixels, training=False).logits, reduce_retracing=True)
+        graph = tf.function(lambda pixels: tf.cast(model(pixels, training=False).logits, tf.float32),
+                            reduce_retracing=True)
 
         def run(x: np.ndarray) -> np.ndarray:
             return np.asarray(graph(tf.constant(x)), dtype=np.float32)
@@ -172,22 +203,35 @@ class Embedder:
         return int(sizes[-1] if self.stage is None else sizes[self.stage - 1])
 
 
-def load_embedder(source: str | os.PathLike, framework: str = "pt", stage: Optional[int] = None) -> Embedder:
+def load_embedder(source: str | os.PathLike, framework: str = "pt", stage: Optional[int] = None,
+                  precision: str = "fp32", runtime: str = "torch") -> Embedder:
     """The base model of ``source`` (a classification, base-model or backbone folder or hub id) as a
-    feature extractor. A backbone has no pooled norm, so its pooled feature is refused (use ``stage``)."""
-    config, model, info = load_model_folder(source, framework, "base")
+    feature extractor in ``precision`` (features are float32 either way), run by ``runtime``. A
+    backbone has no pooled norm, so its pooled feature is refused (use ``stage``)."""
+    _check_runtime(framework, runtime, precision)
+    if runtime != "torch" and stage is not None:
+        raise ValueError(f"--stage runs on --runtime torch (the export of --runtime {runtime} gives the pooled "
+                         "feature)")
+    twin_precision = precision if runtime == "torch" else "fp32"  # an export is made from the float32 twin
+    config, model, info = load_model_folder(source, framework, "base", twin_precision)
     num_stages = len(config.hidden_sizes)
     if stage is not None and not 1 <= stage <= num_stages:
         raise ValueError(f"--stage must be between 1 and {num_stages} for {source}, got {stage}")
     if stage is None and _pooled_norm_missing(info):
         raise ModelFolderError(f"{source}: holds no pooled norm (a backbone), so it has no pooled feature; "
                                f"choose a stage's map with --stage 1..{num_stages}")
-    if framework == "pt":
+    if runtime != "torch":
+        from convnext_app.runtimes import exported_runner
+
+        run = exported_runner(model, runtime, precision, "pooler_output")
+    elif framework == "pt":
         import torch
+
+        dtype = _parameter_dtype(model)
 
         def run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                out = model(torch.from_numpy(x), output_hidden_states=stage is not None)
+                out = model(torch.from_numpy(x).to(dtype), output_hidden_states=stage is not None)
                 feats = out.pooler_output if stage is None else out.hidden_states[stage].mean(dim=(2, 3))
                 return feats.float().numpy()
     else:
@@ -195,7 +239,9 @@ def load_embedder(source: str | os.PathLike, framework: str = "pt", stage: Optio
 
         def forward(pixels):
             out = model(pixels, training=False, output_hidden_states=stage is not None)
-            return out.pooler_output if stage is None else tf.reduce_mean(out.hidden_states[stage], axis=(2, 3))
+            if stage is None:
+                return tf.cast(out.pooler_output, tf.float32)
+            return tf.reduce_mean(tf.cast(out.hidden_states[stage], tf.float32), axis=(2, 3))
 
         graph = tf.function(forward, reduce_retracing=True)
 

@@ -269,6 +269,68 @@ def export_onnx(model: nn.Module, path: Union[str, os.PathLike], *, opset: int =
 
 
 # ------------------------------------------------------------------------------------------------
+# OpenVINO IR (from the verified ONNX export)
+# ------------------------------------------------------------------------------------------------
+#: OpenVINO's CPU plugin computes in bfloat16 by default where the CPU has it; verification and
+#: ``precision="fp32"`` pin float32 so that the IR is checked as written.
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "default": None}
+
+
+def compile_openvino(path_or_model, precision: str = "fp32"):
+    """An OpenVINO CPU compiled model of an IR (``.xml``) or ONNX file, or of an ``ov.Model``,
+    at ``precision`` (a key of :data:`OPENVINO_PRECISIONS`; ``"default"``: the plugin's choice)."""
+    ov = require("openvino", "running an OpenVINO model", extra="openvino")
+    if precision not in OPENVINO_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(OPENVINO_PRECISIONS)}, got {precision!r}")
+    core = ov.Core()
+    model = core.read_model(str(path_or_model)) if isinstance(path_or_model, (str, os.PathLike)) else path_or_model
+    hint = OPENVINO_PRECISIONS[precision]
+    return core.compile_model(model, "CPU", {} if hint is None else {"INFERENCE_PRECISION_HINT": hint})
+
+
+def run_openvino(compiled, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
+    """Outputs of a compiled OpenVINO model, by output name."""
+    result = compiled(np.ascontiguousarray(pixel_values, np.float32))
+    return {out.get_any_name(): np.asarray(result[out], dtype=np.float32) for out in compiled.outputs}
+
+
+def export_openvino(model: nn.Module, path: Union[str, os.PathLike], *, opset: int = ONNX_OPSET,
+                    exporter: str = "dynamo", batch_size: int = 2, image_size: Optional[Sequence[int]] = None,
+                    check_shapes: Optional[Sequence[Sequence[int]]] = None,
+                    tolerance: Optional[float] = ONNX_TOLERANCE, overwrite: bool = False) -> ExportReport:
+    """Write ``model`` as OpenVINO IR (``path``: the ``.xml``; its weights go to the ``.bin`` beside
+    it) and verify it on OpenVINO's CPU plugin in float32 against the model.
+
+    The IR is converted from :func:`export_onnx`'s file (itself verified with onnxruntime first), so
+    it has the same inputs, outputs and dynamic sizes. Weights stay float32 (no float16 compression).
+    Nothing is written when an output misses ``tolerance``.
+    """
+    ov = require("openvino", "OpenVINO export", extra="openvino")
+    path = Path(path)
+    if path.suffix != ".xml":
+        raise ValueError(f"{path}: an OpenVINO IR is written as NAME.xml (+ NAME.bin)")
+    shapes = _shapes(model, check_shapes, batch_size, image_size)
+    with staged_output(path, overwrite=overwrite) as tmp:
+        onnx_path = tmp.parent / f"{path.stem}.source.onnx"
+        onnx_report = export_onnx(model, onnx_path, opset=opset, exporter=exporter, check_shapes=shapes,
+                                  tolerance=tolerance)
+        ov.save_model(ov.Core().read_model(str(onnx_path)), str(tmp), compress_to_fp16=False)
+        for f in onnx_path.parent.glob(onnx_path.name + "*"):
+            f.unlink()  # the ONNX file (and any external data) is a step, not an output
+        compiled = compile_openvino(tmp, "fp32")
+        checks = []
+        for i, shape in enumerate(shapes):
+            pixels = random_pixels(shape, seed=i)
+            checks.append(compare_outputs(run_openvino(compiled, pixels), eager_outputs(model, pixels), shape,
+                                          tolerance, f"OpenVINO export of {type(model).__name__}"))
+        del compiled
+    return ExportReport("openvino", path, "PyTorch eager", tolerance, checks,
+                        {"weights": str(path.with_suffix(".bin")), "openvino": ov.__version__.split("-")[0],
+                         "via": f"ONNX opset {onnx_report.details['opset']} ({exporter})",
+                         "dynamic axes": "batch, height, width"})
+
+
+# ------------------------------------------------------------------------------------------------
 # torch.export and torch.compile
 # ------------------------------------------------------------------------------------------------
 def min_dynamic_size(model: nn.Module) -> int:

@@ -11,12 +11,19 @@ would compute the same thing:
   and runs as itself;
 - nothing observes or alters the call: no hooks of any kind on either module, no global module
   hooks, no instance-level ``forward`` override, no ``__torch_function__`` / dispatch mode, no
-  autocast, no tensor subclass;
-- no gradient is needed, everything is a plain float32 CPU tensor, and nothing is being traced
-  (torch.fx, TorchScript, torch.export: traced programs hold the standard ops).
+  tensor subclass;
+- no gradient is needed, the input and the parameters are plain CPU tensors of one dtype that
+  oneDNN computes here: float32, or bfloat16 where oneDNN has bfloat16 kernels for the CPU
+  (AVX-512 and up, fast with AVX512-BF16 or AMX; probed once at import, :data:`FUSED_DTYPES`);
+  elsewhere (AVX2) a bfloat16 model runs its modules as they are. Nothing is being traced (torch.fx, TorchScript, torch.export:
+  traced programs hold the standard ops).
+- autocast is off: under autocast the modules run as autocast casts them (the Linear in its
+  lower-precision dtype, reading the float32 weights), which the fused call would not reproduce.
 
 Otherwise the modules are simply called. Agreement with the unfused ops is that of two GEMM
-kernels: within float32 rounding (the tests bound it), not bit for bit on every CPU.
+kernels: within the dtype's rounding (the tests bound it), not bit for bit on every CPU. In
+bfloat16 both accumulate in float32; the fused call rounds once after the activation where the
+modules round the Linear's output before it.
 
 Under ``torch.compile`` the call goes through the custom op ``convnext::linear_pointwise``:
 inductor's own lowering of the oneDNN op requires frozen weights, whereas an opaque custom op
@@ -32,6 +39,23 @@ from torch import nn
 from torch.nn.modules import module as _module
 
 _HAS_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _onednn_runs_bfloat16() -> bool:
+    """Whether oneDNN's fused Linear takes bfloat16 on this CPU: torch's check of the instruction
+    set, then one tiny call (a CPU without bfloat16 kernels has no primitive for it)."""
+    if not _HAS_ONEDNN or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    x = torch.ones(1, 8, dtype=torch.bfloat16)
+    try:
+        torch.ops.mkldnn._linear_pointwise(x, torch.ones(4, 8, dtype=torch.bfloat16), None, "none", [], None)
+    except RuntimeError:
+        return False
+    return True
+
+
+#: the dtypes the fused call computes on this CPU (float32 always; bfloat16 where oneDNN has kernels for it).
+FUSED_DTYPES: tuple[torch.dtype, ...] = (torch.float32,) + ((torch.bfloat16,) if _onednn_runs_bfloat16() else ())
 
 # The forward of each class as torch defines it: a class-level patch (e.g. by a profiler) disables fusion.
 _PLAIN_FORWARD = {cls: cls.forward for cls in (nn.Linear, nn.GELU, nn.ReLU, nn.SiLU)}
@@ -70,12 +94,12 @@ def _post_op(act: Optional[nn.Module]) -> Optional[PostOp]:
 def _fusable(linear: nn.Module, act: Optional[nn.Module], x: torch.Tensor) -> bool:
     if not _HAS_ONEDNN or type(x) is not torch.Tensor:  # Proxies, fake and other subclassed tensors
         return False
-    if x.device.type != "cpu" or x.dtype != torch.float32 or _tracing() or _intercepted():
+    if x.device.type != "cpu" or x.dtype not in FUSED_DTYPES or _tracing() or _intercepted():
         return False
     if not _plain_module(linear) or (act is not None and not _plain_module(act)):
         return False
     params = [p for p in (linear.weight, linear.bias) if p is not None]
-    if any(type(p) not in (nn.Parameter, torch.Tensor) or p.dtype != torch.float32 or p.device.type != "cpu"
+    if any(type(p) not in (nn.Parameter, torch.Tensor) or p.dtype != x.dtype or p.device.type != "cpu"
            or p.layout != torch.strided for p in params):
         return False
     return not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)))

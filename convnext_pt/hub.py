@@ -39,6 +39,13 @@ def resolve_dtype(torch_dtype: Union[str, torch.dtype, None], config: ConvNextCo
     return _DTYPES[name]
 
 
+def _one_dtype(torch_dtype: Union[str, torch.dtype, None], dtype: Union[str, torch.dtype, None]
+               ) -> Union[str, torch.dtype, None]:
+    if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
+        raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; give one of them")
+    return dtype if dtype is not None else torch_dtype
+
+
 def _copy_into(target: torch.Tensor, tensor: Any) -> None:
     array = materialise(tensor)
     with torch.no_grad(), warnings.catch_warnings():
@@ -89,8 +96,7 @@ class PreTrainedMixin(PretrainedModel):
                 f"{cls.__name__}.from_pretrained was called under a meta device (a `torch.device('meta')` "
                 "context or default device): it loads existing weights. To build an empty model on the "
                 "meta device, call the class with its config instead.")
-        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
-            raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree: pass one of them")
+        dtype = _one_dtype(torch_dtype, dtype)
         if state_dict is not None:
             state_dict = {k: v.detach().cpu().float().numpy() if v.dtype == torch.bfloat16 else v.detach().cpu().numpy()
                           for k, v in state_dict.items()}
@@ -100,7 +106,7 @@ class PreTrainedMixin(PretrainedModel):
                                            ignore_mismatched_sizes=ignore_mismatched_sizes,
                                            subfolder=subfolder, state_dict=state_dict)
         info["mismatched_keys"] = [name for name, *_ in info["mismatched_keys"]]  # names, as transformers' PyTorch
-        dtype = resolve_dtype(dtype if dtype is not None else torch_dtype, model.config)
+        dtype = resolve_dtype(dtype, model.config)
         if dtype is not None:
             model = model.to(dtype)
             model.config.dtype = dtype

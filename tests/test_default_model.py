@@ -91,6 +91,41 @@ def test_tf_twin_predicts_the_same_on_every_heldout_image(heldout_pixels, pt_log
     assert rel <= 1e-4
 
 
+def _agreement_report(low: np.ndarray, fp32: np.ndarray) -> tuple[float, float]:
+    """(top-1 agreement, largest |logit difference|) of a low-precision run against float32."""
+    return float((low.argmax(-1) == fp32.argmax(-1)).mean()), float(np.abs(low - fp32).max())
+
+
+@pytest.mark.slow  # bfloat16 kernels are slow on CPUs without bfloat16 instructions
+def test_bf16_agrees_with_fp32_on_the_heldout_digits(heldout_pixels, pt_logits):
+    """--precision bf16 (bfloat16 parameters and activations): top-1 as float32's on >= 99.5% of
+    the held-out images. The largest logit difference is printed (pytest -s) and must show real
+    bfloat16 rounding, not a float32 run."""
+    import torch
+
+    clf = load_classifier(default_model_dir(), "pt", "bf16")
+    assert {p.dtype for p in clf.model.parameters()} == {torch.bfloat16}
+    low = np.stack([clf.logits(block) for block in heldout_pixels])
+    agreement, largest = _agreement_report(low, pt_logits)
+    print(f"bf16 vs fp32 (PyTorch twin): top-1 agreement {agreement:.4f}, largest |logit diff| {largest:.4f}")
+    assert agreement >= 0.995
+    assert 1e-4 < largest < 0.05 * max(1.0, float(np.abs(pt_logits).max()))
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_tf_mixed_bfloat16_agrees_with_fp32_on_the_heldout_digits(heldout_pixels, pt_logits):
+    pytest.importorskip("convnext_tf")
+    clf = load_classifier(default_model_dir(), "tf", "bf16")
+    assert clf.model.dtype_policy.name == "mixed_bfloat16"
+    low = np.stack([clf.logits(block) for block in heldout_pixels])
+    agreement, largest = _agreement_report(low, pt_logits)
+    print(f"bf16 vs fp32 (Keras twin, mixed_bfloat16): top-1 agreement {agreement:.4f}, "
+          f"largest |logit diff| {largest:.4f}")
+    assert agreement >= 0.995
+    assert 1e-4 < largest < 0.05 * max(1.0, float(np.abs(pt_logits).max()))
+
+
 def test_bundled_samples_cover_every_digit():
     names = [p.name for p in sample_image_paths()]
     assert len(names) >= 10

@@ -44,8 +44,8 @@ def test_savedmodel_of_a_backbone(tmp_path, fixtures_dir, inputs, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--format", "onnx", "--int8"], "--int8 applies to --format tflite only"),
-    (["--format", "tflite", "--opset", "17"], "--opset applies to --format onnx only"),
-    (["--format", "savedmodel", "--exporter", "dynamo"], "--exporter applies to --format onnx only"),
+    (["--format", "tflite", "--opset", "17"], "--opset applies to --format onnx or openvino only"),
+    (["--format", "savedmodel", "--exporter", "dynamo"], "--exporter applies to --format onnx or openvino only"),
     (["--format", "onnx", "--model", "no/such/folder"], "no such model folder"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
@@ -75,7 +75,7 @@ def test_help_lists_the_formats(capsys):
         main(["export", "--help"])
     text = capsys.readouterr().out
     assert exit_info.value.code == 0
-    assert "onnx,savedmodel,tflite" in text and "--int8" in text and "--opset" in text
+    assert "onnx,openvino,savedmodel,tflite" in text and "--int8" in text and "--opset" in text
 
 
 # ---- the ONNX opset: what the file declares is what is reported; unsupported ones are one line -----
@@ -158,7 +158,7 @@ def test_a_format_is_one_registry_entry(tmp_path, capsys, monkeypatch):
     assert main(["export", "--format", "npz", "--out", str(out), "--int8", "--batch-size", "3", "--quiet"]) == 0
     assert calls == [("ConvNextForImageClassification", {"int8": True}, 3)] and out.is_file()
     rc = main(["export", "--format", "npz", "--out", str(tmp_path / "n.npz"), "--opset", "18"])
-    assert rc == 1 and "--opset applies to --format onnx only" in capsys.readouterr().err
+    assert rc == 1 and "--opset applies to --format onnx or openvino only" in capsys.readouterr().err
     monkeypatch.setitem(exporting.FORMATS, "npz", dataclasses.replace(fmt, writes="folder"))
     assert main(["export", "--format", "npz", "--out", str(out), "--overwrite"]) == 1
     assert "is not a folder" in capsys.readouterr().err

@@ -33,6 +33,8 @@ class BulkJob:
     paths: Sequence[str]
     output: str | os.PathLike
     framework: str = "pt"
+    precision: str = "fp32"
+    runtime: str = "torch"
     batch_size: int = 32
     workers: Optional[int] = None  # None: default_workers(); 0: decode in this process
     top_k: int = 5
@@ -116,12 +118,12 @@ def run_bulk(job: BulkJob, warn: Callable[[str], None] = _note) -> BulkSummary:
             warn(f"{out} already holds every image; nothing to do")
             return BulkSummary(out, len(job.paths), 0, 0, shard.rank, shard.world)
         if job.task == "predict":
-            model = inference.load_classifier(job.model, job.framework)
+            model = inference.load_classifier(job.model, job.framework, job.precision, job.runtime)
             labels = model.labels
             top_k = max(1, min(job.top_k, len(labels)))
             part = outputs.open_part(out, fmt, "predict", shard.rank, shard.world, job.resume, top_k=top_k)
         else:
-            model = inference.load_embedder(job.model, job.framework, job.stage)
+            model = inference.load_embedder(job.model, job.framework, job.stage, job.precision, job.runtime)
             top_k = 0
             part = outputs.open_part(out, fmt, "embed", shard.rank, shard.world, job.resume, dim=model.dim)
         processor = inference.load_processor(job.model, warn=warn if shard.rank == 0 else None)

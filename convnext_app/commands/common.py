@@ -101,7 +101,8 @@ def run_bulk_command(args: argparse.Namespace, task: str, paths: Sequence[str], 
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
     job = BulkJob(task=task, model=model_source(args), paths=list(paths), output=args.output,
-                  framework=resolve_framework(args.framework)[0], batch_size=args.batch_size, workers=args.workers,
+                  framework=resolve_framework(args.framework)[0], precision=args.precision,
+                  runtime=args.runtime, batch_size=args.batch_size, workers=args.workers,
                   resume=args.resume, overwrite=args.overwrite, strict=args.strict, progress=not args.quiet,
                   **job_options)
     summary = run_bulk(job, warn=warn)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from convnext_app.precision import add_precision_option
+from convnext_app.runtimes import add_runtime_option
+
 from .common import (
     add_bulk_options, add_framework_option, add_model_option, announce_licence, model_source, positive_int,
     run_bulk_command,
@@ -25,6 +28,8 @@ EPILOG = """examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     add_model_option(p)
+    add_precision_option(p)
+    add_runtime_option(p)
     add_framework_option(p, ["pt", "tf"])
     p.add_argument("--stage", type=positive_int, default=None, metavar="N",
                    help="the map of stage N (1..4) averaged over height and width, instead of the pooled feature "

@@ -7,6 +7,9 @@ import json
 import sys
 from typing import Optional, TextIO
 
+from convnext_app.precision import add_precision_option
+from convnext_app.runtimes import add_runtime_option
+
 from .common import (
     add_framework_option, add_model_option, model_source, positive_int, print_table, resolve_framework, warn,
 )
@@ -21,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR",
                    help="an ImageFolder: one sub-folder per class, named with the model's label names")
     add_model_option(p)
+    add_precision_option(p)
+    add_runtime_option(p)
     add_framework_option(p, ["pt", "tf"])
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--json", action="store_true", help="print JSON (accuracy, per-class, confusion matrix)")
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     out = out or sys.stdout
     model_dir = model_source(args)
     framework = resolve_framework(args.framework)[0]
-    classifier = load_classifier(model_dir, framework)
+    classifier = load_classifier(model_dir, framework, args.precision, args.runtime)
     processor = load_processor(model_dir, warn=warn)
     labels = classifier.labels
     folder = scan_image_folder(args.data, classes=labels, allow_missing_classes=True)
@@ -59,7 +64,8 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     mistakes = sorted(((int(confusion[t, p]), labels[t], labels[p]) for t in range(n) for p in range(n)
                        if t != p and confusion[t, p]), reverse=True)
     if args.json:
-        doc = {"model": str(model_dir), "framework": framework, "data": str(args.data), "images": len(paths),
+        doc = {"model": str(model_dir), "framework": framework, "precision": args.precision, "runtime": args.runtime,
+               "data": str(args.data), "images": len(paths),
                "accuracy": accuracy, "per_class": per_class,
                "confusion": {"labels": [labels[i] for i in present],
                              "matrix": confusion[np.ix_(present, present)].tolist()},
@@ -67,7 +73,8 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         json.dump(doc, out, indent=2)
         out.write("\n")
         return 0
-    print(f"model: {model_dir} ({classifier.config.model_type})  framework: {framework}  data: {args.data}", file=out)
+    print(f"model: {model_dir} ({classifier.config.model_type})  framework: {framework}  "
+          f"precision: {args.precision}  runtime: {args.runtime}  data: {args.data}", file=out)
     print(f"accuracy: {accuracy * 100:.2f}% ({int((pred == truth).sum())}/{len(paths)} images, "
           f"{len(present)} classes)", file=out)
     rows = [[labels[i], str(per_class[labels[i]]["images"]), f"{per_class[labels[i]]['accuracy'] * 100:.1f}%",

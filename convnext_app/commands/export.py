@@ -1,4 +1,4 @@
-"""``convnext export``: write a hub-layout model as ONNX (from the PyTorch twin), a TensorFlow
+"""``convnext export``: write a hub-layout model as ONNX or OpenVINO IR (from the PyTorch twin), a TensorFlow
 SavedModel or a TFLite file (from the Keras twin), verified against the source model.
 
 Argument parsing only; the formats, their options and their exporters are records in
@@ -16,7 +16,7 @@ from typing import Optional, TextIO, Union
 
 from .common import positive_int
 
-HELP = "export to ONNX, TensorFlow SavedModel or TFLite, verified against the source model"
+HELP = "export to ONNX, OpenVINO IR, TensorFlow SavedModel or TFLite, verified against the source model"
 DESCRIPTION = "Export a ConvNeXt (folder or hub id) for deployment and check the result against the model it came from."
 EPILOG = """examples:
   convnext export --format onnx --out digits.onnx                 the embedded digits model
@@ -25,9 +25,11 @@ EPILOG = """examples:
   convnext export --model ./convnext-tiny-224 --format tflite --out tiny-int8.tflite --int8
 
 ONNX comes from the PyTorch twin and is checked with onnxruntime (pip install "convnext-twins[export]");
+the OpenVINO IR is converted from that ONNX file and checked on OpenVINO's CPU plugin in float32
+(pip install "convnext-twins[openvino]");
 SavedModel and TFLite come from the Keras twin (pip install "convnext-twins[tf]"). Every export runs
 the written model on random inputs (the export shape, another batch and size) and reports
-rel = max|export - model| / max(1, max|model|); nothing is written when a float32 export misses its tolerance (ONNX 1e-5, SavedModel 1e-5, TFLite 1e-4)."""
+rel = max|export - model| / max(1, max|model|); nothing is written when a float32 export misses its tolerance (ONNX 1e-5, OpenVINO 1e-5, SavedModel 1e-5, TFLite 1e-4)."""
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -49,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="ID|DIR", default=None,
                    help="a hub id (transformers or timm repo) or a hub-layout ConvNeXt folder (config.json + weights); "
                         "default: the embedded digits model")
-    p.add_argument("--format", required=True, choices=list(FORMATS), help="onnx, savedmodel (a folder) or tflite")
+    p.add_argument("--format", required=True, choices=list(FORMATS),
+                   help="onnx, openvino (NAME.xml + NAME.bin), savedmodel (a folder) or tflite")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="the file (onnx, tflite) or folder (savedmodel) to write")
     add_format_options(p)

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
+from convnext_app.precision import add_precision_option
+from convnext_app.runtimes import add_runtime_option
+
 from .common import (
     add_bulk_options, add_framework_option, add_model_option, announce_licence, clip, model_source, positive_int,
     print_table, resolve_framework, run_bulk_command, warn,
@@ -31,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="image files or folders of images (default: the bundled samples)")
     add_model_option(p)
+    add_precision_option(p)
+    add_runtime_option(p)
     add_framework_option(p, ["pt", "tf", "both"])
     p.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="labels shown per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         return run_bulk_command(args, "predict", [str(p) for p in paths], top_k=args.top_k)
     if args.resume or args.strict:
         raise ValueError("--resume and --strict go with --output FILE")
-    classifiers = [load_classifier(model_dir, fw) for fw in frameworks]
+    classifiers = [load_classifier(model_dir, fw, args.precision, args.runtime) for fw in frameworks]
     processor = load_processor(model_dir, warn=warn)
     labels = classifiers[0].labels
     logits = batched_logits(classifiers, processor, paths, batch_size=args.batch_size)
@@ -76,6 +81,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
                 "top1_agree": int((logits[0].argmax(-1) == logits[1].argmax(-1)).sum()), "images": len(paths)}
     if args.json:
         doc = {"model": str(model_dir), "model_type": classifiers[0].config.model_type, "frameworks": frameworks,
+               "precision": args.precision, "runtime": args.runtime,
                "results": [{"image": str(path),
                             "top_k": {fw: [{"label": lab, "probability": pr} for lab, pr in t[i]]
                                       for fw, t in zip(frameworks, tops)}}
@@ -87,7 +93,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         return 0
     config = classifiers[0].config
     print(f"model: {model_dir} ({config.model_type}, {config.num_labels} labels)  "
-          f"framework: {' and '.join(frameworks)}", file=out)
+          f"framework: {' and '.join(frameworks)}  precision: {args.precision}  runtime: {args.runtime}", file=out)
     names = [_short_name(p, paths) for p in paths]
     k = len(tops[0][0])
     header = ["image"] + [f"top-{j + 1}" for j in range(k)] + (["tf top-1"] if diff else [])
