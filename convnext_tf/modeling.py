@@ -348,6 +348,31 @@ class TFConvNextEncoder(_ConfiguredLayer):
         return hidden_states, all_hidden_states
 
 
+def _backend_neutral_compile_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A compile config whose ``jit_compile`` each backend resolves for itself ("auto")."""
+    if not isinstance(config, dict) or "jit_compile" not in config:
+        return config
+    config = dict(config)
+    if isinstance(config.get("config"), dict) and "jit_compile" in config["config"]:  # a serialised SerializableDict
+        config["config"] = {**config["config"], "jit_compile": "auto"}
+    else:
+        config["jit_compile"] = "auto"
+    return config
+
+
+def called_as_keras_layer(args: tuple, kwargs: dict) -> bool:
+    """True when a model is called on symbolic Keras tensors (a functional graph being built) or
+    runs inside a ``keras.Sequential`` or functional model (the outermost layer being called)."""
+    inputs = list(args[:1]) + [kwargs.get("pixel_values")]
+    if any(isinstance(x, keras.KerasTensor) for x in inputs):
+        return True
+    from keras.src.backend.common import global_state
+    from keras.src.models.functional import Functional
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    return isinstance(getattr(context, "entry_layer", None), (keras.Sequential, Functional))
+
+
 class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
     """Hub-layout loading/saving (see hub.py), Keras serialisation, and Keras training hooks.
 
@@ -370,6 +395,31 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         self.config = config
         self.data_format = _check_data_format(data_format)
 
+    # --- two callers: transformers-style code and Keras' graphs --------------------------------------
+    def __call__(self, *args, **kwargs):
+        """Called by the user or its own ``fit``/``predict``, a model returns transformers' outputs
+        (``out.logits``, ``out[0]``, ``return_dict=False``). Called as a layer of a Keras graph (on a
+        ``keras.Input``, inside a ``keras.Sequential`` or a functional model) without ``return_dict``,
+        it returns its one main tensor (:meth:`_keras_layer_output`), as every Keras layer does, so
+        that the layers, losses and metrics after it see a tensor."""
+        as_layer = kwargs.get("return_dict") is None and called_as_keras_layer(args, kwargs)
+        previous, self._as_keras_layer = self._as_keras_layer, as_layer
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self._as_keras_layer = previous
+
+    _as_keras_layer = False
+
+    def _returned(self, out, return_dict: Optional[bool]):
+        if self._as_keras_layer:
+            return self._keras_layer_output(out)
+        return out if return_dict or return_dict is None else out.to_tuple()
+
+    def _keras_layer_output(self, out):
+        """The tensor a Keras graph gets from this model (see ``__call__``)."""
+        raise NotImplementedError
+
     def _maps_out(self, x):
         """An NHWC map in the model's output layout."""
         return ops.transpose(x, (0, 3, 1, 2)) if self.data_format == "channels_first" else x
@@ -386,9 +436,26 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
                 "trainable": self.trainable, "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects=None):
+    def from_config(cls, config: Union[ConvNextConfig, dict[str, Any]], custom_objects=None, **kwargs: Any):
+        """Keras' ``from_config`` (the dict ``get_config`` returns) or transformers' (a ConvNextConfig:
+        a randomly initialised model)."""
+        if isinstance(config, ConvNextConfig):
+            return cls(config, **kwargs)
         config = dict(config)
         return cls(cls.config_class.from_dict(config.pop("config")), **config)
+
+    # --- compiling: the backend's compiler is chosen where the model runs ---------------------------
+    # Keras resolves compile(jit_compile="auto") per backend (XLA on JAX, and on TensorFlow with a
+    # GPU; eager on PyTorch) and stores the resolved value with the compile arguments a .keras file
+    # keeps; load_model compiles with it again, so a file saved on JAX (True) would turn on
+    # torch.compile when loaded on PyTorch. A model's files therefore record "auto", and a compile
+    # config read back (ours or another writer's) is resolved again on the backend that loads it;
+    # compile(jit_compile=...) after loading chooses otherwise.
+    def get_compile_config(self) -> dict[str, Any]:
+        return _backend_neutral_compile_config(super().get_compile_config())
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        super().compile_from_config(_backend_neutral_compile_config(config))
 
     # --- Keras training: fit / evaluate / predict on the model's outputs ---------------------------
     def _keras_outputs(self, outputs):
@@ -455,7 +522,10 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
         hidden_states = tuple(self._maps_out(h) for h in hidden_states) if hidden_states else None
         out = BaseModelOutputWithPoolingAndNoAttention(self._maps_out(last_hidden_state), pooled_output,
                                                        hidden_states)
-        return out if return_dict else out.to_tuple()
+        return self._returned(out, return_dict)
+
+    def _keras_layer_output(self, out):
+        return out.pooler_output  # the features a head takes, as keras.applications' pooling="avg"
 
 
 def classification_loss(logits, labels, config: ConvNextConfig):
@@ -515,7 +585,10 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
         logits = self.classifier(outputs.pooler_output)
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = ImageClassifierOutputWithNoAttention(loss, logits, outputs.hidden_states)
-        return out if return_dict else out.to_tuple()
+        return self._returned(out, return_dict)
+
+    def _keras_layer_output(self, out):
+        return out.logits
 
     def _keras_outputs(self, outputs):
         return outputs.logits
@@ -567,7 +640,10 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
                              for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
         hidden_states = tuple(self._maps_out(h) for h in hidden_states) if output_hidden_states else None
         out = BackboneOutput(feature_maps, hidden_states)
-        return out if return_dict else out.to_tuple()
+        return self._returned(out, return_dict)
+
+    def _keras_layer_output(self, out):
+        return list(out.feature_maps)
 
 
 # ConvNeXt V2: the same layers; the config's model_type switches layer scale for GRN.
