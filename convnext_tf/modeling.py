@@ -83,6 +83,16 @@ def require_tensorflow_backend(what: str, error: type[Exception] = RuntimeError)
             "in a process started with KERAS_BACKEND=tensorflow (or run `convnext export`)")
 
 
+def _strided(size: Optional[int], stride: int) -> Optional[int]:
+    return None if size is None else size // stride
+
+
+def _nhwc_map(shape, channels: int, stride: int = 1) -> tuple:
+    """The NHWC shape of a map of ``channels`` from an NHWC input shape, ``stride`` times smaller."""
+    shape = tuple(shape) if shape is not None else (None, None, None, None)
+    return (shape[0], _strided(shape[1], stride), _strided(shape[2], stride), channels)
+
+
 def check_pixel_values(pixel_values, num_channels: int, data_format: str) -> None:
     """A clear error for input of the wrong rank or channel count."""
     channel_axis = 1 if data_format == "channels_first" else -1
@@ -203,6 +213,11 @@ class TFConvNextEmbeddings(_ConfiguredLayer):
         self.patch_embeddings.build((None, None, None, self.num_channels))
         self.layernorm.build((None, None, None, self.config.hidden_sizes[0]))
 
+    def compute_output_shape(self, input_shape):
+        if input_shape is not None and self.data_format == "channels_first":
+            input_shape = (input_shape[0], input_shape[2], input_shape[3], input_shape[1])
+        return _nhwc_map(input_shape, self.config.hidden_sizes[0], self.config.patch_size)
+
     def call(self, pixel_values):
         check_pixel_values(pixel_values, self.num_channels, self.data_format)
         if self.data_format == "channels_first":
@@ -311,6 +326,9 @@ class TFConvNextStage(_ConfiguredLayer):
         for layer in self.layers:
             layer.build((None, None, None, self.out_channels))
 
+    def compute_output_shape(self, input_shape):
+        return _nhwc_map(input_shape, self.out_channels, self.stride if self.downsampling_layer else 1)
+
     def call(self, hidden_states, training=None):
         for layer in self.downsampling_layer:
             hidden_states = layer(hidden_states)
@@ -337,7 +355,13 @@ class TFConvNextEncoder(_ConfiguredLayer):
 
     def build(self, input_shape=None):
         for stage in self.stages:
-            stage.build(None)
+            stage.build((None, None, None, stage.in_channels))
+
+    def compute_output_shape(self, input_shape):
+        """The last stage's map (``call`` also returns the intermediate maps when asked)."""
+        for stage in self.stages:
+            input_shape = stage.compute_output_shape(input_shape)
+        return input_shape
 
     def call(self, hidden_states, output_hidden_states: bool = False, training=None):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
@@ -424,11 +448,37 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         """An NHWC map in the model's output layout."""
         return ops.transpose(x, (0, 3, 1, 2)) if self.data_format == "channels_first" else x
 
+    def input_shape_of(self) -> tuple:
+        """The input a model takes: any batch and image size, ``num_channels`` channels."""
+        c = self.config.num_channels
+        return (None, c, None, None) if self.data_format == "channels_first" else (None, None, None, c)
+
     def build(self, input_shape=None):
         # Shapes do not depend on the image size: every variable is created here, at construction.
         for layer in self.layers:
             if not layer.built:
-                layer.build(None)
+                layer.build(self._input_shape_of_layer(layer))
+
+    def _input_shape_of_layer(self, layer) -> Optional[tuple]:
+        if isinstance(layer, TFConvNextEmbeddings):
+            return self.input_shape_of()
+        if isinstance(layer, TFConvNextEncoder):
+            return (None, None, None, self.config.hidden_sizes[0])
+        if isinstance(layer, TFConvNextLayerNorm):  # the pooled norm
+            return (None, layer.normalized_shape)
+        return None  # a whole model: it builds itself
+
+    def compute_output_spec(self, *args, **kwargs):
+        # traced through call(): what a model returns depends on return_dict and on its caller
+        # (see __call__), which compute_output_shape (the transformers outputs, for summary()) cannot say
+        return super(keras.layers.Layer, self).compute_output_spec(*args, **kwargs)
+
+    def _map_shape(self, nhwc: tuple) -> tuple:
+        return (nhwc[0], nhwc[3], nhwc[1], nhwc[2]) if self.data_format == "channels_first" else nhwc
+
+    def _trunk_shape(self, input_shape) -> tuple:
+        """The NHWC shape of the last stage's map for an input of ``input_shape``."""
+        return self.encoder.compute_output_shape(self.embeddings.compute_output_shape(input_shape))
 
     # --- Keras serialisation --------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -510,7 +560,7 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
         self.encoder = TFConvNextEncoder(self.config, name="encoder", dtype=self.dtype_policy)
         self.layernorm = TFConvNextLayerNorm(self.config.hidden_sizes[-1], eps=self.config.layer_norm_eps,
                                              name="layernorm", dtype=self.dtype_policy)
-        self.build()
+        self.build(self.input_shape_of())
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
@@ -526,6 +576,10 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
 
     def _keras_layer_output(self, out):
         return out.pooler_output  # the features a head takes, as keras.applications' pooling="avg"
+
+    def compute_output_shape(self, input_shape):
+        last = self._trunk_shape(input_shape)
+        return {"last_hidden_state": self._map_shape(last), "pooler_output": (last[0], last[3])}
 
 
 def classification_loss(logits, labels, config: ConvNextConfig):
@@ -566,7 +620,7 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
             keras.layers.Dense(self.num_labels, kernel_initializer=_kernel_initializer(self.config), name="classifier",
                                dtype=self.dtype_policy)
             if self.num_labels > 0 else keras.layers.Identity(name="classifier", dtype=self.dtype_policy))
-        self.build()
+        self.build(self.input_shape_of())
 
     def build(self, input_shape=None):
         if not self.classifier.built:
@@ -589,6 +643,9 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
 
     def _keras_layer_output(self, out):
         return out.logits
+
+    def compute_output_shape(self, input_shape):
+        return {"logits": (None if input_shape is None else input_shape[0], self.config.num_labels)}
 
     def _keras_outputs(self, outputs):
         return outputs.logits
@@ -624,7 +681,7 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
                                        dtype=self.dtype_policy)
             for stage, c in zip(self.out_features, self.channels)
         }
-        self.build()
+        self.build(self.input_shape_of())
 
     def build(self, input_shape=None):
         for norm in self.hidden_states_norms.values():
@@ -644,6 +701,15 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
 
     def _keras_layer_output(self, out):
         return list(out.feature_maps)
+
+    def compute_output_shape(self, input_shape):
+        shape = self.embeddings.compute_output_shape(input_shape)
+        maps = []
+        for name, stage in zip(self.stage_names, [None, *self.encoder.stages]):  # "stem" is the embeddings' map
+            shape = shape if stage is None else stage.compute_output_shape(shape)
+            if name in self.out_features:
+                maps.append(self._map_shape(shape))
+        return {"feature_maps": maps}
 
 
 # ConvNeXt V2: the same layers; the config's model_type switches layer scale for GRN.
