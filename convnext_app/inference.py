@@ -97,27 +97,29 @@ def load_classifier(source: str | os.PathLike, framework: str = "pt") -> Classif
             with torch.inference_mode():
                 return model(torch.from_numpy(x)).logits.float().numpy()
     else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
-        try:
-            from convnext_tf.quiet import import_tensorflow
+        from .keras_backend import import_keras
 
-            import_tensorflow()
-        except ImportError:
-            raise ImportError("--framework tf needs TensorFlow: pip install 'convnext-twins[tf]'") from None
+        keras = import_keras("--framework tf")
         from convnext_tf import TFAutoModelForImageClassification
 
         model, info = TFAutoModelForImageClassification.from_pretrained(source, config=config,
                                                                         output_loading_info=True)
         _check_head_loaded(name, info)
+        run = _keras_logits(model, keras)
+    return Classifier(framework, config, model, run)
 
+
+def _keras_logits(model: Any, keras: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The Keras twin's logits of a float32 batch on whichever Keras backend this process runs."""
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         # A graph of the model the command owns (nothing changes it between calls): TensorFlow
         # fuses each block's 1x1 convs with bias and GELU there, which eager calls do not get.
         graph = tf.function(lambda pixels: model(pixels, training=False).logits, reduce_retracing=True)
-
-        def run(x: np.ndarray) -> np.ndarray:
-            return np.asarray(graph(tf.constant(x)), dtype=np.float32)
+        return lambda x: np.asarray(graph(tf.constant(x)), dtype=np.float32)
+    # Keras' own predict step: compiled where the backend compiles (XLA on JAX), eager on PyTorch
+    return lambda x: np.asarray(model.predict_on_batch(x), dtype=np.float32)
     return Classifier(framework, config, model, run)
 
 

@@ -473,6 +473,11 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         # (see __call__), which compute_output_shape (the transformers outputs, for summary()) cannot say
         return super(keras.layers.Layer, self).compute_output_spec(*args, **kwargs)
 
+    def _default_save_signature(self):
+        # TensorFlow's SavedModel writer would trace a default endpoint from the build shape, returning
+        # the output container it cannot serialise; export() writes the model's endpoint (export.py).
+        return None
+
     def _map_shape(self, nhwc: tuple) -> tuple:
         return (nhwc[0], nhwc[3], nhwc[1], nhwc[2]) if self.data_format == "channels_first" else nhwc
 
