@@ -27,6 +27,10 @@ from convnext_common.config import ConvNextConfig
 from convnext_common.hub import HubOptions
 from convnext_common.pretrained import PretrainedModel, WeightSlot, requested_dtype_name
 
+from .quantization import (
+    QUANTIZATION_VARIABLES, RECORD_KEY, QuantizationSaveError, check_hub_savable, float_kernel, quantize_as_recorded,
+)
+
 M = TypeVar("M", bound="TFPreTrainedMixin")
 
 #: what a hub folder may hold, in order of preference for the Keras twin.
@@ -146,6 +150,8 @@ class TFPreTrainedMixin(PretrainedModel):
                                            config=config, overrides=config_overrides,
                                            options=HubOptions(revision, cache_dir, local_files_only, token),
                                            ignore_mismatched_sizes=ignore_mismatched_sizes)
+        # layers saved from a quantized model: quantized again from the loaded float weights
+        quantize_as_recorded(model, model.config.extra.get(RECORD_KEY), str(pretrained_model_name_or_path))
         return (model, info) if output_loading_info else model
 
     def _variables_by_tf_path(self) -> dict[str, Any]:
@@ -161,10 +167,21 @@ class TFPreTrainedMixin(PretrainedModel):
             for v in layer.weights:
                 if not v.path.startswith(root):
                     raise RuntimeError(f"{v.path}: variable built outside its layer {layer.path}")
+                if v.path.rsplit("/", 1)[-1] in QUANTIZATION_VARIABLES and v.path.rsplit("/", 1)[0] in self._quantized:
+                    continue  # a quantized layer's own state: not a hub-layout tensor (quantization.py)
                 out[transformers_path(f"{layer.name}/{v.path[len(root):]}")] = v
         return out
 
+    @property
+    def _quantized(self) -> dict[str, Any]:
+        """The quantized layers below this model (any depth), by Keras path."""
+        return {layer.path: layer for layer in self._flatten_layers(include_self=False)
+                if getattr(layer.dtype_policy, "quantization_mode", None) is not None}  # variable paths follow these
+
     def _weight_slots(self) -> dict[str, WeightSlot]:
+        if self._quantized:
+            raise QuantizationSaveError(f"{type(self).__name__}: load weights before quantize(); a quantized layer "
+                                        f"({next(iter(self._quantized))}) takes no float weights")
         slots: dict[str, WeightSlot] = {}
         for tf_path, variable in self._variables_by_tf_path().items():
             name, to_pt = tf_name_to_canonical(tf_path)
@@ -178,8 +195,11 @@ class TFPreTrainedMixin(PretrainedModel):
     def numpy_state_dict(self) -> dict[str, np.ndarray]:
         """Weights under canonical names, in PyTorch layouts (float32 for bfloat16 variables)."""
         out: dict[str, np.ndarray] = {}
+        quantized = self._quantized
         for tf_path, variable in self._variables_by_tf_path().items():
-            value = np.asarray(variable.numpy())
+            owner = variable.path.rsplit("/", 1)[0]
+            value = (float_kernel(quantized[owner]) if owner in quantized and variable.path.endswith("/kernel")
+                     else np.asarray(variable.numpy()))
             if value.dtype.name == "bfloat16":
                 value = value.astype(np.float32)
             name, value = to_canonical(tf_path, value)
@@ -191,6 +211,7 @@ class TFPreTrainedMixin(PretrainedModel):
         """Write config.json and the tf_model.h5 transformers' TF class would write (and, with
         ``safe_serialization``, a canonical model.safetensors too), each file atomically, and
         preprocessor_config.json from ``image_processor`` or else ``self.preprocessor_config``."""
+        check_hub_savable(self)  # a quantization float weights cannot hold is refused before anything is written
         return self._save_pretrained(save_directory, image_processor, safe_serialization=safe_serialization,
                                      max_shard_size=max_shard_size)
 
@@ -203,6 +224,10 @@ class TFPreTrainedMixin(PretrainedModel):
 
     def _write_weights(self, directory: Path, config: ConvNextConfig, *, safe_serialization: bool,
                        max_shard_size: int) -> None:
+        record = check_hub_savable(self)  # before anything is written
+        config.extra.pop(RECORD_KEY, None)
+        if record:
+            config.extra[RECORD_KEY] = record  # the config.json written after the weights
         state = self.numpy_state_dict()
         save_hf_tf_h5(state, config, directory / TF_WEIGHTS_NAME, architecture=type(self).__name__)
         if safe_serialization:

@@ -26,7 +26,7 @@ from convnext_common.architecture import (
 from convnext_common.checkpoints.h5 import tf_model_name
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_class_for
 
-from . import fused
+from . import fused, quantization
 from .activations import get_activation
 from .hub import TFPreTrainedMixin, keras_layer_name
 from .outputs import (
@@ -487,7 +487,12 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
 
     # --- Keras serialisation --------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "data_format": self.data_format, "name": self.name,
+        config = self.config.to_dict()
+        config.pop(quantization.RECORD_KEY, None)
+        record = quantization.quantization_record(self)
+        if record:  # which layers model.quantize() changed: from_config quantizes them again (quantization.py)
+            config[quantization.RECORD_KEY] = record
+        return {"config": config, "data_format": self.data_format, "name": self.name,
                 "trainable": self.trainable, "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
 
     @classmethod
@@ -497,7 +502,9 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         if isinstance(config, ConvNextConfig):
             return cls(config, **kwargs)
         config = dict(config)
-        return cls(cls.config_class.from_dict(config.pop("config")), **config)
+        model = cls(cls.config_class.from_dict(config.pop("config")), **config)
+        quantization.quantize_as_recorded(model, model.config.extra.get(quantization.RECORD_KEY), cls.__name__)
+        return model
 
     # --- compiling: the backend's compiler is chosen where the model runs ---------------------------
     # Keras resolves compile(jit_compile="auto") per backend (XLA on JAX, and on TensorFlow with a
