@@ -27,7 +27,17 @@ from convnext_common.config import ConvNextConfig
 from convnext_common.hub import HubOptions
 from convnext_common.pretrained import PretrainedModel, WeightSlot, requested_dtype_name
 
-from .quantization import (
+#: the variables Keras' Dense.enable_lora adds
+LORA_VARIABLES = ("lora_kernel_a", "lora_kernel_b")
+
+
+def keras_numpy(tensor: Any) -> np.ndarray:
+    import keras
+
+    return keras.ops.convert_to_numpy(tensor)
+
+
+from .quantization import (  # noqa: E402
     QUANTIZATION_VARIABLES, RECORD_KEY, QuantizationSaveError, check_hub_savable, float_kernel, quantize_as_recorded,
 )
 
@@ -169,6 +179,8 @@ class TFPreTrainedMixin(PretrainedModel):
                     raise RuntimeError(f"{v.path}: variable built outside its layer {layer.path}")
                 if v.path.rsplit("/", 1)[-1] in QUANTIZATION_VARIABLES and v.path.rsplit("/", 1)[0] in self._quantized:
                     continue  # a quantized layer's own state: not a hub-layout tensor (quantization.py)
+                if v.path.rsplit("/", 1)[-1] in LORA_VARIABLES:
+                    continue  # adapters: saved merged into their kernel (numpy_state_dict)
                 out[transformers_path(f"{layer.name}/{v.path[len(root):]}")] = v
         return out
 
@@ -196,10 +208,20 @@ class TFPreTrainedMixin(PretrainedModel):
         """Weights under canonical names, in PyTorch layouts (float32 for bfloat16 variables)."""
         out: dict[str, np.ndarray] = {}
         quantized = self._quantized
+        adapted = {layer.path: layer for layer in self._flatten_layers(include_self=False)
+                   if getattr(layer, "lora_enabled", False)}
         for tf_path, variable in self._variables_by_tf_path().items():
             owner = variable.path.rsplit("/", 1)[0]
-            value = (float_kernel(quantized[owner]) if owner in quantized and variable.path.endswith("/kernel")
-                     else np.asarray(variable.numpy()))
+            is_kernel = variable.path.endswith("/kernel")
+            if is_kernel and owner in adapted and owner in quantized:
+                raise QuantizationSaveError(f"{owner}: save_pretrained cannot merge LoRA into a quantized kernel; "
+                                            f"save it with model.save('model.keras')")
+            if is_kernel and owner in adapted:  # the kernel the layer computes with: LoRA merged in
+                value = np.asarray(keras_numpy(adapted[owner].kernel))
+            elif is_kernel and owner in quantized:
+                value = float_kernel(quantized[owner])
+            else:
+                value = np.asarray(variable.numpy())
             if value.dtype.name == "bfloat16":
                 value = value.astype(np.float32)
             name, value = to_canonical(tf_path, value)

@@ -15,7 +15,7 @@ forms live in ``fused.py``, the SavedModel endpoint in ``export.py``, Keras' vie
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import keras
 from keras import ops
@@ -34,6 +34,10 @@ from .outputs import (
 )
 
 DATA_FORMATS = ("channels_first", "channels_last")
+#: the layers ``enable_lora`` adapts by default: each block's two 1x1 convs
+LORA_TARGETS = ("pwconv1", "pwconv2")
+#: the .keras config field recording ``enable_lora``'s arguments
+LORA_RECORD_KEY = "keras_lora"
 _PACKAGE = "convnext_tf"
 
 
@@ -485,6 +489,33 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         """The NHWC shape of the last stage's map for an input of ``input_shape``."""
         return self.encoder.compute_output_shape(self.embeddings.compute_output_shape(input_shape))
 
+    # --- LoRA -------------------------------------------------------------------------------------
+    _lora: Optional[dict[str, Any]] = None
+
+    def enable_lora(self, rank: int, target_names: Sequence[str] = LORA_TARGETS, alpha: Optional[float] = None) -> None:
+        """Low-rank adapters on the blocks' 1x1 convs (Dense ``pwconv1``/``pwconv2``, as KerasHub's
+        backbones' ``enable_lora``): everything else in the trunk is frozen, the adapters train, and
+        a classifier's head stays trainable. ``.keras`` and ``save_pretrained`` store each adapted
+        kernel merged (kernel + A·B·alpha/rank, what the model computes); a ``.keras`` file loads with
+        LoRA enabled again on the merged kernels (fresh zero adapters, as Keras' Dense does),
+        ``from_pretrained`` loads a plain model (call ``enable_lora`` again to go on adapting)."""
+        if int(rank) < 1:
+            raise ValueError(f"rank must be a positive integer, got {rank!r}")
+        head = getattr(self, "classifier", None)
+        targets = []
+        for layer in self._flatten_layers(include_self=False):
+            if layer is head:
+                continue
+            layer.trainable = False
+            if layer.name in target_names and isinstance(layer, keras.layers.Dense):
+                targets.append(layer)
+        if not targets:
+            raise ValueError(f"no Dense layer named {list(target_names)} below {type(self).__name__}")
+        for layer in targets:
+            layer.trainable = True  # its kernel is frozen by enable_lora; the bias trains, as in KerasHub
+            layer.enable_lora(int(rank), lora_alpha=alpha)
+        self._lora = {"rank": int(rank), "target_names": list(target_names), "alpha": alpha}
+
     # --- Keras serialisation --------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         config = self.config.to_dict()
@@ -492,6 +523,8 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         record = quantization.quantization_record(self)
         if record:  # which layers model.quantize() changed: from_config quantizes them again (quantization.py)
             config[quantization.RECORD_KEY] = record
+        if self._lora:
+            config[LORA_RECORD_KEY] = dict(self._lora)
         return {"config": config, "data_format": self.data_format, "name": self.name,
                 "trainable": self.trainable, "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
 
@@ -504,6 +537,9 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         config = dict(config)
         model = cls(cls.config_class.from_dict(config.pop("config")), **config)
         quantization.quantize_as_recorded(model, model.config.extra.get(quantization.RECORD_KEY), cls.__name__)
+        lora = model.config.extra.pop(LORA_RECORD_KEY, None)
+        if lora:
+            model.enable_lora(**lora)
         return model
 
     # --- compiling: the backend's compiler is chosen where the model runs ---------------------------
