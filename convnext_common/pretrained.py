@@ -78,7 +78,7 @@ class VariantNameError(FileNotFoundError):
     """``from_pretrained`` was given a size name (``convnext-atto``) that is no folder and no cached repo."""
 
 
-def refuse_variant_name(path_or_id: Union[str, os.PathLike], model_name: str = "the model",
+def refuse_variant_name(path_or_id: Union[str, os.PathLike], model_name: Optional[str] = None,
                         options: Optional[HubOptions] = None) -> None:
     """A named size is a config, not weights: say how to build it instead of asking the hub for a
     repo of that name (no such repo exists; the hub client would retry before failing)."""
@@ -94,9 +94,11 @@ def refuse_variant_name(path_or_id: Union[str, os.PathLike], model_name: str = "
         return
     if cached_config(name, options) is not None:
         return
-    config_class = "ConvNextV2Config" if version == 2 else "ConvNextConfig"
-    raise VariantNameError(f"{name}: a ConvNeXt size, not a folder or a hub repo; build it randomly initialised with "
-                           f"{model_name}.from_config({config_class}.from_variant({name!r}))")
+    config = f"{'ConvNextV2Config' if version == 2 else 'ConvNextConfig'}.from_variant({name!r})"
+    build = (f"{model_name}.from_config({config})" if model_name
+             else f"the model class's from_config({config}), e.g. AutoModelForImageClassification")
+    raise VariantNameError(f"{name}: a ConvNeXt size, not a folder or a hub repo; build it randomly initialised "
+                           f"with {build}")
 
 
 def read_preprocessor_config(folder: Union[str, os.PathLike]) -> Optional[dict]:
@@ -165,6 +167,7 @@ def config_of(path_or_id: Union[str, os.PathLike], config_class: Optional[type[C
 def _read_hub_config(path: Union[str, os.PathLike], options: Optional[HubOptions], **overrides: Any) -> ConvNextConfig:
     """A config.json of either version (a file, a folder or a hub id), the class chosen by its
     ``model_type``; a timm config.json is handed to :func:`config_of`."""
+    refuse_variant_name(path, None, options)
     file = resolve_file(path, CONFIG_NAME, options=options)
     d = read_json_file(file, "config file", ConfigError)
     if not isinstance(d, dict):
