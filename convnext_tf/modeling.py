@@ -489,6 +489,13 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         """The NHWC shape of the last stage's map for an input of ``input_shape``."""
         return self.encoder.compute_output_shape(self.embeddings.compute_output_shape(input_shape))
 
+    def with_preprocessing(self, image_size=None, processor=None) -> keras.Sequential:
+        """This model behind its image processor as Keras layers: a Sequential taking uint8 RGB images
+        (B, H, W, 3) of ``image_size`` (default ``config.image_size``); see ``preprocessing.py``."""
+        from .preprocessing import with_preprocessing
+
+        return with_preprocessing(self, image_size, processor)
+
     # --- LoRA -------------------------------------------------------------------------------------
     _lora: Optional[dict[str, Any]] = None
 
