@@ -17,6 +17,7 @@ from .modeling import (  # noqa: E402
     TFConvNextV2PreTrainedModel,
 )
 from .fused import portable_ops  # noqa: E402
+from .preprocessing import TFConvNextImagePreprocessing  # noqa: E402
 
 if keras.backend.backend() == "tensorflow":
     import tensorflow as tf
@@ -30,5 +31,6 @@ __all__ = [
     "TFConvNextPreTrainedModel", "TFConvNextV2Model", "TFConvNextV2ForImageClassification", "TFConvNextV2Backbone",
     "TFConvNextV2PreTrainedModel", "TFConvNextLayerNorm", "TFConvNextDropPath", "TFConvNextV2GRN",
     "TFConvNextEmbeddings", "TFConvNextLayer", "TFConvNextStage", "TFConvNextEncoder", "portable_ops",
+    "TFConvNextImagePreprocessing",
     "TFAutoModel", "TFAutoModelForImageClassification", "TFAutoBackbone", "model_class",
 ]

@@ -620,3 +620,34 @@ def test_cli_keras_paths_run_on_this_backend(tmp_path, capsys):
     assert code == 0 and (tmp_path / "sm" / "saved_model.pb").is_file()
     if BACKEND != "tensorflow":
         assert "KERAS_BACKEND=tensorflow convnext export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings, size", [
+    ({"size": {"shortest_edge": 64}}, (64, 64)),                                     # resize to 73, centre crop
+    ({"size": {"shortest_edge": 48}, "crop_pct": 0.9, "resample": 2}, (48, 60)),     # bilinear, not square
+    ({"size": {"shortest_edge": 384}}, (200, 200)),                                   # warped to 384 x 384
+])
+def test_preprocessing_layer_gives_the_processors_numbers(settings, size, tmp_path):
+    """uint8 images of one size through the layer equal the PIL processor's pixel values (exact in
+    float64; JAX sums in float32, where a pixel may be one level off: the fast processor's bound);
+    a model behind it gives the logits of the model on the processor's output, also after .keras."""
+    from convnext_common import ConvNextImageProcessor
+    from convnext_tf.preprocessing import TFConvNextImagePreprocessing
+
+    processor = ConvNextImageProcessor(**settings)
+    images = np.random.default_rng(8).integers(0, 256, (2, *size, 3)).astype("uint8")
+    ref = processor(list(images), return_tensors="np")["pixel_values"]
+    ours = _numpy(TFConvNextImagePreprocessing.from_processor(processor, size)(images))
+    assert ours.shape == ref.shape
+    if BACKEND == "jax":
+        assert np.abs(ours - ref).max() <= 0.05 and np.abs(ours - ref).mean() <= 0.005
+    else:
+        np.testing.assert_allclose(ours, ref, atol=1e-6)
+    if settings["size"]["shortest_edge"] != 64:
+        return
+    model = convnext_tf.TFConvNextForImageClassification(ConvNextConfig(**{**KERAS_CONFIG, "image_size": 64}))
+    on_pixels = model.with_preprocessing(processor=processor)
+    logits = _numpy(on_pixels(images))
+    assert rel_err(logits, _numpy(model(ref, training=False).logits)) <= (1e-2 if BACKEND == "jax" else 1e-5)
+    on_pixels.save(tmp_path / "on_pixels.keras")
+    assert rel_err(_numpy(keras.models.load_model(tmp_path / "on_pixels.keras")(images)), logits) <= 1e-6
