@@ -122,7 +122,7 @@ class TFConvNextImagePreprocessing(keras.layers.Layer):
             x = ops.cast(ops.cast(x, _sum_dtype()) * plan["rescale"], "float32")
         x = ops.cast(x, "float32")
         if plan["normalize"]:
-            x = (x - plan["mean"]) / plan["std"]
+            x = (x - ops.convert_to_tensor(plan["mean"])) / ops.convert_to_tensor(plan["std"])
         return ops.transpose(x, (0, 3, 1, 2)) if self.data_format == "channels_first" else x
 
     def compute_output_shape(self, input_shape):

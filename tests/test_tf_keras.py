@@ -225,7 +225,8 @@ def test_a_model_behind_its_preprocessing_exports_as_a_savedmodel_of_uint8_image
     images = np.random.default_rng(9).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
     expected = np.asarray(model(processor(list(images), return_tensors="np")["pixel_values"], training=False).logits)
     model.with_preprocessing(processor=processor).export(str(tmp_path / "sm"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "sm")).serve(tf.constant(images))
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))  # held: the endpoint needs its variables alive
+    served = loaded.serve(tf.constant(images))
     assert rel_err(np.asarray(served), expected) <= 1e-5
 
 
