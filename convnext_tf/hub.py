@@ -27,7 +27,11 @@ from convnext_common.config import ConvNextConfig
 from convnext_common.hub import HubOptions
 from convnext_common.pretrained import PretrainedModel, WeightSlot, requested_dtype_name
 
-#: the variables Keras' Dense.enable_lora adds
+from .quantization import (
+    QUANTIZATION_VARIABLES, RECORD_KEY, QuantizationSaveError, check_hub_savable, float_kernel, quantize_as_recorded,
+)
+
+#: the variables Keras' Dense.enable_lora adds (saved merged into their kernel)
 LORA_VARIABLES = ("lora_kernel_a", "lora_kernel_b")
 
 
@@ -35,11 +39,6 @@ def keras_numpy(tensor: Any) -> np.ndarray:
     import keras
 
     return keras.ops.convert_to_numpy(tensor)
-
-
-from .quantization import (  # noqa: E402
-    QUANTIZATION_VARIABLES, RECORD_KEY, QuantizationSaveError, check_hub_savable, float_kernel, quantize_as_recorded,
-)
 
 M = TypeVar("M", bound="TFPreTrainedMixin")
 
