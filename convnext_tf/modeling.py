@@ -433,9 +433,14 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         as_layer = kwargs.get("return_dict") is None and called_as_keras_layer(args, kwargs)
         previous, self._as_keras_layer = self._as_keras_layer, as_layer
         try:
-            return super().__call__(*args, **kwargs)
+            out = super().__call__(*args, **kwargs)
         finally:
             self._as_keras_layer = previous
+        if as_layer and isinstance(out, keras.KerasTensor):
+            setattr(out, self._keras_layer_field, out)  # model(inputs).logits / .pooler_output, as transformers'
+        return out
+
+    _keras_layer_field = ""
 
     _as_keras_layer = False
 
@@ -629,6 +634,8 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
                                                        hidden_states)
         return self._returned(out, return_dict)
 
+    _keras_layer_field = "pooler_output"
+
     def _keras_layer_output(self, out):
         return out.pooler_output  # the features a head takes, as keras.applications' pooling="avg"
 
@@ -696,6 +703,8 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
         out = ImageClassifierOutputWithNoAttention(loss, logits, outputs.hidden_states)
         return self._returned(out, return_dict)
 
+    _keras_layer_field = "logits"
+
     def _keras_layer_output(self, out):
         return out.logits
 
@@ -755,7 +764,7 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
         return self._returned(out, return_dict)
 
     def _keras_layer_output(self, out):
-        return list(out.feature_maps)
+        return out  # several maps: the container (``.feature_maps``) in Keras graphs too
 
     def compute_output_shape(self, input_shape):
         shape = self.embeddings.compute_output_shape(input_shape)
