@@ -122,6 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not getattr(args, "command", None):
             parser.print_help(sys.stderr)
             return 2
+        args._argv = argv  # the command as given, for a command that runs itself again (export on TensorFlow)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         if debug:

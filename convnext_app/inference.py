@@ -107,13 +107,9 @@ def load_model_folder(source: str | os.PathLike, framework: str, head: str, prec
             model, info = auto.from_pretrained(source, config=config, output_loading_info=True)
         model.eval().to(getattr(torch, numeric.torch_dtype))
     else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
-        try:
-            from convnext_tf.quiet import import_tensorflow
+        from .keras_backend import import_keras
 
-            import_tensorflow()
-        except ImportError:
-            raise ImportError("--framework tf needs TensorFlow: pip install 'convnext-twins[tf]'") from None
+        import_keras("--framework tf")  # on whichever Keras backend is set
         from convnext_tf import TFAutoModel, TFAutoModelForImageClassification
 
         auto = TFAutoModelForImageClassification if head == "classification" else TFAutoModel
@@ -171,16 +167,28 @@ def load_classifier(source: str | os.PathLike, framework: str = "pt", precision:
             with torch.inference_mode():
                 return model(torch.from_numpy(x).to(dtype)).logits.float().numpy()
     else:
+        run = _keras_runner(lambda pixels: model(pixels, training=False).logits,
+                            compiled=lambda batch: model.predict_on_batch(batch))
+    return Classifier(framework, config, model, run)
+
+
+def _keras_runner(output: Callable[[Any], Any],
+                  compiled: Optional[Callable[[np.ndarray], Any]] = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``output(pixels)`` of a float32 batch, as float32 numpy, on whichever Keras backend this process
+    runs. On TensorFlow a graph of it: the command owns the model (nothing changes it between calls),
+    and TensorFlow fuses each block's 1x1 convs with bias and GELU there, which eager calls do not get.
+    Elsewhere ``compiled`` (Keras' own predict step, compiled where the backend compiles: XLA on JAX)
+    when given, else the eager call."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        # A graph of the model the command owns (nothing changes it between calls): TensorFlow
-        # fuses each block's 1x1 convs with bias and GELU there, which eager calls do not get.
-        graph = tf.function(lambda pixels: tf.cast(model(pixels, training=False).logits, tf.float32),
-                            reduce_retracing=True)
-
-        def run(x: np.ndarray) -> np.ndarray:
-            return np.asarray(graph(tf.constant(x)), dtype=np.float32)
-    return Classifier(framework, config, model, run)
+        graph = tf.function(lambda pixels: tf.cast(output(pixels), tf.float32), reduce_retracing=True)
+        return lambda x: np.asarray(graph(tf.constant(x)), dtype=np.float32)
+    if compiled is not None:
+        return lambda x: np.asarray(keras.ops.convert_to_numpy(compiled(x)), dtype=np.float32)
+    return lambda x: np.asarray(keras.ops.convert_to_numpy(output(x)), dtype=np.float32)
 
 
 @dataclass
@@ -235,18 +243,16 @@ def load_embedder(source: str | os.PathLike, framework: str = "pt", stage: Optio
                 feats = out.pooler_output if stage is None else out.hidden_states[stage].mean(dim=(2, 3))
                 return feats.float().numpy()
     else:
-        import tensorflow as tf
+        import keras
 
         def forward(pixels):
             out = model(pixels, training=False, output_hidden_states=stage is not None)
             if stage is None:
-                return tf.cast(out.pooler_output, tf.float32)
-            return tf.reduce_mean(tf.cast(out.hidden_states[stage], tf.float32), axis=(2, 3))
+                return out.pooler_output
+            return keras.ops.mean(keras.ops.cast(out.hidden_states[stage], "float32"), axis=(2, 3))
 
-        graph = tf.function(forward, reduce_retracing=True)
-
-        def run(x: np.ndarray) -> np.ndarray:
-            return np.asarray(graph(tf.constant(x)), dtype=np.float32)
+        pooled = None if stage is not None else (lambda batch: model.predict_on_batch(batch)["pooler_output"])
+        run = _keras_runner(forward, compiled=pooled)
     return Embedder(framework, config, model, stage, run)
 
 

@@ -37,6 +37,10 @@ def _save(figure: Any, path: Path) -> None:
         plt.close(figure)
 
 
+#: the picture both training paths write beside metrics.json
+CURVES_NAME = "curves.png"
+
+
 def write_curves(history: Sequence[dict], path: Path) -> None:
     """Loss and accuracy per epoch, train and val (and the raw weights' val with an EMA), as a PNG."""
     plt = _pyplot()

@@ -272,6 +272,18 @@ def model_folder(path_or_id: Union[str, os.PathLike], weight_files: Sequence[str
     return config.parent
 
 
+def cached_config(repo_id: str, options: Optional[HubOptions] = None) -> Optional[Path]:
+    """The repo's config.json in the local hub cache, without asking the hub (None when not cached)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    options = options or HubOptions()
+    found = try_to_load_from_cache(repo_id, CONFIG_NAME, cache_dir=options.cache_dir,
+                                   revision=options.revision)
+    return Path(found) if isinstance(found, str) else None
+
+
 def is_hub_id(path_or_id: Union[str, os.PathLike]) -> bool:
     """True when ``path_or_id`` is not a local path but reads as a hub id."""
     return parse_hub_id(str(path_or_id)) is not None

@@ -63,6 +63,7 @@ def load_pretrained(path_or_id: Union[str, os.PathLike], weight_files: Sequence[
     from .checkpoints.streaming import open_canonical
 
     overrides = dict(overrides or {})
+    refuse_variant_name(path_or_id, model_name, options)
     folder = model_folder(path_or_id, weight_files, options, check_convnext_config)
     if is_timm_folder(folder):
         from .checkpoints.convert import load_converted
@@ -74,6 +75,33 @@ def load_pretrained(path_or_id: Union[str, os.PathLike], weight_files: Sequence[
     config = config_for_model(config_class, folder, config, overrides, model_name)
     state, file = open_canonical(folder, tuple(weight_files), config=config)
     return Pretrained(config, state, file, read_preprocessor_config(folder), read_licence(folder))
+
+
+class VariantNameError(FileNotFoundError):
+    """``from_pretrained`` was given a size name (``convnext-atto``) that is no folder and no cached repo."""
+
+
+def refuse_variant_name(path_or_id: Union[str, os.PathLike], model_name: Optional[str] = None,
+                        options: Optional[HubOptions] = None) -> None:
+    """A named size is a config, not weights: say how to build it instead of asking the hub for a
+    repo of that name (no such repo exists; the hub client would retry before failing)."""
+    from .hub import cached_config
+    from .variant_sizes import parse_variant
+
+    name = str(path_or_id)
+    if Path(name).exists() or "/" in name or not name.lower().replace("_", "-").startswith("convnext"):
+        return
+    try:
+        version, _ = parse_variant(name)
+    except ValueError:
+        return
+    if cached_config(name, options) is not None:
+        return
+    config = f"{'ConvNextV2Config' if version == 2 else 'ConvNextConfig'}.from_variant({name!r})"
+    build = (f"{model_name}.from_config({config})" if model_name
+             else f"the model class's from_config({config}), e.g. AutoModelForImageClassification")
+    raise VariantNameError(f"{name}: a ConvNeXt size, not a folder or a hub repo; build it randomly initialised "
+                           f"with {build}")
 
 
 def read_preprocessor_config(folder: Union[str, os.PathLike]) -> Optional[dict]:
@@ -142,6 +170,7 @@ def config_of(path_or_id: Union[str, os.PathLike], config_class: Optional[type[C
 def _read_hub_config(path: Union[str, os.PathLike], options: Optional[HubOptions], **overrides: Any) -> ConvNextConfig:
     """A config.json of either version (a file, a folder or a hub id), the class chosen by its
     ``model_type``; a timm config.json is handed to :func:`config_of`."""
+    refuse_variant_name(path, None, options)
     file = resolve_file(path, CONFIG_NAME, options=options)
     d = read_json_file(file, "config file", ConfigError)
     if not isinstance(d, dict):
@@ -268,6 +297,11 @@ class PretrainedModel:
     preprocessor_config = PreprocessorConfigAttribute()
 
     # --- loading ------------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls: type[M], config: ConvNextConfig, **kwargs: Any) -> M:
+        """A randomly initialised model of ``config`` (as transformers' ``from_config``)."""
+        return cls(config, **kwargs)
+
     @classmethod
     def _load_pretrained(cls: type[M], path_or_id: Union[str, os.PathLike, None],
                          build: Callable[[ConvNextConfig], M], *, config: Optional[ConvNextConfig],

@@ -20,6 +20,7 @@ from .modeling import (  # noqa: E402
     TFDINOv3ConvNextModel, TFDINOv3ConvNextPreTrainedModel,
 )
 from .fused import portable_ops  # noqa: E402
+from .preprocessing import TFConvNextImagePreprocessing  # noqa: E402
 
 if keras.backend.backend() == "tensorflow":
     import tensorflow as tf
@@ -33,6 +34,7 @@ __all__ = [
     "TFConvNextPreTrainedModel", "TFConvNextV2Model", "TFConvNextV2ForImageClassification", "TFConvNextV2Backbone",
     "TFConvNextV2PreTrainedModel", "TFConvNextLayerNorm", "TFConvNextDropPath", "TFConvNextV2GRN",
     "TFConvNextEmbeddings", "TFConvNextLayer", "TFConvNextStage", "TFConvNextEncoder", "portable_ops",
+    "TFConvNextImagePreprocessing",
     "TFAutoModel", "TFAutoModelForImageClassification", "TFAutoBackbone", "model_class",
     "TFConvNextV2ForMaskedImageModeling", "TFConvNextV2MaskedImageDecoder", "TFAutoModelForMaskedImageModeling",
     "DINOv3ConvNextConfig", "TFDINOv3ConvNextModel", "TFDINOv3ConvNextBackbone", "TFDINOv3ConvNextPreTrainedModel",

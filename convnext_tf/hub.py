@@ -28,6 +28,19 @@ from convnext_common.fileio import size_in_bytes
 from convnext_common.hub import HubOptions
 from convnext_common.pretrained import PretrainedModel, WeightSlot, requested_dtype_name
 
+from .quantization import (
+    QUANTIZATION_VARIABLES, RECORD_KEY, QuantizationSaveError, check_hub_savable, float_kernel, quantize_as_recorded,
+)
+
+#: the variables Keras' Dense.enable_lora adds (saved merged into their kernel)
+LORA_VARIABLES = ("lora_kernel_a", "lora_kernel_b")
+
+
+def keras_numpy(tensor: Any) -> np.ndarray:
+    import keras
+
+    return keras.ops.convert_to_numpy(tensor)
+
 M = TypeVar("M", bound="TFPreTrainedMixin")
 
 #: what a hub folder may hold, in order of preference for the Keras twin.
@@ -151,6 +164,8 @@ class TFPreTrainedMixin(PretrainedModel):
                                            config=config, overrides=config_overrides,
                                            options=HubOptions(revision, cache_dir, local_files_only, token),
                                            ignore_mismatched_sizes=ignore_mismatched_sizes, subfolder=subfolder)
+        # layers saved from a quantized model: quantized again from the loaded float weights
+        quantize_as_recorded(model, model.config.extra.get(RECORD_KEY), str(pretrained_model_name_or_path))
         return (model, info) if output_loading_info else model
 
     def _variables_by_tf_path(self) -> dict[str, Any]:
@@ -166,10 +181,23 @@ class TFPreTrainedMixin(PretrainedModel):
             for v in layer.weights:
                 if not v.path.startswith(root):
                     raise RuntimeError(f"{v.path}: variable built outside its layer {layer.path}")
+                if v.path.rsplit("/", 1)[-1] in QUANTIZATION_VARIABLES and v.path.rsplit("/", 1)[0] in self._quantized:
+                    continue  # a quantized layer's own state: not a hub-layout tensor (quantization.py)
+                if v.path.rsplit("/", 1)[-1] in LORA_VARIABLES:
+                    continue  # adapters: saved merged into their kernel (numpy_state_dict)
                 out[transformers_path(f"{layer.name}/{v.path[len(root):]}")] = v
         return out
 
+    @property
+    def _quantized(self) -> dict[str, Any]:
+        """The quantized layers below this model (any depth), by Keras path."""
+        return {layer.path: layer for layer in self._flatten_layers(include_self=False)
+                if getattr(layer.dtype_policy, "quantization_mode", None) is not None}  # variable paths follow these
+
     def _weight_slots(self) -> dict[str, WeightSlot]:
+        if self._quantized:
+            raise QuantizationSaveError(f"{type(self).__name__}: load weights before quantize(); a quantized layer "
+                                        f"({next(iter(self._quantized))}) takes no float weights")
         slots: dict[str, WeightSlot] = {}
         for tf_path, variable in self._variables_by_tf_path().items():
             name, to_pt = tf_name_to_canonical(tf_path)
@@ -183,8 +211,21 @@ class TFPreTrainedMixin(PretrainedModel):
     def numpy_state_dict(self) -> dict[str, np.ndarray]:
         """Weights under canonical names, in PyTorch layouts (float32 for bfloat16 variables)."""
         out: dict[str, np.ndarray] = {}
+        quantized = self._quantized
+        adapted = {layer.path: layer for layer in self._flatten_layers(include_self=False)
+                   if getattr(layer, "lora_enabled", False)}
         for tf_path, variable in self._variables_by_tf_path().items():
-            value = np.asarray(variable.numpy())
+            owner = variable.path.rsplit("/", 1)[0]
+            is_kernel = variable.path.endswith("/kernel")
+            if is_kernel and owner in adapted and owner in quantized:
+                raise QuantizationSaveError(f"{owner}: save_pretrained cannot merge LoRA into a quantized kernel; "
+                                            f"save it with model.save('model.keras')")
+            if is_kernel and owner in adapted:  # the kernel the layer computes with: LoRA merged in
+                value = np.asarray(keras_numpy(adapted[owner].kernel))
+            elif is_kernel and owner in quantized:
+                value = float_kernel(quantized[owner])
+            else:
+                value = np.asarray(variable.numpy())
             if value.dtype.name == "bfloat16":
                 value = value.astype(np.float32)
             name, value = to_canonical(tf_path, value)
@@ -202,6 +243,7 @@ class TFPreTrainedMixin(PretrainedModel):
         SavedModel in ``saved_model/<version>`` (see ``export``); ``push_to_hub`` is refused."""
         if push_to_hub:
             raise ValueError("push_to_hub is not supported: save to a folder and upload it")
+        check_hub_savable(self)  # a quantization float weights cannot hold is refused before anything is written
         directory = self._save_pretrained(save_directory, image_processor, safe_serialization=safe_serialization,
                                           max_shard_size=size_in_bytes(max_shard_size))
         if saved_model:
@@ -217,6 +259,10 @@ class TFPreTrainedMixin(PretrainedModel):
 
     def _write_weights(self, directory: Path, config: ConvNextConfig, *, safe_serialization: bool,
                        max_shard_size: int) -> None:
+        record = check_hub_savable(self)  # before anything is written
+        config.extra.pop(RECORD_KEY, None)
+        if record:
+            config.extra[RECORD_KEY] = record  # the config.json written after the weights
         state = self.numpy_state_dict()
         save_hf_tf_h5(state, config, directory / TF_WEIGHTS_NAME, architecture=type(self).__name__)
         if safe_serialization:

@@ -16,7 +16,7 @@ forms live in ``fused.py``, the SavedModel endpoint in ``export.py``, Keras' vie
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import keras
 from keras import ops
@@ -30,7 +30,7 @@ from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_clas
 from convnext_common.masked_image import NORM_PIX_EPS, check_masked_image_config, num_kept, patch_grid, total_stride
 from convnext_common.dinov3 import DINOv3ConvNextConfig, block_layer_scale, file_names, to_dinov3_name
 
-from . import fused
+from . import fused, quantization
 from .activations import get_activation
 from .hub import TFPreTrainedMixin, keras_layer_name
 from .outputs import (
@@ -39,6 +39,10 @@ from .outputs import (
 )
 
 DATA_FORMATS = ("channels_first", "channels_last")
+#: the layers ``enable_lora`` adapts by default: each block's two 1x1 convs
+LORA_TARGETS = ("pwconv1", "pwconv2")
+#: the .keras config field recording ``enable_lora``'s arguments
+LORA_RECORD_KEY = "keras_lora"
 _PACKAGE = "convnext_tf"
 
 
@@ -86,6 +90,16 @@ def require_tensorflow_backend(what: str, error: type[Exception] = RuntimeError)
             f"{what} writes a TensorFlow SavedModel and needs KERAS_BACKEND=tensorflow; this process runs Keras on "
             f"{backend!r}: save the model (save_pretrained or .keras, both load on every backend) and export it "
             "in a process started with KERAS_BACKEND=tensorflow (or run `convnext export`)")
+
+
+def _strided(size: Optional[int], stride: int) -> Optional[int]:
+    return None if size is None else size // stride
+
+
+def _nhwc_map(shape, channels: int, stride: int = 1) -> tuple:
+    """The NHWC shape of a map of ``channels`` from an NHWC input shape, ``stride`` times smaller."""
+    shape = tuple(shape) if shape is not None else (None, None, None, None)
+    return (shape[0], _strided(shape[1], stride), _strided(shape[2], stride), channels)
 
 
 def check_pixel_values(pixel_values, num_channels: int, data_format: str) -> None:
@@ -214,6 +228,11 @@ class TFConvNextEmbeddings(_ConfiguredLayer):
         self.patch_embeddings.build((None, None, None, self.num_channels))
         self.layernorm.build((None, None, None, self.config.hidden_sizes[0]))
 
+    def compute_output_shape(self, input_shape):
+        if input_shape is not None and self.data_format == "channels_first":
+            input_shape = (input_shape[0], input_shape[2], input_shape[3], input_shape[1])
+        return _nhwc_map(input_shape, self.config.hidden_sizes[0], self.config.patch_size)
+
     def call(self, pixel_values):
         check_pixel_values(pixel_values, self.num_channels, self.data_format)
         if self.data_format == "channels_first":
@@ -333,6 +352,9 @@ class TFConvNextStage(_ConfiguredLayer):
         for layer in self.layers:
             layer.build((None, None, None, self.out_channels))
 
+    def compute_output_shape(self, input_shape):
+        return _nhwc_map(input_shape, self.out_channels, self.stride if self.downsampling_layer else 1)
+
     def call(self, hidden_states, training=None, visible_patches=None):
         """``visible_patches`` (B, rows, cols, 1) of FCMAE's patch grid (1 = visible): every output at a
         removed site is discarded (zero), as the official sparse stage computes none there."""
@@ -366,7 +388,13 @@ class TFConvNextEncoder(_ConfiguredLayer):
 
     def build(self, input_shape=None):
         for stage in self.stages:
-            stage.build(None)
+            stage.build((None, None, None, stage.in_channels))
+
+    def compute_output_shape(self, input_shape):
+        """The last stage's map (``call`` also returns the intermediate maps when asked)."""
+        for stage in self.stages:
+            input_shape = stage.compute_output_shape(input_shape)
+        return input_shape
 
     def call(self, hidden_states, output_hidden_states: bool = False, training=None, visible_patches=None):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
@@ -376,6 +404,31 @@ class TFConvNextEncoder(_ConfiguredLayer):
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
         return hidden_states, all_hidden_states
+
+
+def _backend_neutral_compile_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A compile config whose ``jit_compile`` each backend resolves for itself ("auto")."""
+    if not isinstance(config, dict) or "jit_compile" not in config:
+        return config
+    config = dict(config)
+    if isinstance(config.get("config"), dict) and "jit_compile" in config["config"]:  # a serialised SerializableDict
+        config["config"] = {**config["config"], "jit_compile": "auto"}
+    else:
+        config["jit_compile"] = "auto"
+    return config
+
+
+def called_as_keras_layer(args: tuple, kwargs: dict) -> bool:
+    """True when a model is called on symbolic Keras tensors (a functional graph being built) or
+    runs inside a ``keras.Sequential`` or functional model (the outermost layer being called)."""
+    inputs = list(args[:1]) + [kwargs.get("pixel_values")]
+    if any(isinstance(x, keras.KerasTensor) for x in inputs):
+        return True
+    from keras.src.backend.common import global_state
+    from keras.src.models.functional import Functional
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    return isinstance(getattr(context, "entry_layer", None), (keras.Sequential, Functional))
 
 
 class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
@@ -439,30 +492,151 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
             return type(output)(**{k: v for k, v in output.items() if k != "hidden_states"})
         return output
 
+    # --- two callers: transformers-style code and Keras' graphs --------------------------------------
+    def __call__(self, *args, **kwargs):
+        """Called by the user or its own ``fit``/``predict``, a model returns transformers' outputs
+        (``out.logits``, ``out[0]``, ``return_dict=False``). Called as a layer of a Keras graph (on a
+        ``keras.Input``, inside a ``keras.Sequential`` or a functional model) without ``return_dict``,
+        it returns its one main tensor (:meth:`_keras_layer_output`), as every Keras layer does, so
+        that the layers, losses and metrics after it see a tensor."""
+        as_layer = kwargs.get("return_dict") is None and called_as_keras_layer(args, kwargs)
+        previous, self._as_keras_layer = self._as_keras_layer, as_layer
+        try:
+            out = super().__call__(*args, **kwargs)
+        finally:
+            self._as_keras_layer = previous
+        if as_layer and isinstance(out, keras.KerasTensor):
+            setattr(out, self._keras_layer_field, out)  # model(inputs).logits / .pooler_output, as transformers'
+        return out
+
+    _keras_layer_field = ""
+
+    _as_keras_layer = False
+
+    def _returned(self, out, return_dict: Optional[bool]):
+        if self._as_keras_layer:
+            return self._keras_layer_output(out)
+        return out if return_dict or return_dict is None else out.to_tuple()
+
+    def _keras_layer_output(self, out):
+        """The tensor a Keras graph gets from this model (see ``__call__``)."""
+        raise NotImplementedError
+
     def _maps_out(self, x):
         """An NHWC map in the model's output layout."""
         return ops.transpose(x, (0, 3, 1, 2)) if self.data_format == "channels_first" else x
+
+    def input_shape_of(self) -> tuple:
+        """The input a model takes: any batch and image size, ``num_channels`` channels."""
+        c = self.config.num_channels
+        return (None, c, None, None) if self.data_format == "channels_first" else (None, None, None, c)
 
     def build(self, input_shape=None):
         # Shapes do not depend on the image size: every variable is created here, at construction.
         for layer in self.layers:
             if not layer.built:
-                layer.build(None)
+                layer.build(self._input_shape_of_layer(layer))
+
+    def _input_shape_of_layer(self, layer) -> Optional[tuple]:
+        if isinstance(layer, TFConvNextEmbeddings):
+            return self.input_shape_of()
+        if isinstance(layer, TFConvNextEncoder):
+            return (None, None, None, self.config.hidden_sizes[0])
+        if isinstance(layer, TFConvNextLayerNorm):  # the pooled norm
+            return (None, layer.normalized_shape)
+        return None  # a whole model: it builds itself
+
+    def compute_output_spec(self, *args, **kwargs):
+        # traced through call(): what a model returns depends on return_dict and on its caller
+        # (see __call__), which compute_output_shape (the transformers outputs, for summary()) cannot say
+        return super(keras.layers.Layer, self).compute_output_spec(*args, **kwargs)
+
+    def _default_save_signature(self):
+        # TensorFlow's SavedModel writer would trace a default endpoint from the build shape, returning
+        # the output container it cannot serialise; export() writes the model's endpoint (export.py).
+        return None
+
+    def _map_shape(self, nhwc: tuple) -> tuple:
+        return (nhwc[0], nhwc[3], nhwc[1], nhwc[2]) if self.data_format == "channels_first" else nhwc
+
+    def _trunk_shape(self, input_shape) -> tuple:
+        """The NHWC shape of the last stage's map for an input of ``input_shape``."""
+        return self.encoder.compute_output_shape(self.embeddings.compute_output_shape(input_shape))
+
+    def with_preprocessing(self, image_size=None, processor=None) -> keras.Sequential:
+        """This model behind its image processor as Keras layers: a Sequential taking uint8 RGB images
+        (B, H, W, 3) of ``image_size`` (default ``config.image_size``); see ``preprocessing.py``."""
+        from .preprocessing import with_preprocessing
+
+        return with_preprocessing(self, image_size, processor)
+
+    # --- LoRA -------------------------------------------------------------------------------------
+    _lora: Optional[dict[str, Any]] = None
+
+    def enable_lora(self, rank: int, target_names: Sequence[str] = LORA_TARGETS, alpha: Optional[float] = None) -> None:
+        """Low-rank adapters on the blocks' 1x1 convs (Dense ``pwconv1``/``pwconv2``, as KerasHub's
+        backbones' ``enable_lora``): everything else in the trunk is frozen, the adapters train, and
+        a classifier's head stays trainable. ``.keras`` and ``save_pretrained`` store each adapted
+        kernel merged (kernel + A·B·alpha/rank, what the model computes); a ``.keras`` file loads with
+        LoRA enabled again on the merged kernels (fresh zero adapters, as Keras' Dense does),
+        ``from_pretrained`` loads a plain model (call ``enable_lora`` again to go on adapting)."""
+        if int(rank) < 1:
+            raise ValueError(f"rank must be a positive integer, got {rank!r}")
+        head = getattr(self, "classifier", None)
+        targets = []
+        for layer in self._flatten_layers(include_self=False):
+            if layer is head:
+                continue
+            layer.trainable = False
+            if layer.name in target_names and isinstance(layer, keras.layers.Dense):
+                targets.append(layer)
+        if not targets:
+            raise ValueError(f"no Dense layer named {list(target_names)} below {type(self).__name__}")
+        for layer in targets:
+            layer.trainable = True  # its kernel is frozen by enable_lora; the bias trains, as in KerasHub
+            layer.enable_lora(int(rank), lora_alpha=alpha)
+        self._lora = {"rank": int(rank), "target_names": list(target_names), "alpha": alpha}
 
     # --- Keras serialisation --------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "data_format": self.data_format, "name": self.name,
+        config = self.config.to_dict()
+        config.pop(quantization.RECORD_KEY, None)
+        record = quantization.quantization_record(self)
+        if record:  # which layers model.quantize() changed: from_config quantizes them again (quantization.py)
+            config[quantization.RECORD_KEY] = record
+        if self._lora:
+            config[LORA_RECORD_KEY] = dict(self._lora)
+        return {"config": config, "data_format": self.data_format, "name": self.name,
                 "trainable": self.trainable, "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
 
     @classmethod
-    def from_config(cls, config: Union[ConvNextConfig, dict[str, Any]], custom_objects=None, **kwargs):
-        """From ``get_config()``'s dict (Keras), or as transformers: a model config or its dict."""
+    def from_config(cls, config: Union[ConvNextConfig, dict[str, Any]], custom_objects=None, **kwargs: Any):
+        """Keras' ``from_config`` (the dict ``get_config`` returns) or transformers' (a ConvNextConfig or
+        its dict: a randomly initialised model)."""
         if isinstance(config, ConvNextConfig):
             return cls(config, **kwargs)
         config = dict(config)
-        if "config" not in config:  # a model config's to_dict()
+        if "config" not in config:  # transformers' form: a model config's to_dict()
             return cls(cls.config_class.from_dict(config), **kwargs)
-        return cls(cls.config_class.from_dict(config.pop("config")), **{**config, **kwargs})
+        model = cls(cls.config_class.from_dict(config.pop("config")), **{**config, **kwargs})
+        quantization.quantize_as_recorded(model, model.config.extra.get(quantization.RECORD_KEY), cls.__name__)
+        lora = model.config.extra.pop(LORA_RECORD_KEY, None)
+        if lora:
+            model.enable_lora(**lora)
+        return model
+
+    # --- compiling: the backend's compiler is chosen where the model runs ---------------------------
+    # Keras resolves compile(jit_compile="auto") per backend (XLA on JAX, and on TensorFlow with a
+    # GPU; eager on PyTorch) and stores the resolved value with the compile arguments a .keras file
+    # keeps; load_model compiles with it again, so a file saved on JAX (True) would turn on
+    # torch.compile when loaded on PyTorch. A model's files therefore record "auto", and a compile
+    # config read back (ours or another writer's) is resolved again on the backend that loads it;
+    # compile(jit_compile=...) after loading chooses otherwise.
+    def get_compile_config(self) -> dict[str, Any]:
+        return _backend_neutral_compile_config(super().get_compile_config())
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        super().compile_from_config(_backend_neutral_compile_config(config))
 
     # --- Keras training: fit / evaluate / predict on the model's outputs ---------------------------
     def _keras_outputs(self, outputs):
@@ -517,7 +691,7 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
         self.encoder = TFConvNextEncoder(self.config, name="encoder", dtype=self.dtype_policy)
         self.layernorm = TFConvNextLayerNorm(self.config.hidden_sizes[-1], eps=self.config.layer_norm_eps,
                                              name="layernorm", dtype=self.dtype_policy)
-        self.build()
+        self.build(self.input_shape_of())
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
@@ -530,7 +704,16 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
         hidden_states = tuple(self._maps_out(h) for h in hidden_states) if hidden_states else None
         out = BaseModelOutputWithPoolingAndNoAttention(self._maps_out(last_hidden_state), pooled_output,
                                                        hidden_states)
-        return out if return_dict else out.to_tuple()
+        return self._returned(out, return_dict)
+
+    _keras_layer_field = "pooler_output"
+
+    def _keras_layer_output(self, out):
+        return out.pooler_output  # the features a head takes, as keras.applications' pooling="avg"
+
+    def compute_output_shape(self, input_shape):
+        last = self._trunk_shape(input_shape)
+        return {"last_hidden_state": self._map_shape(last), "pooler_output": (last[0], last[3])}
 
 
 def classification_loss(logits, labels, config: ConvNextConfig):
@@ -571,7 +754,7 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
             keras.layers.Dense(self.num_labels, kernel_initializer=_kernel_initializer(self.config), name="classifier",
                                dtype=self.dtype_policy)
             if self.num_labels > 0 else keras.layers.Identity(name="classifier", dtype=self.dtype_policy))
-        self.build()
+        self.build(self.input_shape_of())
 
     def build(self, input_shape=None):
         if not self.classifier.built:
@@ -592,7 +775,15 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
         logits = self.classifier(outputs.pooler_output)
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = ImageClassifierOutputWithNoAttention(loss, logits, outputs.hidden_states)
-        return out if return_dict else out.to_tuple()
+        return self._returned(out, return_dict)
+
+    _keras_layer_field = "logits"
+
+    def _keras_layer_output(self, out):
+        return out.logits
+
+    def compute_output_shape(self, input_shape):
+        return {"logits": (None if input_shape is None else input_shape[0], self.config.num_labels)}
 
     def _keras_outputs(self, outputs):
         return outputs.logits
@@ -628,7 +819,7 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
                                        dtype=self.dtype_policy)
             for stage, c in zip(self.out_features, self.channels)
         }
-        self.build()
+        self.build(self.input_shape_of())
 
     def build(self, input_shape=None):
         for norm in self.hidden_states_norms.values():
@@ -645,7 +836,19 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
                              for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
         hidden_states = tuple(self._maps_out(h) for h in hidden_states) if output_hidden_states else None
         out = BackboneOutput(feature_maps, hidden_states)
-        return out if return_dict else out.to_tuple()
+        return self._returned(out, return_dict)
+
+    def _keras_layer_output(self, out):
+        return out  # several maps: the container (``.feature_maps``) in Keras graphs too
+
+    def compute_output_shape(self, input_shape):
+        shape = self.embeddings.compute_output_shape(input_shape)
+        maps = []
+        for name, stage in zip(self.stage_names, [None, *self.encoder.stages]):  # "stem" is the embeddings' map
+            shape = shape if stage is None else stage.compute_output_shape(shape)
+            if name in self.out_features:
+                maps.append(self._map_shape(shape))
+        return {"feature_maps": maps}
 
 
 # ConvNeXt V2: the same layers; the config's model_type switches layer scale for GRN.

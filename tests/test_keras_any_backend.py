@@ -543,3 +543,186 @@ def test_dinov3_zero_layer_scale_keeps_gamma_as_transformers():
     state = convnext_tf.TFDINOv3ConvNextModel(config).numpy_state_dict()
     gammas = {k: v for k, v in state.items() if k.endswith(".gamma")}
     assert len(gammas) == 2 and all(float(np.abs(v).max()) == 0.0 for v in gammas.values())
+# --- Keras' own ways of using a model ---------------------------------------------------------------
+KERAS_CONFIG = dict(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=3, layer_scale_init_value=0.5)
+
+
+def _numpy(x) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def test_classifier_is_the_last_layer_of_a_sequential_and_of_a_functional_graph():
+    """In a Sequential after RandomFlip and Rescaling, trained with a Keras loss and metric, and in a
+    functional graph with Softmax after it, the model gives its logits (the same as its own
+    transformers-style call, which still returns the output container)."""
+    from convnext_common.outputs import ImageClassifierOutputWithNoAttention
+
+    clf = convnext_tf.TFConvNextForImageClassification(ConvNextConfig(**KERAS_CONFIG), data_format="channels_last")
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (8, 32, 32, 3)).astype("float32")
+    labels = np.arange(8) % 3
+    seq = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.RandomFlip(), keras.layers.Rescaling(1 / 255.0), clf])
+    seq.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"])
+    history = seq.fit(images, labels, epochs=1, batch_size=4, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and 0.0 <= history["accuracy"][0] <= 1.0
+    own = clf(images / 255.0, training=False)
+    assert isinstance(own, ImageClassifierOutputWithNoAttention)
+    logits = _numpy(own.logits)
+    assert rel_err(_numpy(seq.predict(images, verbose=0)), logits) <= 1e-5  # RandomFlip is off in inference
+    inputs = keras.Input((32, 32, 3))
+    probabilities = keras.layers.Softmax()(clf(keras.layers.Rescaling(1 / 255.0)(inputs)))
+    graph = keras.Model(inputs, probabilities)
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    assert rel_err(_numpy(graph(images)), expected) <= 1e-5
+    assert len(clf(images, return_dict=False)) == 1  # tuple access as in transformers
+
+
+def test_summary_shows_output_shapes_and_expands_nested_models():
+    config = ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, out_features=["stem", "stage2"])
+    backbone = convnext_tf.TFConvNextBackbone(config)
+    shapes = backbone.compute_output_shape((2, 3, 64, 64))["feature_maps"]
+    maps = backbone(np.zeros((2, 3, 64, 64), "float32")).feature_maps
+    assert [tuple(s) for s in shapes] == [tuple(m.shape) for m in maps] == [(2, 8, 16, 16), (2, 16, 8, 8)]
+    clf = convnext_tf.TFConvNextForImageClassification(ConvNextConfig(**KERAS_CONFIG))
+    lines = []
+    clf.summary(expand_nested=True, print_fn=lambda line, **_: lines.append(line))
+    text = "\n".join(lines)
+    assert "?" not in text and "(None, 3)" in text and "pooler_output" in text and "encoder" in text
+
+
+def test_quantized_models_save_and_load(tmp_path):
+    """.keras keeps every quantization mode exactly; save_pretrained writes int8 as float weights that
+    from_pretrained quantizes to the same int8 kernels; int4 and float8 are refused in one line."""
+    config = ConvNextConfig(**KERAS_CONFIG)
+    x = np.random.default_rng(4).standard_normal((2, 3, 32, 32)).astype("float32")
+    for mode in ("int8", "int4", "float8"):
+        model = convnext_tf.TFConvNextForImageClassification(config)
+        model.quantize(mode)
+        logits = _numpy(model(x).logits)
+        model.save(tmp_path / f"{mode}.keras")
+        loaded = keras.models.load_model(tmp_path / f"{mode}.keras")
+        block = loaded.convnext.encoder.stages[0].layers[0]
+        assert block.pwconv1.quantization_mode == mode and loaded.classifier.quantization_mode == mode
+        np.testing.assert_array_equal(_numpy(loaded(x).logits), logits)
+        if mode != "int8":
+            with pytest.raises(ValueError, match=f"cannot keep .*{mode}.*model.keras") as info:
+                model.save_pretrained(tmp_path / f"{mode}-hub")
+            assert "\n" not in str(info.value) and not (tmp_path / f"{mode}-hub").exists()
+            continue
+        model.save_pretrained(tmp_path / "int8-hub")
+        assert "keras_quantization" in json.loads((tmp_path / "int8-hub" / "config.json").read_text())
+        hub = convnext_tf.TFConvNextForImageClassification.from_pretrained(tmp_path / "int8-hub")
+        original = model.convnext.encoder.stages[1].layers[0].pwconv2
+        reloaded = hub.convnext.encoder.stages[1].layers[0].pwconv2
+        np.testing.assert_array_equal(_numpy(reloaded._kernel), _numpy(original._kernel))
+        assert rel_err(_numpy(hub(x).logits), logits) <= 1e-5
+
+
+def test_lora_adapts_the_blocks_and_saves_merged(tmp_path):
+    config = ConvNextConfig(**KERAS_CONFIG)
+    model = convnext_tf.TFConvNextForImageClassification(config)
+    model.enable_lora(2)
+    trainable = {v.path.split("/")[-1] for v in model.trainable_variables}
+    assert trainable == {"lora_kernel_a", "lora_kernel_b", "bias", "kernel"}  # kernel: the head's only
+    assert all("pwconv" in v.path or "classifier" in v.path for v in model.trainable_variables)
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((8, 3, 32, 32)).astype("float32"), np.arange(8) % 3
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    dense = model.convnext.encoder.stages[0].layers[0].pwconv1
+    delta = _numpy(dense.lora_kernel_a) @ _numpy(dense.lora_kernel_b) * (dense.lora_alpha / dense.lora_rank)
+    assert np.abs(delta).max() > 0
+    logits = _numpy(model(x).logits)
+    model.save(tmp_path / "lora.keras")
+    loaded = keras.models.load_model(tmp_path / "lora.keras")
+    assert loaded.convnext.encoder.stages[0].layers[0].pwconv1.lora_enabled
+    assert rel_err(_numpy(loaded(x).logits), logits) <= 1e-5
+    model.save_pretrained(tmp_path / "hub")
+    hub = convnext_tf.TFConvNextForImageClassification.from_pretrained(tmp_path / "hub")
+    merged = _numpy(dense._kernel) + delta  # Keras' LoRA: kernel + A @ B * alpha / rank
+    np.testing.assert_allclose(_numpy(hub.convnext.encoder.stages[0].layers[0].pwconv1.kernel), merged, atol=1e-6)
+    assert rel_err(_numpy(hub(x).logits), logits) <= 1e-5
+
+
+def test_keras_files_leave_the_compiler_to_the_backend_that_loads_them(tmp_path):
+    """compile(jit_compile=True) is recorded as "auto" and resolved again where the file is loaded."""
+    import zipfile
+
+    model = convnext_tf.TFConvNextForImageClassification(ConvNextConfig(**KERAS_CONFIG))
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True)
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        saved = json.loads(archive.read("config.json"))
+    assert saved["compile_config"]["jit_compile"] == "auto"
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.jit_compile == loaded._resolve_auto_jit_compile()
+    if BACKEND == "torch":
+        assert loaded.jit_compile is False  # no torch.compile from a file written where XLA is the default
+
+
+def test_cli_keras_paths_run_on_this_backend(tmp_path, capsys):
+    """train --framework tf (with curves.png), predict and evaluate --framework tf on this backend;
+    a SavedModel export runs itself on TensorFlow."""
+    from PIL import Image
+
+    from convnext_app import cli
+    from convnext_common.processing import ConvNextImageProcessor
+
+    rng = np.random.default_rng(7)
+    data = tmp_path / "data"
+    for c, name in enumerate(("dark", "light")):
+        (data / name).mkdir(parents=True)
+        for k in range(6):
+            pixels = rng.integers(0, 128, (36, 36, 3)) + 127 * c
+            Image.fromarray(pixels.astype("uint8")).save(data / name / f"{k}.png")
+    start = tmp_path / "start"
+    convnext_tf.TFConvNextForImageClassification(ConvNextConfig(**{**KERAS_CONFIG, "image_size": 32})).save_pretrained(start)
+    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(start)
+    out = tmp_path / "out"
+    assert cli.main(["train", "--framework", "tf", "--data", str(data), "--model", str(start), "--out", str(out),
+                     "--epochs", "1", "--batch-size", "4", "--quiet", "--val-fraction", "0.34"]) == 0
+    assert {"config.json", "tf_model.h5", "metrics.json", "curves.png"} <= {p.name for p in out.iterdir()}
+    capsys.readouterr()
+    assert cli.main(["predict", str(data / "dark"), "--model", str(out), "--framework", "tf", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(results) == 6
+    assert cli.main(["evaluate", "--data", str(data), "--model", str(out), "--framework", "tf"]) == 0
+    capsys.readouterr()
+    code = cli.main(["export", "--model", str(out), "--format", "savedmodel", "--out", str(tmp_path / "sm"), "--quiet"])
+    assert code == 0 and (tmp_path / "sm" / "saved_model.pb").is_file()
+    if BACKEND != "tensorflow":
+        assert "KERAS_BACKEND=tensorflow convnext export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings, size", [
+    ({"size": {"shortest_edge": 64}}, (64, 64)),                                     # resize to 73, centre crop
+    ({"size": {"shortest_edge": 48}, "crop_pct": 0.9, "resample": 2}, (48, 60)),     # bilinear, not square
+    ({"size": {"shortest_edge": 384}}, (200, 200)),                                   # warped to 384 x 384
+])
+def test_preprocessing_layer_gives_the_processors_numbers(settings, size, tmp_path):
+    """uint8 images of one size through the layer equal the PIL processor's pixel values (exact in
+    float64; JAX sums in float32, where a pixel may be one level off: the fast processor's bound);
+    a model behind it gives the logits of the model on the processor's output, also after .keras."""
+    from convnext_common import ConvNextImageProcessor
+    from convnext_tf.preprocessing import TFConvNextImagePreprocessing
+
+    processor = ConvNextImageProcessor(**settings)
+    images = np.random.default_rng(8).integers(0, 256, (2, *size, 3)).astype("uint8")
+    ref = processor(list(images), return_tensors="np")["pixel_values"]
+    ours = _numpy(TFConvNextImagePreprocessing.from_processor(processor, size)(images))
+    assert ours.shape == ref.shape
+    if BACKEND == "jax":
+        assert np.abs(ours - ref).max() <= 0.05 and np.abs(ours - ref).mean() <= 0.005
+    else:
+        np.testing.assert_allclose(ours, ref, atol=1e-6)
+    if settings["size"]["shortest_edge"] != 64:
+        return
+    model = convnext_tf.TFConvNextForImageClassification(ConvNextConfig(**{**KERAS_CONFIG, "image_size": 64}))
+    on_pixels = model.with_preprocessing(processor=processor)
+    logits = _numpy(on_pixels(images))
+    assert rel_err(logits, _numpy(model(ref, training=False).logits)) <= (1e-2 if BACKEND == "jax" else 1e-5)
+    on_pixels.save(tmp_path / "on_pixels.keras")
+    assert rel_err(_numpy(keras.models.load_model(tmp_path / "on_pixels.keras")(images)), logits) <= 1e-6

@@ -215,3 +215,32 @@ def test_modeling_file_leaves_tensorflow_to_fused_and_export():
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {name for name in imported if name.split(".")[0] == "tensorflow"}
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "tf"]
+
+
+@pytest.mark.slow
+def test_a_model_behind_its_preprocessing_exports_as_a_savedmodel_of_uint8_images(tmp_path):
+    """model.with_preprocessing() on TensorFlow: Keras' own export writes a SavedModel whose endpoint
+    takes the raw uint8 images and gives the logits of the model on the image processor's output."""
+    from convnext_common import ConvNextImageProcessor
+
+    model = convnext_tf.TFConvNextForImageClassification(
+        ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2, num_labels=3, image_size=32))
+    processor = ConvNextImageProcessor(size={"shortest_edge": 32})
+    images = np.random.default_rng(9).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
+    expected = np.asarray(model(processor(list(images), return_tensors="np")["pixel_values"], training=False).logits)
+    model.with_preprocessing(processor=processor).export(str(tmp_path / "sm"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))  # held: the endpoint needs its variables alive
+    served = loaded.serve(tf.constant(images))
+    assert rel_err(np.asarray(served), expected) <= 1e-5
+
+
+def test_plot_model_draws_a_graph_with_the_twin(tmp_path):
+    pytest.importorskip("pydot")
+    model = convnext_tf.TFConvNextForImageClassification(
+        ConvNextConfig(depths=[1], hidden_sizes=[8], num_stages=1, num_labels=3), data_format="channels_last")
+    graph = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), model])
+    try:
+        keras.utils.plot_model(graph, to_file=str(tmp_path / "model.png"), show_shapes=True, expand_nested=True)
+    except ImportError as e:  # pydot without the graphviz binaries
+        pytest.skip(str(e))
+    assert (tmp_path / "model.png").stat().st_size > 0

@@ -277,6 +277,9 @@ def test_fine_tune_from_the_command_line_reads_in_both_twins(digit_folder, tiny_
     assert cli.main(train_args(digit_folder, tiny_model, pt_out, "--epochs", "1")) == 0
     pt_metrics = json.loads((pt_out / "metrics.json").read_text())
     assert set(metrics) == set(pt_metrics) and set(epochs[0]) == set(pt_metrics["epochs"][0])
+    # the same folder (curves.png included, where matplotlib is installed) plus tf_model.h5, less PyTorch's resume file
+    pt_files = {p.name for p in pt_out.iterdir()} - {"last_checkpoint.pt"}
+    assert {p.name for p in out.iterdir()} == pt_files | {"tf_model.h5"}
     # the output is one model to both twins: same logits, and convnext predict gives the same labels
     pt = ConvNextForImageClassification.from_pretrained(out)
     tf_model = TFConvNextForImageClassification.from_pretrained(out)

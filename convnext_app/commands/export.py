@@ -85,6 +85,15 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
 
     out = out or sys.stdout
     fmt = FORMATS[args.format]
+    if fmt.twin == "tf":
+        from convnext_app.keras_backend import configured_backend, rerun_on_tensorflow
+
+        if configured_backend() != "tensorflow":  # a SavedModel is traced by TensorFlow
+            argv = getattr(args, "_argv", None)
+            if argv is None:
+                raise RuntimeError(f"--format {args.format} needs KERAS_BACKEND=tensorflow; this process runs Keras on "
+                                   f"{configured_backend()!r}")
+            return rerun_on_tensorflow(argv, f"--format {args.format}", out)
     options = format_options(fmt, args)
     check_output(fmt, Path(args.out), args.overwrite)
     folder = _model_source(args)

@@ -1,9 +1,11 @@
-"""The Keras run: :func:`train_keras` prepares the model, data and optimizer under a
-``tf.distribute`` strategy, trains with ``fit``, evaluates after each epoch and writes the hub-layout
-folder (config.json, tf_model.h5, model.safetensors, preprocessor_config.json, metrics.json)."""
+"""The Keras run: :func:`train_keras` prepares the model, data and optimizer (on TensorFlow under a
+``tf.distribute`` strategy), trains with ``fit`` on whichever Keras backend this process runs,
+evaluates after each epoch and writes the hub-layout folder (config.json, tf_model.h5,
+model.safetensors, preprocessor_config.json, metrics.json, curves.png)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -17,10 +19,14 @@ import numpy as np
 
 from convnext_common.fileio import atomic_write_text
 from convnext_common.progress import Progress
-from convnext_tf.quiet import import_tensorflow
+from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
 
-tf = import_tensorflow()
-import keras  # noqa: E402  after TensorFlow, whose start-up notices are filtered
+from ..keras_backend import import_keras
+
+keras = import_keras("train --framework tf")  # TensorFlow's start-up notices filtered when it is the backend
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf
 
 from .data import Augment, eval_batches, load_folders, remap, steps_per_epoch, train_batches  # noqa: E402
 from .model import KerasSetup, freeze_trunk, prepare_keras_model, scale_head  # noqa: E402
@@ -28,12 +34,18 @@ from .optim import WarmupCosine, build_optimizer, plan_updates  # noqa: E402
 from .options import KerasTrainingError, KerasTrainOptions  # noqa: E402
 
 METRICS_NAME = "metrics.json"
-_OUTPUTS = ("tf_model.h5", "model.safetensors", METRICS_NAME, "last_checkpoint.pt")
+_OUTPUTS = ("tf_model.h5", "model.safetensors", METRICS_NAME, CURVES_NAME, "last_checkpoint.pt")
 
 
-def pick_strategy(device: str) -> "tf.distribute.Strategy":
+def pick_strategy(device: str) -> Optional["tf.distribute.Strategy"]:
     """``auto``: MirroredStrategy over the GPUs when there are several, else the default strategy;
-    ``cpu``, ``cuda``/``gpu``, ``cuda:N``: that one device."""
+    ``cpu``, ``cuda``/``gpu``, ``cuda:N``: that one device. On JAX and PyTorch, Keras places the
+    model itself (None): only ``auto`` is accepted there."""
+    if BACKEND != "tensorflow":
+        if device != "auto":
+            raise KerasTrainingError(f"--device {device}: on KERAS_BACKEND={BACKEND} Keras chooses the device; "
+                                     f"leave --device at auto, or run with KERAS_BACKEND=tensorflow")
+        return None
     if device == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -77,7 +89,11 @@ class _Epochs(keras.callbacks.Callback):
         self.stream, self.quiet = stream, quiet
         self.history: list[dict[str, Any]] = []
         model = setup.model
-        self._forward = tf.function(lambda x: model(x, training=False).logits, reduce_retracing=True)
+        if BACKEND == "tensorflow":
+            graph = tf.function(lambda x: model(x, training=False).logits, reduce_retracing=True)
+            self._forward = lambda x: np.asarray(graph(tf.constant(x)))
+        else:  # Keras' own predict step (compiled on JAX), on the weights fit has synced at the epoch's end
+            self._forward = lambda x: np.asarray(model.predict_on_batch(x))
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.started = time.perf_counter()
@@ -91,7 +107,7 @@ class _Epochs(keras.callbacks.Callback):
     def evaluate(self) -> dict[str, float]:
         loss_sum = correct = count = 0.0
         for pixels, labels in eval_batches(self.val_folder, self.setup.processor, self.batch_size):
-            logits = np.asarray(self._forward(tf.constant(pixels)))
+            logits = self._forward(pixels)
             loss_sum += plain_cross_entropy_sum(logits, labels)
             correct += float((logits.argmax(-1) == labels).sum())
             count += len(labels)
@@ -142,9 +158,9 @@ def train_keras(options: KerasTrainOptions, stream: Optional[TextIO] = None,
     out = _check_output(options)
     train_folder, val_folder = load_folders(options.data, options.val_fraction, options.seed)
     strategy = strategy or pick_strategy(options.device)
-    replicas = strategy.num_replicas_in_sync
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     global_batch = options.batch_size * replicas  # --batch-size is per device, as per process in PyTorch
-    with strategy.scope():
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
         setup = prepare_keras_model(options.model, train_folder.classes, options.image_size, options.drop_path,
                                     options.seed)
         model = setup.model
@@ -164,15 +180,19 @@ def train_keras(options: KerasTrainOptions, stream: Optional[TextIO] = None,
     if setup.classes != train_folder.classes:
         train_folder, val_folder = remap(train_folder, setup.classes), remap(val_folder, setup.classes)
     print(f"train: {len(train_folder)} images, val: {len(val_folder)} images, {len(setup.classes)} classes, "
-          f"{setup.image_size}px, Keras on {replicas} device(s), {options.batch_size} per step per device, "
+          f"{setup.image_size}px, Keras ({BACKEND}) on {replicas} device(s), {options.batch_size} per step per device, "
           f"from {setup.source}" + (" (new head)" if setup.new_head else ""), file=stream, flush=True)
     augment = Augment(setup.processor, setup.image_size, options.min_scale, options.flip)
     size, classes = setup.image_size, len(setup.classes)
-    batches = tf.data.Dataset.from_generator(
-        lambda: train_batches(train_folder, augment, global_batch, options.seed, range(options.epochs),
-                              options.mixup, options.cutmix),
-        output_signature=(tf.TensorSpec((None, 3, size, size), tf.float32), tf.TensorSpec((None, classes), tf.float32)),
-    ).prefetch(2)
+    def every_batch():
+        return train_batches(train_folder, augment, global_batch, options.seed, range(options.epochs),
+                             options.mixup, options.cutmix)
+
+    if BACKEND == "tensorflow":  # a tf.data pipeline, which a distribution strategy splits across devices
+        batches = tf.data.Dataset.from_generator(every_batch, output_signature=(
+            tf.TensorSpec((None, 3, size, size), tf.float32), tf.TensorSpec((None, classes), tf.float32))).prefetch(2)
+    else:  # one generator over every epoch: fit takes steps_per_epoch batches of it per epoch
+        batches = every_batch()
     epochs = _Epochs(setup, val_folder, global_batch, schedule, steps, options.epochs, options.ema is not None,
                      stream, options.quiet)
     # shuffled per epoch by train_batches, keyed by (seed, epoch)
@@ -194,6 +214,10 @@ def train_keras(options: KerasTrainOptions, stream: Optional[TextIO] = None,
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True, image_processor=setup.processor)
     atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
+    try:
+        write_curves(history, out / CURVES_NAME)
+    except PlotsUnavailable as e:
+        print(f"note: {CURVES_NAME} not written: {e}", file=stream, flush=True)
     final = metrics["final"]
     print(f"saved {out} (val accuracy {final.get('val_accuracy', float('nan')) * 100:.2f}%, metrics in "
           f"{METRICS_NAME})", file=stream, flush=True)

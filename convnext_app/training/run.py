@@ -18,6 +18,7 @@ from torch import nn
 
 from convnext_app.cli import one_line
 from convnext_app.imagefolder import ImageFolder
+from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
 from convnext_common.fileio import atomic_write_text
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
@@ -32,7 +33,6 @@ from .schedule import build_optimizer, warmup_cosine
 
 
 METRICS_NAME = "metrics.json"
-CURVES_NAME = "curves.png"
 
 
 def train(options: TrainOptions, stream: Optional[TextIO] = None) -> dict[str, Any]:
@@ -286,7 +286,6 @@ def _save_result(out: Path, model: nn.Module, setup: ModelSetup, metrics: dict[s
     model.to("cpu").save_pretrained(out)
     setup.processor.save_pretrained(out)
     atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
-    from convnext_app.plots import PlotsUnavailable, write_curves
 
     try:
         write_curves(metrics["epochs"], out / CURVES_NAME)
