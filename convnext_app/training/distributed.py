@@ -3,6 +3,7 @@ the processes agree so that an error on any of them stops all of them (rank 0 re
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -146,3 +147,36 @@ def weights_digest(model: nn.Module) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def run_on_every_rank(validate: Callable[[], Any], body: Callable[[Distributed], Any], device: str = "auto") -> Any:
+    """``body(dist)`` on this process, one of torchrun's or alone, after ``validate()``: what
+    ``convnext train`` and ``convnext pretrain`` share. Under torchrun an error stops every process:
+    rank 0 raises a :class:`RankError` naming the rank that failed, the others
+    :class:`StoppedByAnotherRank`, so the error is printed once; an error outside the points where the
+    processes agree is raised by the rank that hit it, its rank named."""
+    try:
+        validate()
+        dist = setup_distributed(device)
+    except Exception as e:
+        job = launched()
+        if job.enabled:  # the same options and machine on every rank: every rank fails alike
+            raise job.failure([one_line(e)] * job.world_size) from e
+        raise
+    try:
+        result = body(dist)
+        dist.barrier()  # gloo: without it, tearing the group down right after an all-reduce can abort a peer
+        return result
+    except RankError:
+        raise
+    except Exception as e:
+        if dist.enabled:
+            raise RankError(f"rank {dist.rank} of {dist.world_size}: {one_line(e)}") from e
+        raise
+    finally:
+        if dist.enabled and torch.distributed.is_initialized():
+            # DistributedDataParallel's reducer sits in reference cycles: collected at interpreter
+            # exit, gloo's worker threads would outlive the group and abort the process
+            # ("terminate called without an active exception"). Free it while all is alive.
+            gc.collect()
+            torch.distributed.destroy_process_group()

@@ -14,7 +14,6 @@ its own key, so a resumed run draws exactly what the uninterrupted run drew.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import sys
@@ -28,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from convnext_app.cli import one_line
 from convnext_app.imagefolder import load_image
 from convnext_common.config import ConvNextV2Config
 from convnext_common.checkpoints.preprocessing import default_preprocessor_config
@@ -38,7 +36,7 @@ from convnext_pt import ConvNextV2ForMaskedImageModeling
 
 from ..pretraining import PretrainError, PretrainOptions, plan_model, scan_images
 from .data import TrainTransform, sample_generator
-from .distributed import Distributed, RankError, attempt, counted_samples, launched, setup_distributed, weights_digest
+from .distributed import Distributed, attempt, counted_samples, run_on_every_rank, weights_digest
 
 from .progress import epoch_progress
 from .recipe import step_seed, stream_key
@@ -88,28 +86,7 @@ def prepare_model(options: PretrainOptions) -> tuple[ConvNextV2ForMaskedImageMod
 def pretrain(options: PretrainOptions, stream: Optional[TextIO] = None) -> dict[str, Any]:
     """Run ``convnext pretrain``; returns the metrics written to metrics.json (on every rank)."""
     stream = stream if stream is not None else sys.stderr
-    try:
-        options.validate()
-        dist = setup_distributed(options.device)
-    except Exception as e:
-        job = launched()
-        if job.enabled:
-            raise job.failure([one_line(e)] * job.world_size) from e
-        raise
-    try:
-        metrics = _pretrain(options, dist, stream)
-        dist.barrier()
-        return metrics
-    except RankError:
-        raise
-    except Exception as e:
-        if dist.enabled:
-            raise RankError(f"rank {dist.rank} of {dist.world_size}: {one_line(e)}") from e
-        raise
-    finally:
-        if dist.enabled and torch.distributed.is_initialized():
-            gc.collect()
-            torch.distributed.destroy_process_group()
+    return run_on_every_rank(options.validate, lambda dist: _pretrain(options, dist, stream), options.device)
 
 
 def _log(dist: Distributed, stream: TextIO, message: str) -> None:

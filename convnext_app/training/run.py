@@ -3,7 +3,6 @@ epochs, saves after each (rank 0) and writes the result."""
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import sys
@@ -16,14 +15,13 @@ from typing import Any, Optional, TextIO
 import torch
 from torch import nn
 
-from convnext_app.cli import one_line
 from convnext_app.imagefolder import ImageFolder
 from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
 from convnext_common.fileio import atomic_write_text
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
 from .data import ImageFolderDataset, load_data, remap
-from .distributed import Distributed, RankError, attempt, counted_samples, launched, setup_distributed, weights_digest
+from .distributed import Distributed, RankError, attempt, counted_samples, run_on_every_rank, weights_digest
 from .loop import StepRecipe, evaluate, train_one_epoch
 from .model import ModelSetup, freeze_trunk, prepare_model, scale_head
 from .options import TrainingError, TrainOptions
@@ -44,31 +42,7 @@ def train(options: TrainOptions, stream: Optional[TextIO] = None) -> dict[str, A
     (the backward pass, the optimizer step) is raised by the rank that hit it, its rank named.
     """
     stream = stream if stream is not None else sys.stderr
-    try:
-        options.validate()
-        dist = setup_distributed(options.device)
-    except Exception as e:
-        job = launched()
-        if job.enabled:  # the same options and machine on every rank: every rank fails alike
-            raise job.failure([one_line(e)] * job.world_size) from e
-        raise
-    try:
-        metrics = _train(options, dist, stream)
-        dist.barrier()  # gloo: without it, tearing the group down right after an all-reduce can abort a peer
-        return metrics
-    except RankError:
-        raise
-    except Exception as e:
-        if dist.enabled:
-            raise RankError(f"rank {dist.rank} of {dist.world_size}: {one_line(e)}") from e
-        raise
-    finally:
-        if dist.enabled and torch.distributed.is_initialized():
-            # DistributedDataParallel's reducer sits in reference cycles: collected at interpreter
-            # exit, gloo's worker threads would outlive the group and abort the process
-            # ("terminate called without an active exception"). Free it while all is alive.
-            gc.collect()
-            torch.distributed.destroy_process_group()
+    return run_on_every_rank(options.validate, lambda dist: _train(options, dist, stream), options.device)
 
 
 def _check_output(options: TrainOptions) -> Optional[Path]:
