@@ -273,6 +273,32 @@ class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
 
     # --- transformers' generic model API --------------------------------------------------------------
     supports_gradient_checkpointing = False  # as transformers' ConvNeXt
+    # read by code written for transformers' loading; None as on transformers' ConvNeXt (nothing to skip or pin)
+    _keys_to_ignore_on_load_missing: Optional[list[str]] = None
+    _keys_to_ignore_on_load_unexpected: Optional[list[str]] = None
+    _keys_to_ignore_on_save: Optional[list[str]] = None
+    _keep_in_fp32_modules: Optional[list[str]] = None
+
+    @classmethod
+    def _from_config(cls, config: ConvNextConfig, dtype: Optional[torch.dtype] = None,
+                     torch_dtype: Optional[torch.dtype] = None, attn_implementation: Optional[str] = None):
+        """A fresh model for ``config`` as transformers' ``_from_config``: ``dtype`` (or
+        ``torch_dtype``) is the parameters' dtype; there is no attention, so only ``"eager"``
+        (or None) is an attention implementation it takes."""
+        if attn_implementation not in (None, "eager"):
+            raise ValueError(f"{cls.__name__} has no attention layers: attn_implementation={attn_implementation!r} "
+                             "is not supported (only 'eager')")
+        dtype = dtype if dtype is not None else torch_dtype
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        if dtype is None:
+            return cls(config)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            return cls(config)
+        finally:
+            torch.set_default_dtype(previous)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -69,6 +69,11 @@ def config_reference() -> dict:
     }
 
 
+#: class attributes transformers' loading code and tests read (None: nothing special for ConvNeXt)
+LOADING_ATTRIBUTES = ("_keys_to_ignore_on_load_missing", "_keys_to_ignore_on_load_unexpected",
+                      "_keys_to_ignore_on_save", "_keep_in_fp32_modules")
+
+
 def model_reference() -> dict:
     torch.manual_seed(0)
     config = ConvNextConfig(**SMALL)
@@ -93,7 +98,14 @@ def model_reference() -> dict:
     except NotImplementedError:
         input_embeddings = "NotImplementedError"
     backbone = ConvNextBackbone(ConvNextConfig(**{**SMALL, "out_features": ["stage2", "stage4"]}))
+    from_config_half = ConvNextModel._from_config(ConvNextConfig(**SMALL), dtype=torch.float16)
     return {
+        "loading_class_attributes": {name: getattr(ConvNextForImageClassification, name) for name in LOADING_ATTRIBUTES},
+        "_from_config": {"type": type(ConvNextModel._from_config(ConvNextConfig(**SMALL))).__name__,
+                         "dtype_kwarg": str(from_config_half.dtype),
+                         "default_dtype_after": str(torch.get_default_dtype()),
+                         "attn_implementation_eager": type(ConvNextModel._from_config(
+                             ConvNextConfig(**SMALL), attn_implementation="eager")).__name__},
         "output_keys": list(out), "output_keys_method": list(out.keys()), "len": len(out),
         "in": {"loss": "loss" in out, "pooler_output": "pooler_output" in out},
         "index0_is_loss": out[0] is out.loss, "slice_len": len(out[1:]),
@@ -144,8 +156,9 @@ def loading_reference() -> dict:
             with torch.device("meta"):
                 ConvNextForImageClassification.from_pretrained(d)
             result["meta"] = "loaded"
-        except RuntimeError:
+        except RuntimeError as e:
             result["meta"] = "RuntimeError"
+            result["meta_message_first_line"] = str(e).splitlines()[0]
         saved = json.loads((Path(d) / "config.json").read_text())
         result["saved_config_generic_keys"] = sorted(set(saved) & set(GENERIC))
     return result

@@ -118,6 +118,23 @@ def test_generic_model_api():
     assert model.main_input_name == ref["main_input_name"] and model.base_model_prefix == ref["base_model_prefix"]
 
 
+def test_loading_class_attributes_as_transformers():
+    for name, expected in REF["model"]["loading_class_attributes"].items():
+        for cls in (ConvNextModel, ConvNextForImageClassification, ConvNextBackbone):
+            assert getattr(cls, name) == expected, (cls.__name__, name)
+
+
+def test_private_from_config_builds_in_the_requested_dtype():
+    ref = REF["model"]["_from_config"]
+    assert type(ConvNextModel._from_config(ConvNextConfig(**SMALL))).__name__ == ref["type"]
+    assert type(ConvNextModel._from_config(ConvNextConfig(**SMALL), attn_implementation="eager")).__name__ == \
+        ref["attn_implementation_eager"]
+    half = ConvNextModel._from_config(ConvNextConfig(**SMALL), dtype=torch.float16)
+    assert str(half.dtype) == ref["dtype_kwarg"]
+    assert all(p.dtype == torch.float16 for p in half.parameters())
+    assert str(torch.get_default_dtype()) == ref["default_dtype_after"]  # the process default is restored
+
+
 def test_backbone_attributes():
     ref = REF["model"]["backbone"]
     backbone = ConvNextBackbone(ConvNextConfig(**{**SMALL, "out_features": ["stage2", "stage4"]}))
@@ -180,8 +197,9 @@ def test_subfolder_and_meta_device(saved):
     assert type(loaded).__name__ == ref["subfolder_loads"]
     torch.testing.assert_close(loaded.classifier.weight, model.classifier.weight)
     assert ref["meta"] == "RuntimeError"
-    with pytest.raises(RuntimeError, match="meta"), torch.device("meta"):
+    with pytest.raises(RuntimeError) as refused, torch.device("meta"):
         ConvNextForImageClassification.from_pretrained(folder)
+    assert str(refused.value).splitlines()[0] == ref["meta_message_first_line"]  # code matching on it keeps working
 
 
 def test_saved_config_records_generic_attributes_only_off_default(saved):
