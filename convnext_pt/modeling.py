@@ -260,6 +260,8 @@ class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         config.validate()  # a config is a plain attribute bag: its values are checked where a model is built
+        if config._attn_implementation is None:
+            config._attn_implementation = "eager"  # as transformers records it for a model without attention
         self.config = config
 
     def _output_flags(self, output_hidden_states: Optional[bool], return_dict: Optional[bool]) -> tuple[bool, bool]:
@@ -278,6 +280,22 @@ class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
     _keys_to_ignore_on_load_unexpected: Optional[list[str]] = None
     _keys_to_ignore_on_save: Optional[list[str]] = None
     _keep_in_fp32_modules: Optional[list[str]] = None
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        return True  # transformers' answer for a model without attention layers ("eager" is the one choice)
+
+    def set_attn_implementation(self, attn_implementation: Union[str, dict]) -> None:
+        """As transformers: ``"eager"`` is the only implementation a model without attention takes."""
+        if isinstance(attn_implementation, dict):
+            attn_implementation = attn_implementation.get("", "eager")
+        if attn_implementation != "eager":
+            if attn_implementation == "sdpa" or str(attn_implementation).startswith("flash_attention"):
+                raise ValueError(f"{type(self).__name__} does not support attn_implementation="
+                                 f"{attn_implementation!r}: it has no attention layers (only 'eager')")
+            raise ValueError(f'Specified `attn_implementation="{attn_implementation}"` is not supported. '
+                             'The only possible arguments are `attn_implementation="eager"`.')
+        self.config._attn_implementation = "eager"
 
     @classmethod
     def _from_config(cls, config: ConvNextConfig, dtype: Optional[torch.dtype] = None,

@@ -99,7 +99,19 @@ def model_reference() -> dict:
         input_embeddings = "NotImplementedError"
     backbone = ConvNextBackbone(ConvNextConfig(**{**SMALL, "out_features": ["stage2", "stage4"]}))
     from_config_half = ConvNextModel._from_config(ConvNextConfig(**SMALL), dtype=torch.float16)
+    unbuilt = ConvNextConfig(**SMALL)
+    attn = {"config_before_build": unbuilt._attn_implementation}
+    attn_model = ConvNextModel(unbuilt)
+    attn["config_after_build"] = unbuilt._attn_implementation
+    attn["can_set"] = ConvNextModel._can_set_attn_implementation()
+    for choice in ("eager", "sdpa", "flash_attention_2", "foo"):
+        try:
+            attn_model.set_attn_implementation(choice)
+            attn[choice] = "ok"
+        except ValueError as e:
+            attn[choice] = "ValueError" if choice != "foo" else f"ValueError: {str(e).split('. ')[0]}"
     return {
+        "attn_implementation": attn,
         "loading_class_attributes": {name: getattr(ConvNextForImageClassification, name) for name in LOADING_ATTRIBUTES},
         "_from_config": {"type": type(ConvNextModel._from_config(ConvNextConfig(**SMALL))).__name__,
                          "dtype_kwarg": str(from_config_half.dtype),

@@ -124,6 +124,23 @@ def test_loading_class_attributes_as_transformers():
             assert getattr(cls, name) == expected, (cls.__name__, name)
 
 
+def test_attention_implementation_is_eager_only():
+    ref = REF["model"]["attn_implementation"]
+    config = ConvNextConfig(**SMALL)
+    assert config._attn_implementation == ref["config_before_build"]
+    model = ConvNextModel(config)
+    assert config._attn_implementation == ref["config_after_build"]
+    assert ConvNextModel._can_set_attn_implementation() is ref["can_set"]
+    for choice in ("eager", "sdpa", "flash_attention_2", "foo"):
+        try:
+            model.set_attn_implementation(choice)
+            outcome = "ok"
+        except ValueError as e:
+            outcome = "ValueError" if choice != "foo" else f"ValueError: {str(e).split('. ')[0]}"
+        assert outcome == ref[choice], choice
+    assert model.config._attn_implementation == "eager"
+
+
 def test_private_from_config_builds_in_the_requested_dtype():
     ref = REF["model"]["_from_config"]
     assert type(ConvNextModel._from_config(ConvNextConfig(**SMALL))).__name__ == ref["type"]
