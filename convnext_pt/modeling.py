@@ -228,12 +228,27 @@ class ConvNextEncoder(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, output_hidden_states: bool = False,
                 visible_patches: Optional[torch.Tensor] = None):
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_hidden_states = None
+        if output_hidden_states:
+            recorded, hidden_states = record_map(hidden_states)
+            all_hidden_states = (recorded,)
         for stage in self.stages:
             hidden_states = stage(hidden_states) if visible_patches is None else stage(hidden_states, visible_patches)
             if output_hidden_states:
-                all_hidden_states += (hidden_states,)
+                recorded, hidden_states = record_map(hidden_states)
+                all_hidden_states += (recorded,)
         return hidden_states, all_hidden_states
+
+
+def record_map(hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the map to return, the map to go on with). The returned map is NCHW-contiguous (``.view``
+    works on it as on transformers' outputs) and the computation goes on *from* it, in the
+    trunk's layout, so it lies on the path to the output: ``retain_grad()`` on a returned hidden
+    state gets its gradient, as in transformers."""
+    recorded = hidden_states.contiguous()
+    if recorded is hidden_states:
+        return recorded, hidden_states
+    return recorded, recorded.contiguous(memory_format=torch.channels_last)
 
 
 def optional_arg(value):

@@ -99,6 +99,12 @@ def model_reference() -> dict:
         input_embeddings = "NotImplementedError"
     backbone = ConvNextBackbone(ConvNextConfig(**{**SMALL, "out_features": ["stage2", "stage4"]}))
     from_config_half = ConvNextModel._from_config(ConvNextConfig(**SMALL), dtype=torch.float16)
+    grad_model = ConvNextForImageClassification(ConvNextConfig(**SMALL))
+    grad_out = grad_model(torch.randn(2, 3, 32, 32), output_hidden_states=True)
+    for state in grad_out.hidden_states:
+        state.retain_grad()
+    grad_out.logits.sum().backward()
+    hidden_state_grads = [state.grad is not None for state in grad_out.hidden_states]
     unbuilt = ConvNextConfig(**SMALL)
     attn = {"config_before_build": unbuilt._attn_implementation}
     attn_model = ConvNextModel(unbuilt)
@@ -112,6 +118,7 @@ def model_reference() -> dict:
             attn[choice] = "ValueError" if choice != "foo" else f"ValueError: {str(e).split('. ')[0]}"
     return {
         "attn_implementation": attn,
+        "retain_grad_hidden_states": hidden_state_grads,
         "loading_class_attributes": {name: getattr(ConvNextForImageClassification, name) for name in LOADING_ATTRIBUTES},
         "_from_config": {"type": type(ConvNextModel._from_config(ConvNextConfig(**SMALL))).__name__,
                          "dtype_kwarg": str(from_config_half.dtype),

@@ -17,6 +17,7 @@ from convnext_pt import (
 )
 
 from conftest import FIXTURES
+from helpers import redraw_
 
 REF = json.loads((FIXTURES / "transformers-api" / "reference.json").read_text())
 SMALL = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=3)
@@ -150,6 +151,26 @@ def test_private_from_config_builds_in_the_requested_dtype():
     assert str(half.dtype) == ref["dtype_kwarg"]
     assert all(p.dtype == torch.float16 for p in half.parameters())
     assert str(torch.get_default_dtype()) == ref["default_dtype_after"]  # the process default is restored
+
+
+def test_returned_hidden_states_lie_on_the_path_to_the_output():
+    # retain_grad() on a returned map gets a gradient, as in transformers (saliency / feature attribution)
+    model = ConvNextForImageClassification(ConvNextConfig(**SMALL))
+    redraw_(model)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x, output_hidden_states=True)
+    for state in out.hidden_states:
+        assert state.is_contiguous()  # .view works as on transformers' maps
+        state.retain_grad()
+    out.logits.sum().backward()
+    assert [s.grad is not None for s in out.hidden_states] == REF["model"]["retain_grad_hidden_states"]
+    # the last map's gradient is that of the head alone (pooling, norm, classifier) recomputed from it
+    last = out.hidden_states[-1].detach().requires_grad_(True)
+    pooled = model.convnext.layernorm(last.mean(dim=(-2, -1)))
+    expected, = torch.autograd.grad(model.classifier(pooled).sum(), last)
+    torch.testing.assert_close(out.hidden_states[-1].grad, expected)
+    with torch.no_grad():  # and the outputs are those of a call without hidden states
+        torch.testing.assert_close(model(x).logits, out.logits)
 
 
 def test_backbone_attributes():
