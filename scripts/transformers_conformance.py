@@ -6,15 +6,19 @@ A development-time check, not part of the test suite. It
    ``tests/`` holds the shared mixins (test_modeling_common.py, test_configuration_common.py,
    test_backbone_common.py, test_image_processing_common.py, test_pipeline_mixin.py) but not the
    per-model files;
-2. takes the per-model files (tests/models/convnext*/test_*.py) from ``--tests-from`` (a
-   transformers checkout at the same release) or else from GitHub's archive of the release tag;
+2. takes the per-model files (tests/models/convnext*/test_*.py) and the repository-only modules
+   the mixins import (tests/utils/test_configuration_utils.py, tests/utils/tiny_model_summary.json,
+   tests/generation/test_utils.py, tests/pipelines/*.py) from ``--tests-from`` (a transformers
+   checkout at the same release) or else from GitHub's archive of the release tag; the
+   checkout's ``src/transformers`` (read by test_pipeline_mixin) is the installed package;
 3. copies both into a temporary folder, rewriting only the ``from transformers import ...`` lines
    of the per-model files so that the ConvNeXt names come from ``convnext_pt`` / ``convnext_tf`` /
    ``convnext_common`` (everything else, the harness included, stays transformers');
 4. runs each file offline with pytest in ``--python`` (a venv with transformers and pytest, e.g.
    ``python -m venv /tmp/venv-hf457 && /tmp/venv-hf457/bin/pip install torch==2.13.0
-   "transformers==4.57.*" pytest parameterized timeout-decorator pillow``), and prints pass / fail /
-   skip counts per file.
+   "transformers==4.57.*" pytest parameterized timeout-decorator pillow`` and this project
+   installed there with ``pip install -e . --no-deps``, which declares its tensor types), and
+   prints pass / fail / skip counts per file.
 
 Nothing of transformers' files is kept: the temporary folder is removed at the end (``--keep`` to
 look at it). Usage::
