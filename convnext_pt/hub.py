@@ -93,8 +93,9 @@ class PreTrainedMixin(PretrainedModel):
         config_overrides.pop("trust_remote_code", None)
         if torch.get_default_device().type == "meta":
             raise RuntimeError(
-                f"{cls.__name__}.from_pretrained was called under a meta device (a `torch.device('meta')` "
-                "context or default device): it loads existing weights. To build an empty model on the "
+                "You are using `from_pretrained` with a meta device context manager or "
+                "`torch.set_default_device('meta')`.\n"
+                f"{cls.__name__}.from_pretrained loads existing weights; to build an empty model on the "
                 "meta device, call the class with its config instead.")
         dtype = _one_dtype(torch_dtype, dtype)
         if state_dict is not None:

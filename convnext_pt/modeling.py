@@ -228,12 +228,27 @@ class ConvNextEncoder(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, output_hidden_states: bool = False,
                 visible_patches: Optional[torch.Tensor] = None):
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_hidden_states = None
+        if output_hidden_states:
+            recorded, hidden_states = record_map(hidden_states)
+            all_hidden_states = (recorded,)
         for stage in self.stages:
             hidden_states = stage(hidden_states) if visible_patches is None else stage(hidden_states, visible_patches)
             if output_hidden_states:
-                all_hidden_states += (hidden_states,)
+                recorded, hidden_states = record_map(hidden_states)
+                all_hidden_states += (recorded,)
         return hidden_states, all_hidden_states
+
+
+def record_map(hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the map to return, the map to go on with). The returned map is NCHW-contiguous (``.view``
+    works on it as on transformers' outputs) and the computation goes on *from* it, in the
+    trunk's layout, so it lies on the path to the output: ``retain_grad()`` on a returned hidden
+    state gets its gradient, as in transformers."""
+    recorded = hidden_states.contiguous()
+    if recorded is hidden_states:
+        return recorded, hidden_states
+    return recorded, recorded.contiguous(memory_format=torch.channels_last)
 
 
 def optional_arg(value):
@@ -260,6 +275,8 @@ class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         config.validate()  # a config is a plain attribute bag: its values are checked where a model is built
+        if config._attn_implementation is None:
+            config._attn_implementation = "eager"  # as transformers records it for a model without attention
         self.config = config
 
     def _output_flags(self, output_hidden_states: Optional[bool], return_dict: Optional[bool]) -> tuple[bool, bool]:
@@ -273,6 +290,48 @@ class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
 
     # --- transformers' generic model API --------------------------------------------------------------
     supports_gradient_checkpointing = False  # as transformers' ConvNeXt
+    # read by code written for transformers' loading; None as on transformers' ConvNeXt (nothing to skip or pin)
+    _keys_to_ignore_on_load_missing: Optional[list[str]] = None
+    _keys_to_ignore_on_load_unexpected: Optional[list[str]] = None
+    _keys_to_ignore_on_save: Optional[list[str]] = None
+    _keep_in_fp32_modules: Optional[list[str]] = None
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        return True  # transformers' answer for a model without attention layers ("eager" is the one choice)
+
+    def set_attn_implementation(self, attn_implementation: Union[str, dict]) -> None:
+        """As transformers: ``"eager"`` is the only implementation a model without attention takes."""
+        if isinstance(attn_implementation, dict):
+            attn_implementation = attn_implementation.get("", "eager")
+        if attn_implementation != "eager":
+            if attn_implementation == "sdpa" or str(attn_implementation).startswith("flash_attention"):
+                raise ValueError(f"{type(self).__name__} does not support attn_implementation="
+                                 f"{attn_implementation!r}: it has no attention layers (only 'eager')")
+            raise ValueError(f'Specified `attn_implementation="{attn_implementation}"` is not supported. '
+                             'The only possible arguments are `attn_implementation="eager"`.')
+        self.config._attn_implementation = "eager"
+
+    @classmethod
+    def _from_config(cls, config: ConvNextConfig, dtype: Optional[torch.dtype] = None,
+                     torch_dtype: Optional[torch.dtype] = None, attn_implementation: Optional[str] = None):
+        """A fresh model for ``config`` as transformers' ``_from_config``: ``dtype`` (or
+        ``torch_dtype``) is the parameters' dtype; there is no attention, so only ``"eager"``
+        (or None) is an attention implementation it takes."""
+        if attn_implementation not in (None, "eager"):
+            raise ValueError(f"{cls.__name__} has no attention layers: attn_implementation={attn_implementation!r} "
+                             "is not supported (only 'eager')")
+        dtype = dtype if dtype is not None else torch_dtype
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        if dtype is None:
+            return cls(config)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            return cls(config)
+        finally:
+            torch.set_default_dtype(previous)
 
     @property
     def dtype(self) -> torch.dtype:

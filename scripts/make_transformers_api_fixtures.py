@@ -69,6 +69,11 @@ def config_reference() -> dict:
     }
 
 
+#: class attributes transformers' loading code and tests read (None: nothing special for ConvNeXt)
+LOADING_ATTRIBUTES = ("_keys_to_ignore_on_load_missing", "_keys_to_ignore_on_load_unexpected",
+                      "_keys_to_ignore_on_save", "_keep_in_fp32_modules")
+
+
 def model_reference() -> dict:
     torch.manual_seed(0)
     config = ConvNextConfig(**SMALL)
@@ -93,7 +98,33 @@ def model_reference() -> dict:
     except NotImplementedError:
         input_embeddings = "NotImplementedError"
     backbone = ConvNextBackbone(ConvNextConfig(**{**SMALL, "out_features": ["stage2", "stage4"]}))
+    from_config_half = ConvNextModel._from_config(ConvNextConfig(**SMALL), dtype=torch.float16)
+    grad_model = ConvNextForImageClassification(ConvNextConfig(**SMALL))
+    grad_out = grad_model(torch.randn(2, 3, 32, 32), output_hidden_states=True)
+    for state in grad_out.hidden_states:
+        state.retain_grad()
+    grad_out.logits.sum().backward()
+    hidden_state_grads = [state.grad is not None for state in grad_out.hidden_states]
+    unbuilt = ConvNextConfig(**SMALL)
+    attn = {"config_before_build": unbuilt._attn_implementation}
+    attn_model = ConvNextModel(unbuilt)
+    attn["config_after_build"] = unbuilt._attn_implementation
+    attn["can_set"] = ConvNextModel._can_set_attn_implementation()
+    for choice in ("eager", "sdpa", "flash_attention_2", "foo"):
+        try:
+            attn_model.set_attn_implementation(choice)
+            attn[choice] = "ok"
+        except ValueError as e:
+            attn[choice] = "ValueError" if choice != "foo" else f"ValueError: {str(e).split('. ')[0]}"
     return {
+        "attn_implementation": attn,
+        "retain_grad_hidden_states": hidden_state_grads,
+        "loading_class_attributes": {name: getattr(ConvNextForImageClassification, name) for name in LOADING_ATTRIBUTES},
+        "_from_config": {"type": type(ConvNextModel._from_config(ConvNextConfig(**SMALL))).__name__,
+                         "dtype_kwarg": str(from_config_half.dtype),
+                         "default_dtype_after": str(torch.get_default_dtype()),
+                         "attn_implementation_eager": type(ConvNextModel._from_config(
+                             ConvNextConfig(**SMALL), attn_implementation="eager")).__name__},
         "output_keys": list(out), "output_keys_method": list(out.keys()), "len": len(out),
         "in": {"loss": "loss" in out, "pooler_output": "pooler_output" in out},
         "index0_is_loss": out[0] is out.loss, "slice_len": len(out[1:]),
@@ -144,8 +175,9 @@ def loading_reference() -> dict:
             with torch.device("meta"):
                 ConvNextForImageClassification.from_pretrained(d)
             result["meta"] = "loaded"
-        except RuntimeError:
+        except RuntimeError as e:
             result["meta"] = "RuntimeError"
+            result["meta_message_first_line"] = str(e).splitlines()[0]
         saved = json.loads((Path(d) / "config.json").read_text())
         result["saved_config_generic_keys"] = sorted(set(saved) & set(GENERIC))
     return result

@@ -6,15 +6,19 @@ A development-time check, not part of the test suite. It
    ``tests/`` holds the shared mixins (test_modeling_common.py, test_configuration_common.py,
    test_backbone_common.py, test_image_processing_common.py, test_pipeline_mixin.py) but not the
    per-model files;
-2. takes the per-model files (tests/models/convnext*/test_*.py) from ``--tests-from`` (a
-   transformers checkout at the same release) or else from GitHub's archive of the release tag;
+2. takes the per-model files (tests/models/convnext*/test_*.py) and the repository-only modules
+   the mixins import (tests/utils/test_configuration_utils.py, tests/utils/tiny_model_summary.json,
+   tests/generation/test_utils.py, tests/pipelines/*.py) from ``--tests-from`` (a transformers
+   checkout at the same release) or else from GitHub's archive of the release tag; the
+   checkout's ``src/transformers`` (read by test_pipeline_mixin) is the installed package;
 3. copies both into a temporary folder, rewriting only the ``from transformers import ...`` lines
    of the per-model files so that the ConvNeXt names come from ``convnext_pt`` / ``convnext_tf`` /
    ``convnext_common`` (everything else, the harness included, stays transformers');
 4. runs each file offline with pytest in ``--python`` (a venv with transformers and pytest, e.g.
    ``python -m venv /tmp/venv-hf457 && /tmp/venv-hf457/bin/pip install torch==2.13.0
-   "transformers==4.57.*" pytest parameterized timeout-decorator pillow``), and prints pass / fail /
-   skip counts per file.
+   "transformers==4.57.*" pytest parameterized timeout-decorator pillow`` and this project
+   installed there with ``pip install -e . --no-deps``, which declares its tensor types), and
+   prints pass / fail / skip counts per file.
 
 Nothing of transformers' files is kept: the temporary folder is removed at the end (``--keep`` to
 look at it). Usage::
@@ -61,7 +65,10 @@ OUR_NAMES = {
 }
 #: other repository files the per-model files import (not in the source distribution)
 SUPPORT_FILES = ("tests/utils/test_configuration_utils.py", "utils/test_module/__init__.py",
-                 "utils/test_module/custom_configuration.py", "tests/generation/test_utils.py")
+                 "utils/test_module/custom_configuration.py", "tests/generation/test_utils.py",
+                 "tests/utils/tiny_model_summary.json")
+#: folders whose modules the shared mixins import (test_pipeline_mixin imports every tests/pipelines module)
+SUPPORT_FOLDERS = ("tests/pipelines",)
 
 MODULE_OF = {name: module for module, names in OUR_NAMES.items() for name in names}
 
@@ -114,6 +121,9 @@ def model_test_sources(version: str, tests_from: Path | None) -> dict[str, str]:
             path = tests_from / rel
             if path.is_file():
                 found[rel] = path.read_text()
+        for folder in SUPPORT_FOLDERS:
+            for path in sorted((tests_from / folder).glob("*.py")):
+                found[path.relative_to(tests_from).as_posix()] = path.read_text()
         return found
     url = f"https://codeload.github.com/huggingface/transformers/tar.gz/refs/tags/v{version}"
     with urllib.request.urlopen(url, timeout=120) as response:
@@ -121,9 +131,17 @@ def model_test_sources(version: str, tests_from: Path | None) -> dict[str, str]:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for member in tar.getmembers():
             rel = "/".join(Path(member.name).parts[1:])
-            if rel in MODEL_TEST_FILES + SUPPORT_FILES:
+            if rel in MODEL_TEST_FILES + SUPPORT_FILES or str(Path(rel).parent) in SUPPORT_FOLDERS:
                 found[rel] = tar.extractfile(member).read().decode()
     return found
+
+
+def link_installed_package(python: str, work: Path) -> None:
+    """test_pipeline_mixin reads ``src/transformers`` of a checkout: point it at the installed package."""
+    location = subprocess.run([python, "-c", "import os, transformers; print(os.path.dirname(transformers.__file__))"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    (work / "src").mkdir(exist_ok=True)
+    (work / "src" / "transformers").symlink_to(location, target_is_directory=True)
 
 
 def run_file(python: str, work: Path, rel: str, select: str | None) -> dict[str, int]:
@@ -166,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
             target = work / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(rewrite_imports(text) if rel in MODEL_TEST_FILES else text)
-        for folder in {tests, tests / "models", *(p.parent for p in (work / r for r in sources) if p.parent != work / "utils")}:
+        package_folders = {p.parent for p in (work / r for r in sources) if p.suffix == ".py"}
+        for folder in {tests, tests / "models", *(f for f in package_folders if f != work / "utils")}:
             (folder / "__init__.py").touch()
+        link_installed_package(args.python, work)
         shutil.copytree(ROOT / "tests" / "fixtures" / "images", tests / "fixtures" / "images", dirs_exist_ok=True)
         rows = [(rel, run_file(args.python, work, rel, args.select)) for rel in sources if rel in MODEL_TEST_FILES]
         print(f"\ntransformers {args.version} test files against this project (-k {args.select or '(all)'}):")

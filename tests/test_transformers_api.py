@@ -17,6 +17,7 @@ from convnext_pt import (
 )
 
 from conftest import FIXTURES
+from helpers import redraw_
 
 REF = json.loads((FIXTURES / "transformers-api" / "reference.json").read_text())
 SMALL = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=3)
@@ -118,6 +119,60 @@ def test_generic_model_api():
     assert model.main_input_name == ref["main_input_name"] and model.base_model_prefix == ref["base_model_prefix"]
 
 
+def test_loading_class_attributes_as_transformers():
+    for name, expected in REF["model"]["loading_class_attributes"].items():
+        for cls in (ConvNextModel, ConvNextForImageClassification, ConvNextBackbone):
+            assert getattr(cls, name) == expected, (cls.__name__, name)
+
+
+def test_attention_implementation_is_eager_only():
+    ref = REF["model"]["attn_implementation"]
+    config = ConvNextConfig(**SMALL)
+    assert config._attn_implementation == ref["config_before_build"]
+    model = ConvNextModel(config)
+    assert config._attn_implementation == ref["config_after_build"]
+    assert ConvNextModel._can_set_attn_implementation() is ref["can_set"]
+    for choice in ("eager", "sdpa", "flash_attention_2", "foo"):
+        try:
+            model.set_attn_implementation(choice)
+            outcome = "ok"
+        except ValueError as e:
+            outcome = "ValueError" if choice != "foo" else f"ValueError: {str(e).split('. ')[0]}"
+        assert outcome == ref[choice], choice
+    assert model.config._attn_implementation == "eager"
+
+
+def test_private_from_config_builds_in_the_requested_dtype():
+    ref = REF["model"]["_from_config"]
+    assert type(ConvNextModel._from_config(ConvNextConfig(**SMALL))).__name__ == ref["type"]
+    assert type(ConvNextModel._from_config(ConvNextConfig(**SMALL), attn_implementation="eager")).__name__ == \
+        ref["attn_implementation_eager"]
+    half = ConvNextModel._from_config(ConvNextConfig(**SMALL), dtype=torch.float16)
+    assert str(half.dtype) == ref["dtype_kwarg"]
+    assert all(p.dtype == torch.float16 for p in half.parameters())
+    assert str(torch.get_default_dtype()) == ref["default_dtype_after"]  # the process default is restored
+
+
+def test_returned_hidden_states_lie_on_the_path_to_the_output():
+    # retain_grad() on a returned map gets a gradient, as in transformers (saliency / feature attribution)
+    model = ConvNextForImageClassification(ConvNextConfig(**SMALL))
+    redraw_(model)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x, output_hidden_states=True)
+    for state in out.hidden_states:
+        assert state.is_contiguous()  # .view works as on transformers' maps
+        state.retain_grad()
+    out.logits.sum().backward()
+    assert [s.grad is not None for s in out.hidden_states] == REF["model"]["retain_grad_hidden_states"]
+    # the last map's gradient is that of the head alone (pooling, norm, classifier) recomputed from it
+    last = out.hidden_states[-1].detach().requires_grad_(True)
+    pooled = model.convnext.layernorm(last.mean(dim=(-2, -1)))
+    expected, = torch.autograd.grad(model.classifier(pooled).sum(), last)
+    torch.testing.assert_close(out.hidden_states[-1].grad, expected)
+    with torch.no_grad():  # and the outputs are those of a call without hidden states
+        torch.testing.assert_close(model(x).logits, out.logits)
+
+
 def test_backbone_attributes():
     ref = REF["model"]["backbone"]
     backbone = ConvNextBackbone(ConvNextConfig(**{**SMALL, "out_features": ["stage2", "stage4"]}))
@@ -180,8 +235,9 @@ def test_subfolder_and_meta_device(saved):
     assert type(loaded).__name__ == ref["subfolder_loads"]
     torch.testing.assert_close(loaded.classifier.weight, model.classifier.weight)
     assert ref["meta"] == "RuntimeError"
-    with pytest.raises(RuntimeError, match="meta"), torch.device("meta"):
+    with pytest.raises(RuntimeError) as refused, torch.device("meta"):
         ConvNextForImageClassification.from_pretrained(folder)
+    assert str(refused.value).splitlines()[0] == ref["meta_message_first_line"]  # code matching on it keeps working
 
 
 def test_saved_config_records_generic_attributes_only_off_default(saved):
