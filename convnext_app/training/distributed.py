@@ -180,3 +180,15 @@ def run_on_every_rank(validate: Callable[[], Any], body: Callable[[Distributed],
             # ("terminate called without an active exception"). Free it while all is alive.
             gc.collect()
             torch.distributed.destroy_process_group()
+
+
+def wrap_for_ddp(model: nn.Module, dist: Distributed) -> nn.Module:
+    """The module a training step runs: ``model`` itself alone, DistributedDataParallel under torchrun."""
+    if not dist.enabled:
+        return model
+    import warnings
+
+    # oneDNN returns depthwise-conv gradients in another stride order than DDP's buckets: harmless, noisy.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)

@@ -36,7 +36,7 @@ from convnext_pt import ConvNextV2ForMaskedImageModeling
 
 from ..pretraining import PretrainError, PretrainOptions, plan_model, scan_images
 from .data import TrainTransform, sample_generator
-from .distributed import Distributed, attempt, counted_samples, run_on_every_rank, weights_digest
+from .distributed import Distributed, attempt, counted_samples, run_on_every_rank, weights_digest, wrap_for_ddp
 
 from .progress import epoch_progress
 from .recipe import step_seed, stream_key
@@ -150,11 +150,7 @@ def _pretrain(options: PretrainOptions, dist: Distributed, stream: TextIO) -> di
     total_steps = steps_per_epoch * options.epochs
     warmup_steps = min(int(round(options.warmup_epochs * steps_per_epoch)), total_steps // 2)
     counted = counted_samples(len(dataset), dist.rank, dist.world_size)
-    wrapped: nn.Module = model
-    if dist.enabled:
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    wrapped = wrap_for_ddp(model, dist)
     _log(dist, stream, f"pretrain: {len(files)} images, {options.image_size}px, mask ratio {model.config.mask_ratio}, "
                        f"norm_pix_loss {model.config.norm_pix_loss}, {dist.world_size} process(es) on "
                        f"{dist.device.type}, effective batch {eff_batch}, lr {lr:.3g}, from {source}"

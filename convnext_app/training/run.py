@@ -7,7 +7,6 @@ import json
 import math
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, TextIO
@@ -21,7 +20,9 @@ from convnext_common.fileio import atomic_write_text
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
 from .data import ImageFolderDataset, load_data, remap
-from .distributed import Distributed, RankError, attempt, counted_samples, run_on_every_rank, weights_digest
+from .distributed import (
+    Distributed, RankError, attempt, counted_samples, run_on_every_rank, weights_digest, wrap_for_ddp,
+)
 from .loop import StepRecipe, evaluate, train_one_epoch
 from .model import ModelSetup, freeze_trunk, prepare_model, scale_head
 from .options import TrainingError, TrainOptions
@@ -170,12 +171,7 @@ def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str
     def lr_at(s: int) -> float:
         return warmup_cosine(s, total_steps, warmup_steps, options.lr)
 
-    wrapped: nn.Module = model
-    if dist.enabled:
-        # oneDNN returns depthwise-conv gradients in another stride order than DDP's buckets: harmless, noisy.
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    wrapped = wrap_for_ddp(model, dist)
     _log(dist, stream, f"train: {len(run.train_folder)} images, val: {len(run.val_folder)} images, "
                        f"{len(setup.classes)} classes, {setup.image_size}px, {dist.world_size} process(es) on "
                        f"{dist.device.type}, {options.batch_size} per step per process, from {setup.source}"
