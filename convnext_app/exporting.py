@@ -105,7 +105,7 @@ TWINS = {"pt": Twin(_import_pt, _load_pt), "tf": Twin(_import_tf, _load_tf)}
 def _add_int8(p: argparse.ArgumentParser, formats: str) -> None:
     p.add_argument("--int8", action="store_true",
                    help=f"{formats} only: dynamic-range int8 weights (files 3.5-3.9x smaller for the models "
-                        "measured in the README; agreement is reported, not bounded)")
+                        "measured in docs/export.md; agreement is reported, not bounded)")
 
 
 def _add_opset(p: argparse.ArgumentParser, formats: str) -> None:

@@ -1,4 +1,4 @@
-"""The Keras twin trains with compile/fit under a tf.distribute strategy (the README's recipe), one epoch.
+"""The Keras twin trains with compile/fit under a tf.distribute strategy (the recipe of docs/training.md), one epoch.
 
 A zero learning rate first: fit must report exactly the cross-entropy that the PyTorch twin computes
 on the same batches (so fit optimises the right objective on the right outputs). Then one real

@@ -16,7 +16,7 @@ EPILOG = """examples:
   convnext train --data ./flowers --model convnext-atto --out ./atto-flowers --epochs 30 --image-size 128
   convnext train --data ./flowers --model facebook/convnext-tiny-224 --out ./tiny-flowers --lr 1e-4
   convnext train --data ./flowers --model ./convnext-tiny-224 --out ./tiny-flowers --lr 1e-4
-  torchrun --nproc_per_node=4 -m convnext_common train --data ./flowers --model convnext-tiny --out ./run
+  torchrun --nproc_per_node=4 -m convnext_app train --data ./flowers --model convnext-tiny --out ./run
   convnext train ... --resume            continue from OUT/last_checkpoint.pt
   convnext train ... --layer-decay 0.9 --drop-path 0.1 --mixup 0.8 --cutmix 1.0 \
       --randaugment rand-m9-mstd0.5-inc1 --reprob 0.25 --ema 0.9999     the papers' fine-tuning recipe
@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
-    """The fine-tuning recipe of the ConvNeXt papers (see README, "Fine-tuning recipe"); all off by default."""
+    """The fine-tuning recipe of the ConvNeXt papers (see docs/training.md); all off by default."""
     g = p.add_argument_group("fine-tuning recipe (official ConvNeXt / ConvNeXt-V2 semantics; all off by default)")
     g.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="EMA of the weights after each optimizer step (e.g. 0.9999); the EMA is evaluated and "
