@@ -20,7 +20,8 @@ from helpers import make_torchvision_importable  # noqa: E402
 
 make_torchvision_importable()  # before anything imports transformers, see the function
 
-FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent  # the checkout: cwd and PYTHONPATH of the processes tests start
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 def rel_err(ours, ref) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import FIXTURES
 from convnext_app import cli
 from convnext_common import ConvNextConfig
 from convnext_app.digits import Rendering, load_heldout, render
@@ -23,7 +24,6 @@ from convnext_pt import ConvNextForImageClassification
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TINY = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], num_labels=3, image_size=32)
 
 

@@ -13,16 +13,14 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, REPO
 from convnext_app.digits import Rendering, load_heldout, render
 from convnext_tf.quiet import filter_log_lines
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
 def _has(module: str) -> bool:
     import importlib.util
 

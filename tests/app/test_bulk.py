@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, REPO
 from convnext_app.bulk import BulkJob, run_bulk
 from convnext_app.bulk.files import image_paths
 from convnext_app.bulk.outputs import Row, VectorPart
@@ -25,8 +26,7 @@ from convnext_app.inference import (
     batched_logits, default_model_dir, load_classifier, load_processor, softmax,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = REPO
 HF_CLASSIFIER = FIXTURES / "hf-convnext"
 
 

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import FIXTURES
 from convnext_common import ConvNextConfig
 from convnext_app.digits import EVAL_RENDERINGS, load_heldout, render
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification
 
-from pathlib import Path
 
 pytestmark = pytest.mark.tf
-HELDOUT = Path(__file__).parent / "fixtures" / "digits_heldout.npz"
+HELDOUT = FIXTURES / "digits_heldout.npz"
 
 
 @pytest.fixture(scope="module")

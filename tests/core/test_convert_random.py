@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import FIXTURES
 import convnext_pt
 from convnext_app.cli import main as cli_main
 
-CASES_DIR = Path(__file__).parent / "fixtures" / "convert_random"
+CASES_DIR = FIXTURES / "convert_random"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if (p / "case.json").is_file())
 TOLERANCE = 1e-4
 

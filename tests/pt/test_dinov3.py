@@ -3,7 +3,7 @@
 The reference is tests/fixtures/dinov3-convnext/ (scripts/make_dinov3_fixtures.py): folders that
 transformers' ``save_pretrained`` wrote for the four DINOv3 sizes (their depths, 1/16 of their
 widths, every parameter re-drawn) and transformers' outputs for a 64x64 and a 71x97 input. The
-Keras twin runs the same fixtures on every backend (tests/test_keras_any_backend.py).
+Keras twin runs the same fixtures on every backend (tests/tf/test_any_backend.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The Keras twin under each Keras backend, each in its own process (Keras picks its backend once per
-process, from KERAS_BACKEND): tests/test_keras_any_backend.py runs under KERAS_BACKEND=jax and
+process, from KERAS_BACKEND): tests/tf/test_any_backend.py runs under KERAS_BACKEND=jax and
 torch, with the files this (TensorFlow) process's twin writes, and the files each backend writes
 load here; the README's Keras snippet gives the same logits on all three.
 
@@ -13,22 +13,20 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import rel_err
-from test_readme import python_block_after
+from conftest import REPO, rel_err
+from project.test_readme import python_block_after
 
-REPO = Path(__file__).resolve().parents[1]
-CASES = REPO / "tests" / "test_keras_any_backend.py"
+CASES = REPO / "tests" / "tf" / "test_any_backend.py"
 OTHER_BACKENDS = ("jax", "torch")
 README_MARKER = "The same model on any Keras backend"
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
 tf = pytest.importorskip("tensorflow")
-cases = pytest.importorskip("test_keras_any_backend")
+cases = pytest.importorskip("tf.test_any_backend")
 
 
 def backend_env(backend: str, **extra: str) -> dict[str, str]:
@@ -41,7 +39,7 @@ def backend_env(backend: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def backend_runs(tmp_path_factory):
-    """Start ``pytest tests/test_keras_any_backend.py`` under each other backend, all at once; each
+    """Start ``pytest tests/tf/test_any_backend.py`` under each other backend, all at once; each
     gets the files written here (CONVNEXT_FOREIGN_DIR) and a folder for its own (CONVNEXT_OUT_DIR)."""
     written_here = tmp_path_factory.mktemp("written-on-tensorflow")
     cases.write_cross_backend_files(written_here)
@@ -66,7 +64,7 @@ def test_keras_twin_on_backend(backend, backend_runs):
         output, _ = proc.communicate(timeout=900)
     except subprocess.TimeoutExpired:
         proc.kill()
-        pytest.fail(f"KERAS_BACKEND={backend}: tests/test_keras_any_backend.py did not finish in 900 s")
+        pytest.fail(f"KERAS_BACKEND={backend}: tests/tf/test_any_backend.py did not finish in 900 s")
     lines = output.strip().splitlines()
     summary = lines[-1] if lines else "(no output)"
     failed = [line for line in lines if line.startswith(("FAILED", "ERROR", "SKIPPED"))]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import FIXTURES, REPO
 from convnext_app import cli
 from convnext_common import ConvNextConfig
 from convnext_app.digits import Rendering, load_heldout, render
@@ -25,8 +26,7 @@ from convnext_app.training import (
     epoch_progress, TrainTransform, counted_samples, random_resized_crop_box, warmup_cosine, weights_digest,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-HELDOUT = Path(__file__).parent / "fixtures" / "digits_heldout.npz"
+HELDOUT = FIXTURES / "digits_heldout.npz"
 CLASSES = ["one", "seven", "zero"]  # folder names; sorted, so "one" is label 0
 
 

@@ -4,7 +4,7 @@ in bfloat16 (oneDNN where the CPU has bfloat16 kernels, else the modules as they
 
 References: the same model's modules called without the fused path (fused.py's promise is that
 the fast path computes what the modules compute, within the dtype's rounding), and the float32
-model for the commands' answers. Held-out agreement is in test_default_model.py.
+model for the commands' answers. Held-out agreement is in app/test_default_model.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import rel_err
+from conftest import REPO, rel_err
 from convnext_app import cli
 from convnext_app.inference import sample_image_paths, softmax
 from hubcache import FIXTURES, HUB_FIXTURES, build_cache
@@ -24,7 +24,7 @@ from hubcache import FIXTURES, HUB_FIXTURES, build_cache
 HF, HF_V2, TIMM = "test-org/convnext-hf", "test-org/convnextv2-hf", "timm/convnext_test.fixture"
 IMAGES = {"china": FIXTURES / "images" / "china.jpg", "flower": FIXTURES / "images" / "flower.png"}
 TOL = 1e-4
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 @pytest.fixture(scope="module")

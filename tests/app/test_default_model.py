@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, REPO
 from convnext_app.digits import EVAL_RENDERINGS, LABELS, load_heldout, render
 from convnext_app.inference import (
     default_model_dir, load_classifier, load_processor, preprocess_files, sample_image_paths,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-HELDOUT = Path(__file__).parent / "fixtures" / "digits_heldout.npz"
+HELDOUT = FIXTURES / "digits_heldout.npz"
 SAMPLE_NAME = re.compile(r"digit_(\d)_(nearest|bilinear|bicubic|lanczos|box)_(\d+)px_(gray|rgb)\.png")
 
 

@@ -8,18 +8,17 @@ import subprocess
 import sys
 import zipfile
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import FIXTURES, REPO  # noqa: E402
 from convnext_common.checkpoints.errors import CheckpointError  # noqa: E402
 from convnext_common.checkpoints.io import load_state_dict, load_torch_checkpoint  # noqa: E402
 from convnext_common.checkpoints.torch_pickle import load_torch_file  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures"
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
           torch.int8, torch.uint8, torch.bool, torch.complex64]
 
@@ -139,5 +138,5 @@ def test_reading_imports_no_framework(tmp_path):
             f"w = load_state_dict({str(path)!r})['w']; assert w.shape == (2, 2); "
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+                         cwd=REPO)
     assert out.stdout.strip() == "[]"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from conftest import FIXTURES, REPO
 from convnext_common.checkpoints import convert as convert_module
 from convnext_app.convert import build_parser, run_convert
 from convnext_common.checkpoints.convert import convert, write_safetensors
@@ -22,8 +23,7 @@ from convnext_common.checkpoints.infer import UnsupportedCheckpointError, check_
 from convnext_common.checkpoints.io import CheckpointError, load_state_dict
 from convnext_common.progress import Progress
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
+ROOT = REPO
 TIMM = FIXTURES / "timm-convnext" / "model.safetensors"
 
 pytestmark = pytest.mark.badinput

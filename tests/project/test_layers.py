@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
+
 FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "tf_keras", "flax")
 TWINS = ("convnext_pt", "convnext_tf", "convnext_keras")  # convnext_keras: convnext_tf without the "TF" prefix
 APP = ("convnext_app",)

@@ -141,7 +141,7 @@ def test_no_weights_is_a_clear_error(tmp_path):
 
 
 def test_hub_id_offline_and_not_cached_is_a_clear_error(tmp_path, monkeypatch):
-    # no network access: offline mode and an empty cache (tests/test_hub.py covers the other cases)
+    # no network access: offline mode and an empty cache (tests/core/test_hub.py covers the other cases)
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

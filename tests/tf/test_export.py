@@ -17,7 +17,7 @@ convnext_tf = pytest.importorskip("convnext_tf")
 if not hasattr(convnext_tf, "TFConvNextForImageClassification"):
     pytest.skip("the Keras twin has no TFConvNextForImageClassification yet", allow_module_level=True)
 
-from conftest import rel_err  # noqa: E402
+from conftest import FIXTURES, rel_err  # noqa: E402
 from convnext_common import ConvNextV2Config  # noqa: E402
 from convnext_common.export import ExportVerificationError  # noqa: E402
 from convnext_app.inference import default_model_dir  # noqa: E402
@@ -26,7 +26,7 @@ from convnext_tf.export import (  # noqa: E402
     compare_tflite, eager_outputs, export_saved_model, export_tflite, run_saved_model, run_tflite,
 )
 
-HELDOUT = Path(__file__).parent / "fixtures" / "digits_heldout.npz"
+HELDOUT = FIXTURES / "digits_heldout.npz"
 SAVED_MODEL_TOL = 1e-5
 TFLITE_TOL = 1e-4
 HF_TOL = 1e-4

@@ -1,5 +1,5 @@
 """The Keras twin on whichever Keras backend this process runs (KERAS_BACKEND): tensorflow in the
-main suite, jax and torch in the processes tests/test_keras_backends.py starts for each.
+main suite, jax and torch in the processes tests/tf/test_backends_run.py starts for each.
 
 Against the PyTorch twin with the same re-drawn weights: every output of the parity matrix
 (tests/parity_configs.py) in NCHW and channels_last (rel <= 1e-4), the gradients of the loss taken
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import rel_err
+from conftest import REPO, rel_err
 from convnext_common import ConvNextConfig, ConvNextV2Config
 from helpers import redraw_
 from parity_configs import CONFIG_IDS, CONFIGS, TASKS, TOL, make_config, named_outputs, pt_class, to_numpy
@@ -32,7 +32,6 @@ import convnext_tf  # noqa: E402  (not importorskip: on every backend an ImportE
 from convnext_tf import fused  # noqa: E402
 from convnext_tf.hub import to_canonical  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 GRAD_TOL = 1e-3
 
 
@@ -76,7 +75,7 @@ def test_convnext_keras_names_the_same_classes_without_the_prefix():
 
 # --- outputs --------------------------------------------------------------------------------------
 # every config in both layouts, the model types taking turns (all three in each layout): the full
-# product runs on TensorFlow in tests/test_tf_parity.py; this keeps each backend's process short
+# product runs on TensorFlow in tests/tf/test_parity.py; this keeps each backend's process short
 MATRIX = [(*config, TASKS[(i + j) % len(TASKS)], data_format)
           for j, data_format in enumerate(["channels_first", "channels_last"]) for i, config in enumerate(CONFIGS)]
 

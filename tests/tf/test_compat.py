@@ -167,7 +167,7 @@ def test_trainable_false_on_the_trunk_keeps_it_fixed_in_fit():
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_other_keras_backend_imports_without_tensorflow(backend):
-    """The twin runs on every Keras backend (tests/test_keras_backends.py); elsewhere than on
+    """The twin runs on every Keras backend (tests/tf/test_backends_run.py); elsewhere than on
     TensorFlow's, importing it loads no TensorFlow."""
     pytest.importorskip(backend)
     env = {**os.environ, "KERAS_BACKEND": backend}

@@ -4,13 +4,11 @@ import json
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from convnext_app import cli
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_main(capsys, *argv):

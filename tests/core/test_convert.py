@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import FIXTURES
 from convnext_common.checkpoints.convert import convert
 from convnext_common.checkpoints.infer import imagenet1k_labels
 from convnext_common.checkpoints.io import load_state_dict
 import convnext_pt
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def rel_err(ours, ref) -> float:

@@ -11,12 +11,12 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch  # before TensorFlow
 
+from conftest import FIXTURES, REPO
 from convnext_app import cli
 from convnext_app.digits import Rendering, load_heldout, render
 from convnext_app.keras_training import KerasTrainingError, KerasTrainOptions, run_from_args
@@ -28,14 +28,13 @@ from convnext_common import ConvNextConfig
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification
 
-REPO = Path(__file__).resolve().parents[1]
-HELDOUT = Path(__file__).parent / "fixtures" / "digits_heldout.npz"
+HELDOUT = FIXTURES / "digits_heldout.npz"
 CLASSES = ["one", "seven", "zero"]
 
 
 @pytest.fixture(scope="module")
 def digit_folder(tmp_path_factory):
-    """ImageFolder: 10 images per class, 36 px, from held-out 8x8 digits 1, 7 and 0 (as tests/test_train.py)."""
+    """ImageFolder: 10 images per class, 36 px, from held-out 8x8 digits 1, 7 and 0 (as tests/app/test_train.py)."""
     held = load_heldout(HELDOUT)
     root = tmp_path_factory.mktemp("digits_folder")
     for name, digit in zip(CLASSES, (1, 7, 0)):

@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import rel_err
+from conftest import REPO, rel_err
 from fcmae_reference import fcmae_forward, official_state
 from helpers import redraw_
 
@@ -28,7 +27,6 @@ if BACKEND == "tensorflow":
 import convnext_keras  # noqa: E402
 import convnext_tf  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 DEPTHS = [1, 1, 2, 1]
 
 
