@@ -14,7 +14,7 @@ from PIL import Image
 from convnext_app import cli
 from convnext_app.training import load_checkpoint, prepare_model, weights_digest
 from convnext_pt import ConvNextForImageClassification
-from app.test_train import digit_folder, tiny_model, torchrun, train_args  # noqa: F401  (fixtures)
+from app.conftest import torchrun, train_args
 
 EVERYTHING = ("--drop-path", "0.2", "--mixup", "0.8", "--cutmix", "1.0", "--randaugment", "rand-m9-mstd0.5-inc1",
               "--reprob", "0.25", "--ema", "0.9", "--layer-decay", "0.8", "--accum-steps", "2", "--clip-grad", "1.0")

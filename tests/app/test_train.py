@@ -6,57 +6,21 @@ tiny random ConvNeXt saved as a hub folder, fine-tuned with a new head, so every
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES, REPO
+from app.conftest import CLASSES, torchrun, train_args
 from convnext_app import cli
 from convnext_common import ConvNextConfig
-from convnext_app.digits import Rendering, load_heldout, render
 from convnext_app.imagefolder import ImageFolderError, find_splits, scan_image_folder, split_holdout
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
 from convnext_app.training import (
     epoch_progress, TrainTransform, counted_samples, random_resized_crop_box, warmup_cosine, weights_digest,
 )
-
-HELDOUT = FIXTURES / "digits_heldout.npz"
-CLASSES = ["one", "seven", "zero"]  # folder names; sorted, so "one" is label 0
-
-
-@pytest.fixture(scope="module")
-def digit_folder(tmp_path_factory):
-    """ImageFolder: 10 images per class, 36 px, written from held-out 8x8 digits 1, 7 and 0."""
-    held = load_heldout(HELDOUT)
-    root = tmp_path_factory.mktemp("digits_folder")
-    for name, digit in zip(CLASSES, (1, 7, 0)):
-        (root / name).mkdir()
-        for k, i in enumerate(np.flatnonzero(held.labels == digit)[:10]):
-            way = Rendering("nearest" if k % 2 else "bilinear", 36, "L")
-            render(held.images[i], way).save(root / name / f"{k}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A tiny random V1 classifier with 5 labels (so fine-tuning on 3 classes needs a new head)."""
-    folder = tmp_path_factory.mktemp("tiny_model")
-    torch.manual_seed(0)
-    config = ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], num_labels=5, image_size=32)
-    ConvNextForImageClassification(config).save_pretrained(folder)
-    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(folder)
-    return folder
-
-
-def train_args(data, model, out, *extra):
-    return ["train", "--data", str(data), "--model", str(model), "--out", str(out), "--batch-size", "8",
-            "--no-flip", "--quiet", "--val-fraction", "0.2", "--drop-path", "0", *extra]
 
 
 # ---- pieces -------------------------------------------------------------------------------------
@@ -191,13 +155,6 @@ def test_variant_from_scratch_keeps_folder_labels(digit_folder, tmp_path, capsys
 
 
 @pytest.mark.slow
-def torchrun(argv, processes: int = 2) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           "-m", "convnext_common", *argv]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_torchrun_two_processes_end_with_identical_weights(digit_folder, tiny_model, tmp_path):
     out = tmp_path / "ddp"
     proc = torchrun(train_args(digit_folder, tiny_model, out, "--epochs", "2"))

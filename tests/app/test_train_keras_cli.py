@@ -16,50 +16,21 @@ import numpy as np
 import pytest
 import torch  # before TensorFlow
 
-from conftest import FIXTURES, REPO
+from app.conftest import CLASSES, train_args, write_tiny_classifier
+from conftest import REPO
 from convnext_app import cli
-from convnext_app.digits import Rendering, load_heldout, render
 from convnext_app.keras_training import KerasTrainingError, KerasTrainOptions, run_from_args
 from convnext_app.fine_tuning import crop_box
 from convnext_app.keras_training.data import Augment, mix_batch, one_hot
 from convnext_app.training import build_optimizer as pt_build_optimizer
 from convnext_app.training import warmup_cosine
-from convnext_common import ConvNextConfig
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification
 
-HELDOUT = FIXTURES / "digits_heldout.npz"
-CLASSES = ["one", "seven", "zero"]
-
-
-@pytest.fixture(scope="module")
-def digit_folder(tmp_path_factory):
-    """ImageFolder: 10 images per class, 36 px, from held-out 8x8 digits 1, 7 and 0 (as tests/app/test_train.py)."""
-    held = load_heldout(HELDOUT)
-    root = tmp_path_factory.mktemp("digits_folder")
-    for name, digit in zip(CLASSES, (1, 7, 0)):
-        (root / name).mkdir()
-        for k, i in enumerate(np.flatnonzero(held.labels == digit)[:10]):
-            render(held.images[i], Rendering("nearest" if k % 2 else "bilinear", 36, "L")).save(root / name / f"{k}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A tiny random V1 classifier with 5 labels (fine-tuning on 3 classes needs a new head); layer scale
-    0.5 so that every block counts."""
-    folder = tmp_path_factory.mktemp("tiny_model")
-    torch.manual_seed(0)
-    config = ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], num_labels=5, image_size=32,
-                            layer_scale_init_value=0.5)
-    ConvNextForImageClassification(config).save_pretrained(folder)
-    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(folder)
-    return folder
-
-
-def train_args(data, model, out, *extra):
-    return ["train", "--data", str(data), "--model", str(model), "--out", str(out), "--batch-size", "8",
-            "--no-flip", "--quiet", "--val-fraction", "0.2", "--drop-path", "0", *extra]
+    """app/conftest.py's tiny classifier with layer scale 0.5, so that every block counts."""
+    return write_tiny_classifier(tmp_path_factory.mktemp("tiny_model"), layer_scale_init_value=0.5)
 
 
 def namespace(data, model, out, **recipe) -> argparse.Namespace:
