@@ -19,29 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXTURES
+from conftest import FIXTURES, PROCESSOR_FIXTURES as SETTINGS, PROCESSOR_MANIFEST as MANIFEST, load_image as load
 from convnext_common import ConvNextFeatureExtractor, ConvNextImageProcessor
 from convnext_common.processing import center_crop_plan, resize_and_crop, resize_output_size
-from tensor_types_support import project_entry_points, write_distribution
 
-IMAGES = FIXTURES / "images"
-SETTINGS = FIXTURES / "image-processor"
-MANIFEST = json.loads((SETTINGS / "manifest.json").read_text())
 CASES = [(name, image) for name, entry in MANIFEST.items() for image in entry["images"]]
 HUB = MANIFEST["hub_tiny_224"]["kwargs"]
-
-
-@pytest.fixture
-def declared_tensor_types(tmp_path, monkeypatch):
-    """This checkout's tensor types (pyproject.toml's entry points) visible to importlib.metadata, which
-    may hold an older install's; what ``return_tensors`` finds without the twin being imported."""
-    monkeypatch.syspath_prepend(str(write_distribution(tmp_path / "site", project_entry_points())))
-
-
-def load(name: str) -> Image.Image:
-    with Image.open(IMAGES / name) as im:
-        im.load()
-        return im
 
 
 def expected(setting: str) -> dict:

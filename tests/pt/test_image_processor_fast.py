@@ -8,7 +8,6 @@ uint8-kernel path.
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import numpy as np
@@ -16,30 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import FIXTURES
+from conftest import PROCESSOR_FIXTURES as SETTINGS, PROCESSOR_MANIFEST as MANIFEST, load_image as load
 from convnext_common import ConvNextImageProcessor
 from convnext_pt import ConvNextImageProcessorFast
 from convnext_pt import image_processing_fast as fast_module
-from tensor_types_support import project_entry_points, write_distribution
 
-IMAGES = FIXTURES / "images"
-SETTINGS = FIXTURES / "image-processor"
-MANIFEST = json.loads((SETTINGS / "manifest.json").read_text())
 HUB = MANIFEST["hub_tiny_224"]["kwargs"]
 MAX_DIFF, MEAN_DIFF = 0.05, 0.005
-
-
-@pytest.fixture
-def declared_tensor_types(tmp_path, monkeypatch):
-    """This checkout's tensor types (pyproject.toml's entry points) visible to importlib.metadata, which
-    may hold an older install's; what ``return_tensors`` finds without the twin being imported."""
-    monkeypatch.syspath_prepend(str(write_distribution(tmp_path / "site", project_entry_points())))
-
-
-def load(name: str) -> Image.Image:
-    with Image.open(IMAGES / name) as im:
-        im.load()
-        return im
 
 
 @pytest.fixture
