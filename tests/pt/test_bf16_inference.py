@@ -16,18 +16,12 @@ import torch
 
 from convnext_app import cli
 from convnext_app.inference import default_model_dir, load_classifier, sample_image_paths
-from convnext_common import ConvNextConfig, ConvNextV2Config
-from convnext_pt import AutoModelForImageClassification, ConvNextForImageClassification, \
-    ConvNextV2ForImageClassification, fused
-from helpers import redraw_
+from convnext_pt import AutoModelForImageClassification, fused
+from helpers import tiny_classifier
 
 
 def _model(v2: bool):
-    cls, cfg = (ConvNextV2ForImageClassification, ConvNextV2Config) if v2 else \
-        (ConvNextForImageClassification, ConvNextConfig)
-    model = cls(cfg(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5)).eval()
-    redraw_(model, seed=3)
-    return model
+    return tiny_classifier(v2, seed=3)
 
 
 def test_from_pretrained_dtype_and_torch_dtype():

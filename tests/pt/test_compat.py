@@ -18,9 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from convnext_common import ConvNextConfig, ConvNextV2Config
 from convnext_pt import ConvNextBackbone, ConvNextForImageClassification, ConvNextV2ForImageClassification, fused
-from helpers import redraw_
+from helpers import redraw_, tiny_config as config
 
 transformers = pytest.importorskip("transformers")
 
@@ -30,12 +29,6 @@ TOL = 1e-5
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach().double(), b.detach().double()
     return ((a - b).abs().max() / max(1.0, b.abs().max().item())).item()
-
-
-def config(v2: bool = False, **kw) -> ConvNextConfig:
-    base = dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5)
-    base.update(kw)
-    return (ConvNextV2Config if v2 else ConvNextConfig)(**base)
 
 
 def twin_and_reference(v2: bool = False, **kw):

@@ -17,26 +17,21 @@ pytest.importorskip("onnxruntime")
 import onnx  # noqa: E402
 
 from conftest import rel_err  # noqa: E402
-from convnext_common import ConvNextConfig, ConvNextV2Config  # noqa: E402
+from convnext_common import ConvNextConfig  # noqa: E402
 from convnext_common.export import ExportVerificationError, MissingExportDependency  # noqa: E402
 from convnext_app.inference import default_model_dir  # noqa: E402
 from convnext_pt import (  # noqa: E402
-    ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextV2ForImageClassification,
+    ConvNextBackbone, ConvNextForImageClassification, ConvNextModel,
 )
 from convnext_pt.export import eager_outputs, export_onnx, run_onnx  # noqa: E402
-from helpers import redraw_  # noqa: E402
+from helpers import tiny_classifier  # noqa: E402
 
 ONNX_TOL = 1e-5       # issue 8: exported vs the PyTorch twin
 HF_TOL = 1e-4         # docs/DESIGN.md: vs transformers
 
 
 def tiny(v2: bool = False, **kw):
-    base = dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5)
-    base.update(kw)
-    config = ConvNextV2Config(**base) if v2 else ConvNextConfig(**base)
-    model = (ConvNextV2ForImageClassification if v2 else ConvNextForImageClassification)(config).eval()
-    redraw_(model, seed=3)
-    return model
+    return tiny_classifier(v2, seed=3, **kw)
 
 
 def _fixture_pairs(inputs):

@@ -11,22 +11,17 @@ import pytest
 import torch
 
 from conftest import rel_err
-from convnext_common import ConvNextConfig, ConvNextV2Config
 from convnext_common.export import random_pixels
-from convnext_pt import ConvNextBackbone, ConvNextForImageClassification, ConvNextV2ForImageClassification
+from convnext_pt import ConvNextBackbone, ConvNextForImageClassification
 from convnext_pt import fused
 from convnext_pt.export import check_compile, check_program, eager_outputs, export_program, min_dynamic_size
-from helpers import redraw_
+from helpers import tiny_classifier
 
 TOL = 1e-5
 
 
 def tiny(v2: bool = False):
-    base = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=4)
-    config = ConvNextV2Config(**base) if v2 else ConvNextConfig(**base)
-    model = (ConvNextV2ForImageClassification if v2 else ConvNextForImageClassification)(config).eval()
-    redraw_(model, seed=5)
-    return model
+    return tiny_classifier(v2, seed=5, depths=[1, 1, 1, 1], num_labels=4)
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])

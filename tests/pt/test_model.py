@@ -6,17 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from convnext_common import ConvNextConfig, ConvNextV2Config
+from convnext_common import ConvNextV2Config
 from convnext_pt import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextV2ForImageClassification,
 )
-from helpers import redraw_
+from helpers import redraw_, tiny_config
 
 
 def small(**kw):
-    base = dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=3)
-    base.update(kw)
-    return ConvNextConfig(**base)
+    return tiny_config(**{"num_labels": 3, **kw})
 
 
 @pytest.mark.parametrize("config", [

@@ -18,9 +18,8 @@ import pytest
 import torch
 
 from conftest import rel_err
-from convnext_common import ConvNextConfig
 from convnext_pt import ConvNextForImageClassification
-from helpers import redraw_
+from helpers import redraw_, tiny_config as config
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -29,12 +28,6 @@ from convnext_tf import TFConvNextBackbone, TFConvNextForImageClassification, TF
 pytestmark = pytest.mark.tf
 TOL = 1e-5
 SHAPES = [(2, 3, 64, 64), (1, 3, 70, 90)]
-
-
-def config(**kw) -> ConvNextConfig:
-    base = dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5)
-    base.update(kw)
-    return ConvNextConfig(**base)
 
 
 def pt_and_tf(**kw):

@@ -80,13 +80,10 @@ def test_random_weight_v2_matches_pytorch_twin(tmp_path):
     """Both formats for a V2 model whose weights come from a re-drawn PyTorch twin."""
     import torch
 
-    from convnext_pt import ConvNextV2ForImageClassification
-    from helpers import redraw_
+    from helpers import tiny_classifier
 
-    config = ConvNextV2Config(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5)
-    pt_model = ConvNextV2ForImageClassification(config).eval()
-    redraw_(pt_model, seed=9)
-    model = TFConvNextV2ForImageClassification(config)
+    pt_model = tiny_classifier(v2=True, seed=9)
+    model = TFConvNextV2ForImageClassification(pt_model.config)
     model.load_numpy_state_dict(pt_model.numpy_state_dict())
     saved = export_saved_model(model, tmp_path / "saved", image_size=(64, 96))
     lite = export_tflite(model, tmp_path / "m.tflite", image_size=(64, 96))
