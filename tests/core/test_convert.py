@@ -13,18 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES
+from conftest import FIXTURES, rel_err
 from convnext_common.checkpoints.convert import convert
 from convnext_common.checkpoints.infer import imagenet1k_labels
 from convnext_common.checkpoints.io import load_state_dict
 import convnext_pt
-
-
-def rel_err(ours, ref) -> float:
-    """docs/DESIGN.md's measure: max|ours - ref| / max(1, max|ref|)."""
-    ours, ref = np.asarray(ours, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    assert ours.shape == ref.shape, f"shape {ours.shape} != {ref.shape}"
-    return float(np.abs(ours - ref).max() / max(1.0, np.abs(ref).max()))
 
 
 HAS_H5 = importlib.util.find_spec("convnext_common.checkpoints.h5") is not None

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES
+from conftest import FIXTURES, rel_err
 import convnext_pt
 from convnext_app.cli import main as cli_main
 
@@ -35,12 +35,6 @@ REASON_PATTERNS = {
     "norm": r"norm layer|RMSNorm|bias-free", "norm_eps": r"epsilon", "kernel": r"depthwise", "stem": r"stem",
     "head_mlp": r"head MLP", "head_norm_first": r"head_norm_first", "grn_and_layer_scale": r"GRN and layer scale",
 }
-
-
-def rel_err(ours, ref) -> float:
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    assert ours.shape == ref.shape, f"shape {ours.shape} != {ref.shape}"
-    return float(np.abs(ours - ref).max() / max(1.0, np.abs(ref).max()))
 
 
 def convert_cli(argv: list[str], capsys) -> tuple[int, str, str]:
