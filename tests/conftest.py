@@ -4,6 +4,7 @@ torch is imported before tensorflow in every process: CUDA builds of torch crash
 loads after tensorflow. TensorFlow's log noise is silenced.
 """
 
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,7 +21,11 @@ from helpers import make_torchvision_importable  # noqa: E402
 
 make_torchvision_importable()  # before anything imports transformers, see the function
 
-FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent  # the checkout: cwd and PYTHONPATH of the processes tests start
+FIXTURES = REPO / "tests" / "fixtures"
+IMAGES = FIXTURES / "images"
+PROCESSOR_FIXTURES = FIXTURES / "image-processor"  # transformers' processor outputs, one folder per setting
+PROCESSOR_MANIFEST = json.loads((PROCESSOR_FIXTURES / "manifest.json").read_text())  # setting -> kwargs, images
 
 
 def rel_err(ours, ref) -> float:
@@ -38,3 +43,21 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def inputs():
     return dict(np.load(FIXTURES / "inputs.npz"))
+
+
+def load_image(name: str):
+    """An image of tests/fixtures/images, read in full (the file closed)."""
+    from PIL import Image
+
+    with Image.open(IMAGES / name) as im:
+        im.load()
+        return im
+
+
+@pytest.fixture
+def declared_tensor_types(tmp_path, monkeypatch):
+    """This checkout's tensor types (pyproject.toml's entry points) visible to importlib.metadata, which
+    may hold an older install's; what ``return_tensors`` finds without the twin being imported."""
+    from tensor_types_support import project_entry_points, write_distribution
+
+    monkeypatch.syspath_prepend(str(write_distribution(tmp_path / "site", project_entry_points())))

@@ -75,3 +75,24 @@ def make_torchvision_importable() -> None:
 
 
 _TORCHVISION_SCHEMAS = None
+
+
+TINY = dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32], num_labels=5)  # four stages, one of two blocks
+
+
+def tiny_config(v2: bool = False, **changes):
+    """A ConvNeXt (V2 with ``v2``) config small enough for any test: TINY with ``changes``."""
+    from convnext_common import ConvNextConfig, ConvNextV2Config
+
+    return (ConvNextV2Config if v2 else ConvNextConfig)(**{**TINY, **changes})
+
+
+def tiny_classifier(v2: bool = False, seed: int = 0, **changes):
+    """The PyTorch twin's classifier on ``tiny_config(v2, **changes)``, in eval mode, every parameter
+    re-drawn from ``seed`` (redraw_)."""
+    from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
+
+    model = (ConvNextV2ForImageClassification if v2 else ConvNextForImageClassification)(tiny_config(v2, **changes))
+    model.eval()
+    redraw_(model, seed=seed)
+    return model

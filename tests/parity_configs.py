@@ -1,5 +1,5 @@
-"""The config matrix of the twin-parity tests (tests/test_tf_parity.py on TensorFlow,
-tests/test_keras_any_backend.py on every Keras backend) and how their outputs are compared.
+"""The config matrix of the twin-parity tests (tests/tf/test_parity.py on TensorFlow,
+tests/tf/test_any_backend.py on every Keras backend) and how their outputs are compared.
 
 Imports neither TensorFlow nor Keras: the backend tests run it under KERAS_BACKEND=jax / torch.
 """

@@ -9,7 +9,7 @@ Choices pinned here (README, "Bad input and safety"):
   stored colour.
 - 16-bit grayscale files are scaled to 8 bits by the file loader (PIL alone would clip them at 255);
   a 16-bit PIL image given to the processor directly is converted like ``convert("RGB")`` (clipped),
-  which tests/test_image_processor.py pins as that module's contract.
+  which tests/core/test_image_processor.py pins as that module's contract.
 - PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) stays in force.
 """
 

@@ -1,0 +1,104 @@
+"""The three layers: core (``convnext_common``) <- twins (``convnext_pt``, ``convnext_tf``) <- application
+(``convnext_app``).
+
+The core names no framework and no twin anywhere: no import at any depth (not even inside a
+function), and no framework or twin module name handed to importlib as a string. The twins never
+import the application. Checked on the source text (ast), so a lazy import cannot hide, and at run
+time in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "tf_keras", "flax")
+TWINS = ("convnext_pt", "convnext_tf", "convnext_keras")  # convnext_keras: convnext_tf without the "TF" prefix
+APP = ("convnext_app",)
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((REPO / package).rglob("*.py"))
+
+
+#: calls that import the module named by their first argument
+IMPORTERS = {"import_module", "__import__", "find_spec", "run_module", "require", "import_optional"}
+
+
+def _called_name(call: ast.Call) -> str:
+    f = call.func
+    return f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+
+
+def _named_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, top-level module name) for every import statement at any depth, every string handed to
+    an importer (``importlib.import_module("torch")``) and every entry-point string
+    (``"convnext_pt.export:run"``). Names that are data in a file format (the pickle globals of a
+    torch checkpoint, a config key such as ``torch_dtype``, the source label ``"keras"``) are not
+    imports and are not matched."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module.split(".")[0]))
+        elif isinstance(node, ast.Call) and _called_name(node) in IMPORTERS:
+            found += [(node.lineno, a.value.split(".")[0]) for a in node.args[:1]
+                      if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value.strip()
+            if text and " " not in text and ":" in text and "/" not in text:
+                found.append((node.lineno, text.split(":")[0].split(".")[0]))
+    return found
+
+
+def _violations(package: str, forbidden: tuple[str, ...], allow: tuple[str, ...] = ()) -> list[str]:
+    bad = []
+    for path in _modules(package):
+        rel = path.relative_to(REPO).as_posix()
+        if rel in allow:
+            continue
+        bad += [f"{rel}:{line}: names {name}" for line, name in _named_modules(path) if name in forbidden]
+    return bad
+
+
+def test_core_names_no_framework_twin_or_application():
+    # convnext_common/__main__.py is the one exception: `python -m convnext_common` hands over to the
+    # application (it names the application, never a framework or a twin)
+    bad = _violations("convnext_common", FRAMEWORKS + TWINS)
+    bad += _violations("convnext_common", APP, allow=("convnext_common/__main__.py",))
+    assert not bad, "the core must not name a framework, a twin or the application:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_twins_do_not_use_the_application(twin):
+    bad = _violations(twin, APP)
+    assert not bad, f"{twin} must not name the application:\n" + "\n".join(bad)
+
+
+def test_twins_do_not_use_each_other():
+    bad = _violations("convnext_pt", ("convnext_tf", "convnext_keras")) + _violations("convnext_tf", ("convnext_pt",))
+    bad += _violations("convnext_keras", ("convnext_pt",))
+    assert not bad, "\n".join(bad)
+
+
+def test_importing_the_core_loads_no_framework():
+    """Every core module imported in a fresh interpreter leaves torch, TensorFlow, Keras, JAX and the
+    twins unloaded (the ast check above, confirmed at run time)."""
+    names = [".".join(p.relative_to(REPO).with_suffix("").parts) for p in _modules("convnext_common")]
+    names = [n[: -len(".__init__")] if n.endswith(".__init__") else n for n in names if not n.endswith("__main__")]
+    code = ("import sys, importlib\n"
+            f"for name in {names!r}:\n"
+            "    importlib.import_module(name)\n"
+            f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS + TWINS + APP!r}))\n"
+            "print(','.join(loaded))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"importing the core loaded: {proc.stdout.strip()}"
