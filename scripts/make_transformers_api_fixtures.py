@@ -1,6 +1,6 @@
 """Write tests/fixtures/transformers-api/reference.json: how transformers' ConvNeXt classes behave as
 objects (config attributes and serialisation, output containers, the generic model API, backbone
-attributes, loading), for tests/test_transformers_api.py to compare ours against.
+attributes, loading), for tests/pt/test_transformers_api.py to compare ours against.
 
 Run in a separate environment with transformers 4.57 (not a dependency of this project)::
 
