@@ -9,7 +9,8 @@
   the one reader of such a file, also for hub ids and folders loaded with ``from_pretrained``) or a
   train.py checkpoint's ``arch`` and ``args`` (:func:`timm_train_config`); its labels and input size
   go into the converted config (:func:`apply_hub_config`), its evaluation transform into the
-  preprocessor config (:func:`timm_preprocessor_config`).
+  preprocessor config (:func:`eval_transform_config`; :func:`timm_preprocessor_config` for the
+  loaders of folders without a preprocessor_config.json).
 - What timm computes that the tensors do not show (:func:`timm_computation`).
 
 A folder written by timm (``save_for_hf`` / ``push_to_hf_hub``) has a ``config.json`` like::
