@@ -24,14 +24,14 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from convnext_common.checkpoints.safetensors_io import write_safetensors  # noqa: E402
-from convnext_common.checkpoints.infer import expected_shapes  # noqa: E402
+from convnext_common.checkpoints.formats.safetensors import write_safetensors  # noqa: E402
+from convnext_common.checkpoints.canonical import expected_shapes  # noqa: E402
 from convnext_common.variants import config_for_variant  # noqa: E402
 
 CHILD = """
 import resource, sys, time
 sys.path.insert(0, {root!r})
-from convnext_common.checkpoints.convert import convert
+from convnext_common.checkpoints.pipeline import convert
 t = time.perf_counter()
 if {run}:
     convert({src!r}, {out!r}, to={to!r}, progress=False)
@@ -46,7 +46,7 @@ def timm_names(state: dict) -> dict:
     """The same weights under timm's names, so that the rule tables do the work (checked by mapping back)."""
     import re
 
-    from convnext_common.checkpoints.foreign import canonical_name
+    from convnext_common.checkpoints.pipeline import canonical_name
 
     blocks = {"dwconv": "conv_dw", "layernorm": "norm", "pwconv1": "mlp.fc1", "pwconv2": "mlp.fc2",
               "layer_scale_parameter": "gamma"}

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from convnext_common.checkpoints.infer import expected_shapes  # noqa: E402
-from convnext_common.checkpoints.safetensors_io import write_safetensors  # noqa: E402
+from convnext_common.checkpoints.canonical import expected_shapes  # noqa: E402
+from convnext_common.checkpoints.formats.safetensors import write_safetensors  # noqa: E402
 from convnext_common.variants import config_for_variant  # noqa: E402
 
 #: the weights file each format is written to; the folder holds only that one.
@@ -66,7 +66,7 @@ def write_folder(folder: Path, config, state: dict, fmt: str) -> int:
     if fmt == "safetensors":
         write_safetensors(state, path)
     elif fmt == "h5":
-        from convnext_common.checkpoints.h5 import save_hf_tf_h5
+        from convnext_common.checkpoints.formats.tf_h5 import save_hf_tf_h5
 
         save_hf_tf_h5(state, config, path, architecture="ConvNextForImageClassification")
     else:

@@ -1,20 +1,21 @@
 """``convnext convert`` and ``tools/convert_weights.py``: the command line of the converter in
-:mod:`convnext_common.checkpoints.convert`, and ``--verify``, which loads the written folder in both
+:mod:`convnext_common.checkpoints.pipeline`, and ``--verify``, which loads the written folder in both
 twins and compares their outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Optional, TextIO
 
 import numpy as np
 
-from convnext_common.checkpoints.convert import TARGETS, convert
-from convnext_common.checkpoints.foreign import FORMATS
-from convnext_common.checkpoints.io import CheckpointError
+from convnext_common.checkpoints.pipeline import TARGETS, convert
+from convnext_common.checkpoints.sources import FORMATS
+from convnext_common.checkpoints.errors import CheckpointError
 from convnext_common.config import ConvNextConfig, load_config
 
 #: verification bound: the project's rel on logits between the twins.
@@ -82,6 +83,26 @@ def _main_output(out) -> np.ndarray:
     raise CheckpointError("the model returned no logits, pooler_output or feature_maps")
 
 
+# --- the converter's words in the command line's ------------------------------------------------
+#: the converter's parameters (``convnext_common.checkpoints.pipeline.convert``) and their flags
+CLI_FLAGS = {"source": "--from", "to": "--to", "family": "--family", "config": "--config", "ema": "--ema",
+             "overwrite": "--overwrite"}
+_PARAMETER = re.compile(r"\b(" + "|".join(CLI_FLAGS) + r")=(True\b|\.\.\.|\"([^\"]*)\"|'[^']*')")
+
+
+def cli_terms(message: str) -> str:
+    """A message of the converter with its parameters as the command line spells them:
+    ``ema=True`` -> ``--ema``, ``to="tf"`` -> ``--to tf``, ``source='x'`` -> ``--from 'x'``,
+    ``config=...`` -> ``--config``."""
+    def flag(m: re.Match) -> str:
+        name, value, plain = m.group(1), m.group(2), m.group(3)
+        if value in ("True", "..."):
+            return CLI_FLAGS[name]
+        return f"{CLI_FLAGS[name]} {plain if plain is not None else value}"
+
+    return _PARAMETER.sub(flag, message)
+
+
 # --- command line --------------------------------------------------------------------------------
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("input", help="hub folder, .safetensors, .bin/.pth/.pt, tf_model.h5, a keras-applications .h5, "
@@ -129,13 +150,13 @@ def run_convert(args: argparse.Namespace, stdout: Optional[TextIO] = None, stder
     except (ValueError, OSError, ImportError, KeyError) as e:
         if debug:
             raise
-        print(f"{prog}: error: {_one_line(e)}", file=stderr)
+        print(f"{prog}: error: {cli_terms(_one_line(e))}", file=stderr)
         return 1
     if not quiet:
         print(f"{result.output_dir}: {', '.join(result.files)} (from {result.source_format}, "
               f"{result.config.architectures[0]})", file=stdout)
         for note in result.notes:
-            print(f"  {note}", file=stdout)
+            print(f"  {cli_terms(note)}", file=stdout)
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .config import ConfigError
 from .fileio import read_json_file
-from .timm_hub import is_timm_config, is_timm_convnext, timm_architecture
+from .checkpoints.sources.timm import is_timm_config, is_timm_convnext, timm_architecture
 
 CONVNEXT_MODEL_TYPES = ("convnext", "convnextv2", "dinov3_convnext")
 

@@ -5,8 +5,8 @@ A source is a hub-layout folder, a weights file, or a hub id (see hub.py). Two l
 - transformers' (``config.json`` with ``model_type`` convnext / convnextv2): config, weights and
   ``preprocessor_config.json`` are read as they are;
 - timm's (``config.json`` with ``architecture``, as timm's ``save_for_hf`` writes it): the
-  weights are converted in memory by the converter (checkpoints/convert.py), the labels, input
-  size and preprocessing come from timm's config.json (timm_hub.py).
+  weights are converted in memory by the converter (checkpoints/pipeline.py), the labels, input
+  size and preprocessing come from timm's config.json (checkpoints/sources/timm.py).
 
 Anything else (a ViT, a ResNet, ...) is refused before its weights are downloaded, with a
 :class:`NotAConvNextError` that says what it is.
@@ -23,14 +23,14 @@ from typing import Any, Callable, ClassVar, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
-from .checkpoints.io import CheckpointError
+from .checkpoints.errors import CheckpointError
 from .checkpoints.matching import LoadReport, match_state_dict
 from .config import CONFIG_NAME, ConfigError, ConvNextConfig, config_class_for, config_for_model, install_source_reader
 from .fileio import read_json_file
 from .hub import PREPROCESSOR_NAME, HubOptions, is_hub_id, model_folder, resolve_file
 from .identify import NotAConvNextError, check_convnext_config, read_config_dict  # noqa: F401 (re-exported)
 from .licences import Licence, read_licence, write_model_card
-from .timm_hub import is_timm_config, timm_preprocessor_config
+from .checkpoints.sources.timm import is_timm_config, timm_preprocessor_config
 
 def is_timm_folder(folder: Union[str, os.PathLike]) -> bool:
     config = resolve_file(folder, CONFIG_NAME, required=False)
@@ -41,7 +41,7 @@ def is_timm_folder(folder: Union[str, os.PathLike]) -> bool:
 class Pretrained:
     """A model source read for loading: weights in canonical names and what goes with them.
 
-    ``state``'s values are arrays or :class:`~.checkpoints.lazy.LazyArray` (read when used), so that
+    ``state``'s values are arrays or :class:`~.checkpoints.formats.lazy.LazyArray` (read when used), so that
     a load can copy them into a model one at a time."""
 
     config: ConvNextConfig
@@ -60,13 +60,13 @@ def load_pretrained(path_or_id: Union[str, os.PathLike], weight_files: Sequence[
     ``weight_files``: the twin's order of preference (only the first one a hub repo has is
     downloaded). ``config`` replaces the source's config; ``overrides`` change its fields.
     """
-    from .checkpoints.streaming import open_canonical
+    from .checkpoints.formats.files import open_canonical
 
     overrides = dict(overrides or {})
     refuse_variant_name(path_or_id, model_name, options)
     folder = model_folder(path_or_id, weight_files, options, check_convnext_config)
     if is_timm_folder(folder):
-        from .checkpoints.convert import load_converted
+        from .checkpoints.pipeline import load_converted
 
         converted = load_converted(folder)
         config = config_for_model(config_class, path_or_id, config or converted.config, overrides, model_name)
@@ -157,8 +157,8 @@ def config_of(path_or_id: Union[str, os.PathLike], config_class: Optional[type[C
         if config_class is None:
             return _read_hub_config(folder, None, **overrides)
         return config_class.from_json_file(resolve_file(folder, CONFIG_NAME), **overrides)
-    from .checkpoints.convert import load_converted
-    from .checkpoints.io import PT_WEIGHT_FILES
+    from .checkpoints.pipeline import load_converted
+    from .checkpoints.formats.files import PT_WEIGHT_FILES
 
     config = load_converted(model_folder(path_or_id, PT_WEIGHT_FILES, options, optional_files=())).config
     config = config.copy(**overrides) if overrides else config

@@ -15,8 +15,8 @@ from typing import Any, Optional, TypeVar, Union
 import numpy as np
 import torch
 
-from convnext_common.checkpoints.io import PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, save_sharded_safetensors
-from convnext_common.checkpoints.lazy import materialise
+from convnext_common.checkpoints.formats.files import PT_WEIGHT_FILES, PT_WEIGHTS_NAME, TF_WEIGHTS_NAME, save_sharded_safetensors
+from convnext_common.checkpoints.formats.lazy import materialise
 from convnext_common.config import ConvNextConfig
 from convnext_common.fileio import atomic_write, size_in_bytes
 from convnext_common.hub import HubOptions

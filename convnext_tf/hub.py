@@ -5,7 +5,7 @@ what is Keras' own: its weights-file order, its variables, dtype policies, and t
 Weights move as canonical (PyTorch-layout) numpy arrays, the same as in ``convnext_pt/hub.py``.
 A Keras variable's path below the model is transformers' TF name (``convnext/encoder/stages.0/
 layers.0/dwconv/kernel``) once ``group_key`` layer names read ``group.key`` (:func:`transformers_path`),
-so ``convnext_common.checkpoints.h5`` maps it; the only layout of ours that differs from
+so ``convnext_common.checkpoints.formats.tf_h5`` maps it; the only layout of ours that differs from
 transformers' TF one is the depthwise kernel (see ``OWN_LAYOUTS``).
 """
 
@@ -20,9 +20,9 @@ from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
 
-from convnext_common.checkpoints.h5 import canonical_to_tf, save_hf_tf_h5, tf_name_to_canonical, tf_to_canonical
-from convnext_common.checkpoints.io import PT_WEIGHT_FILES, TF_WEIGHTS_NAME, save_sharded_safetensors
-from convnext_common.checkpoints.lazy import materialise
+from convnext_common.checkpoints.formats.tf_h5 import canonical_to_tf, save_hf_tf_h5, tf_name_to_canonical, tf_to_canonical
+from convnext_common.checkpoints.formats.files import PT_WEIGHT_FILES, TF_WEIGHTS_NAME, save_sharded_safetensors
+from convnext_common.checkpoints.formats.lazy import materialise
 from convnext_common.config import ConvNextConfig
 from convnext_common.fileio import size_in_bytes
 from convnext_common.hub import HubOptions

@@ -24,8 +24,8 @@ from keras import ops
 from convnext_common.architecture import (
     DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
 )
-from convnext_common.checkpoints.h5 import tf_model_name
-from convnext_common.checkpoints.io import PT_WEIGHT_FILES, save_sharded_safetensors
+from convnext_common.checkpoints.formats.tf_h5 import tf_model_name
+from convnext_common.checkpoints.formats.files import PT_WEIGHT_FILES, save_sharded_safetensors
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_class_for
 from convnext_common.masked_image import NORM_PIX_EPS, check_masked_image_config, num_kept, patch_grid, total_stride
 from convnext_common.dinov3 import DINOv3ConvNextConfig, block_layer_scale, file_names, to_dinov3_name

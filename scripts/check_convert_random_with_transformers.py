@@ -21,7 +21,7 @@ import transformers
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convnext_common.checkpoints.convert import convert  # noqa: E402
+from convnext_common.checkpoints.pipeline import convert  # noqa: E402
 
 CASES = ROOT / "tests" / "fixtures" / "convert_random"
 

@@ -30,7 +30,7 @@ def write(out: Path) -> None:
     sys.path.insert(0, str(ROOT))
     import convnext_pt
     import convnext_tf
-    from convnext_common.checkpoints.convert import convert
+    from convnext_common.checkpoints.pipeline import convert
 
     convnext_pt.AutoModel.from_pretrained(FIXTURES / "tiny").save_pretrained(out / "pt-saved")
     convnext_tf.TFAutoModel.from_pretrained(FIXTURES / "tiny").save_pretrained(out / "tf-saved")

@@ -1,7 +1,7 @@
 """What a source checkpoint computes beyond its tensor shapes, and the one rule that maps it onto the
 hub layout or refuses it.
 
-A checkpoint's tensors tell depths, widths, kernels, heads, V1/V2 and layer scale (infer.py). They do
+A checkpoint's tensors tell depths, widths, kernels, heads, V1/V2 and layer scale (canonical.py). They do
 not tell the activation, the norms' kind and epsilon, the pooling, or whether a stage dilates its
 convolutions instead of striding them; those come from the file's layout or the config beside it,
 each reader stating them here as a ``Computation`` with the place it read each one. ``hub_fields``

@@ -109,7 +109,7 @@ class RunsOpen:
 def convert_leaving_nothing(source: Path, tmp_path: Path):
     """``convert(source -> tmp_path/converted, to="pt")``; on failure, also assert that no output
     folder was left behind."""
-    from convnext_common.checkpoints.convert import convert
+    from convnext_common.checkpoints.pipeline import convert
 
     out = tmp_path / "converted"
     try:

@@ -19,8 +19,9 @@ import pytest
 from badinput.support import (
     FIXTURES, HF, convert_leaving_nothing, expect_error, hf_config, hf_state, save_weights, write_folder,
 )
-from convnext_common.checkpoints.convert import convert
-from convnext_common.checkpoints.io import CheckpointError, load_state_dict
+from convnext_common.checkpoints.pipeline import convert
+from convnext_common.checkpoints.errors import CheckpointError
+from convnext_common.checkpoints.formats.files import load_state_dict
 from convnext_common.config import ConfigError
 from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
 

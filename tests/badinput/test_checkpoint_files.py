@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from badinput.support import HF, convert_leaving_nothing, expect_error, write_folder
-from convnext_common.checkpoints.io import CheckpointError, load_state_dict
+from convnext_common.checkpoints.errors import CheckpointError
+from convnext_common.checkpoints.formats.files import load_state_dict
 from convnext_pt import ConvNextForImageClassification
 
 SAFE, BIN, H5 = "model.safetensors", "pytorch_model.bin", "tf_model.h5"

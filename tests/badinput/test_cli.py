@@ -252,7 +252,7 @@ def test_convert_refuses_an_existing_output_without_overwrite(tmp_path, capsys):
 @pytest.mark.parametrize("existing", [False, True], ids=["new-output", "existing-output-with-overwrite"])
 def test_convert_failing_late_leaves_output_alone(tmp_path, capsys, monkeypatch, failure, existing):
     """A failure after model.safetensors is written (while writing tf_model.h5)."""
-    import convnext_common.checkpoints.convert as convert_module
+    import convnext_common.checkpoints.pipeline as convert_module
 
     def fail(*args, **kwargs):
         assert any(p.name == "model.safetensors" for p in tmp_path.rglob("*")), "fails too early to test anything"
@@ -289,7 +289,7 @@ def test_subprocess_predict_failure_one_line_and_debug_traceback(tmp_path):
 
 _HANG_AFTER_FIRST_FILE = """
 import sys, time, pathlib
-import convnext_common.checkpoints.convert as convert_module
+import convnext_common.checkpoints.pipeline as convert_module
 ready = pathlib.Path(sys.argv[1])
 real_write = convert_module.write_safetensors
 def write_then_hang(*args, **kwargs):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from badinput.support import HF, convert_leaving_nothing, expect_error, hf_config
-from convnext_common.checkpoints.convert import convert
+from convnext_common.checkpoints.pipeline import convert
 from convnext_common.config import ConfigError, ConvNextConfig, load_config
 from convnext_pt import ConvNextForImageClassification
 

@@ -22,8 +22,9 @@ from badinput.support import (
     REPO, RunsExec, RunsOpen, RunsShell, assert_one_line_error, cli, expect_error, has_module, hf_config, hf_state,
     write_folder,
 )
-from convnext_common.checkpoints.convert import convert
-from convnext_common.checkpoints.io import CheckpointError, load_state_dict
+from convnext_common.checkpoints.pipeline import convert
+from convnext_common.checkpoints.errors import CheckpointError
+from convnext_common.checkpoints.formats.files import load_state_dict
 from convnext_pt import ConvNextBackbone, ConvNextForImageClassification, ConvNextModel
 
 # torch notes that raw protocol-5 pickles are unusual before refusing them; the refusal is what is tested

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from badinput.support import HF, expect_error, hf_config, hf_state, write_folder
-from convnext_common.checkpoints.io import CheckpointError
+from convnext_common.checkpoints.errors import CheckpointError
 from convnext_common.config import ConfigError
 
 pytestmark = pytest.mark.tf

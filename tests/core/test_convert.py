@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from conftest import FIXTURES, rel_err
-from convnext_common.checkpoints.convert import convert
-from convnext_common.checkpoints.infer import imagenet1k_labels
-from convnext_common.checkpoints.io import load_state_dict
+from convnext_common.checkpoints.pipeline import convert
+from convnext_common.checkpoints.canonical import imagenet1k_labels
+from convnext_common.checkpoints.formats.files import load_state_dict
 import convnext_pt
 
 
-HAS_H5 = importlib.util.find_spec("convnext_common.checkpoints.h5") is not None
-needs_h5 = pytest.mark.skipif(not HAS_H5, reason="convnext_common.checkpoints.h5 (TF checkpoint I/O) not present")
+HAS_H5 = importlib.util.find_spec("convnext_common.checkpoints.formats.tf_h5") is not None
+needs_h5 = pytest.mark.skipif(not HAS_H5, reason="convnext_common.checkpoints.formats.tf_h5 (TF checkpoint I/O) not present")
 
 #: fixture -> (input path inside it, detected format, V2?, layer scale?)
 FOREIGN = {
@@ -189,7 +189,7 @@ def test_verify_compares_the_two_twins(tmp_path):
 
 @pytest.mark.parametrize("name", list(HF))
 def test_config_inferred_from_hf_weights_alone_matches_the_written_config(name):
-    from convnext_common.checkpoints.infer import head_of_state, infer_config
+    from convnext_common.checkpoints.canonical import head_of_state, infer_config
     from convnext_common.config import load_config
 
     state = load_state_dict(FIXTURES / name / "model.safetensors")

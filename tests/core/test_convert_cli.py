@@ -14,13 +14,14 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from conftest import FIXTURES, REPO
-from convnext_common.checkpoints import convert as convert_module
+from convnext_common.checkpoints import pipeline as convert_module
 from convnext_app.convert import build_parser, run_convert
-from convnext_common.checkpoints.convert import convert, write_safetensors
-from convnext_common.checkpoints.detect import detect_format, h5_kind, strip_wrappers
-from convnext_common.checkpoints.foreign import canonical_name, to_canonical
-from convnext_common.checkpoints.infer import UnsupportedCheckpointError, check_state_fits, infer_config
-from convnext_common.checkpoints.io import CheckpointError, load_state_dict
+from convnext_common.checkpoints.pipeline import (
+    canonical_name, convert, detect_format, identify_h5, strip_wrappers, to_canonical, write_safetensors,
+)
+from convnext_common.checkpoints.canonical import check_state_fits, infer_config
+from convnext_common.checkpoints.errors import CheckpointError, UnsupportedCheckpointError
+from convnext_common.checkpoints.formats.files import load_state_dict
 from convnext_common.progress import Progress
 
 ROOT = REPO
@@ -53,11 +54,11 @@ def test_detects_the_writer(rel, fmt):
 @pytest.mark.parametrize("rel, kind", [("keras-applications-convnext/convnext_fixture.h5", "keras"),
                                        ("hf-convnext/tf_model.h5", "hf"), ("hf-convnext-base/tf_model.h5", "hf")])
 def test_tells_h5_kinds_apart(rel, kind):
-    assert h5_kind(FIXTURES / rel) == kind
+    assert identify_h5(FIXTURES / rel).name == kind
 
 
 def test_unknown_names_cannot_be_detected():
-    with pytest.raises(CheckpointError, match="cannot tell which library.*--from"):
+    with pytest.raises(CheckpointError, match="cannot tell which library.*source="):
         detect_format({"encoder.layer.0.attention.weight": np.zeros(3)}, "bert.bin")
 
 
@@ -161,7 +162,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         convert(TIMM, out, to="pt", progress=False)
     assert (out / "keep.txt").read_text() == "mine"
     convert(TIMM, out, to="pt", overwrite=True, progress=False)
@@ -293,7 +294,7 @@ def test_mapped_safetensors_reader_matches_the_library(tmp_path):
     import torch
     from safetensors.torch import save_file as save_torch
 
-    from convnext_common.checkpoints.safetensors_io import map_safetensors
+    from convnext_common.checkpoints.formats.safetensors import map_safetensors
 
     tensors = {"w": torch.randn(4, 3), "h": torch.randn(5).half(), "b": torch.randn(2, 2).bfloat16()}
     save_torch(tensors, str(tmp_path / "t.safetensors"))
@@ -407,13 +408,13 @@ def test_training_checkpoint_with_argparse_args_loads_model_or_ema(tmp_path, ema
     want = torch.load(path, weights_only=False)["model_ema" if ema else "model"]["head.weight"].numpy()
     np.testing.assert_array_equal(load_state_dict(tmp_path / "out" / "model.safetensors")["classifier.weight"], want)
     assert any(f"'{'model_ema' if ema else 'model'}' entry" in n for n in result.notes)
-    assert any("--ema converts those" in n for n in result.notes) != ema
+    assert any("ema=True converts those" in n for n in result.notes) != ema
 
 
 def test_ema_of_a_file_without_one_is_a_one_line_error(tmp_path):
-    with pytest.raises(CheckpointError, match=r"--ema given, but the checkpoint holds no EMA weights"):
+    with pytest.raises(CheckpointError, match=r"ema=True given, but the checkpoint holds no EMA weights"):
         convert(FIXTURES / "official-convnext" / "checkpoint.pth", tmp_path / "out", ema=True, progress=False)
-    with pytest.raises(CheckpointError, match=r"--ema reads a training checkpoint"):
+    with pytest.raises(CheckpointError, match=r"ema=True reads a training checkpoint"):
         convert(TIMM, tmp_path / "out", ema=True, progress=False)
 
 

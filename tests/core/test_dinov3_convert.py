@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from conftest import FIXTURES, rel_err
-from convnext_common.checkpoints.convert import convert
+from convnext_common.checkpoints.pipeline import convert
 from convnext_common.checkpoints.errors import CheckpointError
-from convnext_common.checkpoints.safetensors_io import stream_safetensors
+from convnext_common.checkpoints.formats.safetensors import stream_safetensors
 from convnext_pt import AutoModel, ConvNextModel, DINOv3ConvNextModel
 from helpers import outputs_by_name
 
@@ -70,7 +70,7 @@ def test_both_directions_between_families(tmp_path, reference):
 
 
 def test_what_a_family_cannot_express_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="--to tf"):
+    with pytest.raises(ValueError, match='to="tf"'):
         convert(DINOV3 / "official-tiny.pth", tmp_path / "a", to="tf", progress=False)
     # transformers' ConvNeXt: final norm eps 1e-12, inner 1e-6; DINOv3 has one epsilon
     with pytest.raises(CheckpointError, match="epsilon"):

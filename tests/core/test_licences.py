@@ -15,7 +15,7 @@ import pytest
 
 from conftest import FIXTURES
 from convnext_app import cli
-from convnext_common.checkpoints.convert import convert
+from convnext_common.checkpoints.pipeline import convert
 from convnext_common.licences import read_licence, licence_notice
 from convnext_pt import AutoModel
 

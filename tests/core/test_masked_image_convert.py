@@ -12,7 +12,7 @@ from conftest import rel_err
 from fcmae_reference import fcmae_forward, official_state
 from helpers import redraw_
 
-from convnext_common.checkpoints.convert import convert
+from convnext_common.checkpoints.pipeline import convert
 from convnext_common.checkpoints.errors import UnsupportedCheckpointError
 from convnext_common.config import ConvNextV2Config
 from convnext_pt import ConvNextV2ForImageClassification, ConvNextV2ForMaskedImageModeling

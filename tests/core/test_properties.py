@@ -171,7 +171,7 @@ def test_config_round_trips_through_dict_and_json(config):
 # --- checkpoint name maps ----------------------------------------------------------------------------
 def foreign_names(fmt: str, depths: list[int], v2: bool, head: bool) -> list[str]:
     """The tensor names each library's ConvNeXt has (written from the libraries' module layouts,
-    independently of convnext_common.checkpoints.foreign's rules)."""
+    independently of the sources' rules in convnext_common.checkpoints.sources)."""
     wb = ("weight", "bias")
     names: list[str] = []
     if fmt == "timm":
@@ -226,8 +226,8 @@ FORMAT_VERSIONS = {"timm": (1, 2), "official": (1, 2), "torchvision": (1,), "ker
 
 
 def _check_bijection(fmt: str, depths: list[int], v2: bool, head: bool) -> None:
-    from convnext_common.checkpoints.foreign import canonical_name
-    from convnext_common.checkpoints.infer import expected_shapes
+    from convnext_common.checkpoints.pipeline import canonical_name
+    from convnext_common.checkpoints.canonical import expected_shapes
 
     n = len(depths)
     config = (ConvNextV2Config if v2 else ConvNextConfig)(depths=depths, hidden_sizes=[8 * 2**i for i in range(n)],
@@ -276,8 +276,8 @@ def test_foreign_name_map_is_a_bijection_on_any_depths(fmt, depths, v2, head):
 def test_tf_h5_name_map_round_trips(depths, v2, head):
     """Canonical name -> transformers' TF variable path -> canonical name is the identity, and no two
     canonical names share a TF path."""
-    from convnext_common.checkpoints.h5 import canonical_to_tf, tf_name_to_canonical
-    from convnext_common.checkpoints.infer import expected_shapes
+    from convnext_common.checkpoints.formats.tf_h5 import canonical_to_tf, tf_name_to_canonical
+    from convnext_common.checkpoints.canonical import expected_shapes
 
     n = len(depths)
     config = (ConvNextV2Config if v2 else ConvNextConfig)(

@@ -17,10 +17,11 @@ import pytest
 import torch
 
 from convnext_common import ConvNextConfig
-from convnext_common.checkpoints.h5 import save_hf_tf_h5, stream_h5_state_dict
-from convnext_common.checkpoints.io import CheckpointError, load_state_dict
-from convnext_common.checkpoints.lazy import LazyArray
-from convnext_common.checkpoints.safetensors_io import stream_safetensors, write_safetensors
+from convnext_common.checkpoints.formats.tf_h5 import save_hf_tf_h5, stream_h5_state_dict
+from convnext_common.checkpoints.errors import CheckpointError
+from convnext_common.checkpoints.formats.files import load_state_dict
+from convnext_common.checkpoints.formats.lazy import LazyArray
+from convnext_common.checkpoints.formats.safetensors import stream_safetensors, write_safetensors
 from convnext_pt import ConvNextForImageClassification
 from helpers import redraw_
 

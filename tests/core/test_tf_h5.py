@@ -1,4 +1,4 @@
-"""transformers' tf_model.h5 <-> canonical arrays (convnext_common.checkpoints.h5: numpy + h5py, no TensorFlow).
+"""transformers' tf_model.h5 <-> canonical arrays (convnext_common.checkpoints.formats.tf_h5: numpy + h5py, no TensorFlow).
 
 The references are the fixtures' tf_model.h5 files, written by transformers' TFConvNext* classes,
 and the model.safetensors files written beside them by the PyTorch classes from the same weights.
@@ -11,8 +11,9 @@ import torch
 
 from conftest import rel_err
 from convnext_common import ConvNextV2Config, load_config
-from convnext_common.checkpoints import CheckpointError, load_state_dict
-from convnext_common.checkpoints.h5 import is_transformers_tf_h5, load_h5_state_dict, save_hf_tf_h5
+from convnext_common.checkpoints.errors import CheckpointError
+from convnext_common.checkpoints.formats.files import load_state_dict
+from convnext_common.checkpoints.formats.tf_h5 import is_transformers_tf_h5, load_h5_state_dict, save_hf_tf_h5
 from convnext_pt import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextV2ForImageClassification,
 )

@@ -1,4 +1,4 @@
-"""The torch-free reader of torch.save files (convnext_common.checkpoints.torch_pickle) against
+"""The torch-free reader of torch.save files (convnext_common.checkpoints.formats.torch_pickle) against
 torch itself: every array equals what ``torch.load(weights_only=True)`` returns for the same file."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 
 from conftest import FIXTURES, REPO  # noqa: E402
 from convnext_common.checkpoints.errors import CheckpointError  # noqa: E402
-from convnext_common.checkpoints.io import load_state_dict, load_torch_checkpoint  # noqa: E402
-from convnext_common.checkpoints.torch_pickle import load_torch_file  # noqa: E402
+from convnext_common.checkpoints.formats.files import load_state_dict  # noqa: E402
+from convnext_common.checkpoints.formats.torch_pickle import load_torch_checkpoint, load_torch_file  # noqa: E402
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
           torch.int8, torch.uint8, torch.bool, torch.complex64]
@@ -134,7 +134,7 @@ def test_anything_but_tensors_and_containers_is_refused(tmp_path, payload, refus
 def test_reading_imports_no_framework(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"w": torch.randn(2, 2)}, path)
-    code = ("import sys; from convnext_common.checkpoints.io import load_state_dict; "
+    code = ("import sys; from convnext_common.checkpoints.formats.files import load_state_dict; "
             f"w = load_state_dict({str(path)!r})['w']; assert w.shape == (2, 2); "
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

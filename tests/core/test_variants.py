@@ -13,7 +13,7 @@ import torch
 
 import convnext_pt
 from convnext_common import ConvNextConfig, ConvNextV2Config
-from convnext_common.checkpoints.infer import count_parameters, expected_shapes
+from convnext_common.checkpoints.canonical import count_parameters, expected_shapes
 from convnext_common.variants import PUBLISHED_PARAMS, V1_VARIANTS, V2_VARIANTS, parse_variant, variant_names
 
 SMALL = [n for n in variant_names() if n.split("-")[-1] in ("atto", "femto", "pico", "nano")]

@@ -16,7 +16,7 @@ import torch
 
 from conftest import FIXTURES, rel_err
 from convnext_common import DINOv3ConvNextConfig, load_config
-from convnext_common.checkpoints.safetensors_io import stream_safetensors
+from convnext_common.checkpoints.formats.safetensors import stream_safetensors
 from convnext_common.config import ConfigError
 from convnext_pt import AutoBackbone, AutoModel, AutoModelForImageClassification, DINOv3ConvNextBackbone
 from convnext_pt import DINOv3ConvNextModel, model_class

@@ -8,7 +8,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from convnext_common import ConvNextConfig
-from convnext_common.checkpoints import CheckpointError
+from convnext_common.checkpoints.errors import CheckpointError
 from convnext_pt import (
     ConvNextBackbone, ConvNextForImageClassification, ConvNextModel, ConvNextV2ForImageClassification,
 )

@@ -503,7 +503,7 @@ def test_dinov3_folder_gives_transformers_outputs(size, data_format):
 
 
 def test_dinov3_backbone_and_files_as_transformers(tmp_path):
-    from convnext_common.checkpoints.safetensors_io import stream_safetensors
+    from convnext_common.checkpoints.formats.safetensors import stream_safetensors
 
     backbone = convnext_tf.TFAutoBackbone.from_pretrained(DINOV3 / "tiny-backbone")
     assert type(backbone) is convnext_tf.TFDINOv3ConvNextBackbone and backbone.channels == [3, 12, 48]

@@ -9,7 +9,7 @@ import torch
 
 from conftest import rel_err
 from convnext_common import ConvNextConfig, ConvNextV2Config
-from convnext_common.checkpoints import CheckpointError
+from convnext_common.checkpoints.errors import CheckpointError
 from helpers import redraw_
 
 tf = pytest.importorskip("tensorflow")

@@ -29,13 +29,13 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from .. import heads
-from ..config import ConvNextConfig
-from ..fileio import atomic_write
-from .errors import CheckpointError
+from ... import heads
+from ...config import ConvNextConfig
+from ...fileio import atomic_write
+from ..canonical import head_of_state
+from ..errors import CheckpointError
+from .keras_h5 import str_list_attr
 from .lazy import LazyArray
-from .infer import head_of_state
-from .keras_applications import str_list_attr
 
 #: the kind of a module, from the last part of its path; the kind decides variable names and layouts.
 MODULE_KINDS: tuple[tuple[re.Pattern, str], ...] = (
@@ -190,7 +190,7 @@ def load_h5_state_dict(path: str | os.PathLike, config: Optional[ConvNextConfig]
 
 
 def stream_h5_state_dict(path: str | os.PathLike, config: Any = None) -> dict[str, LazyArray]:
-    """``h5.load_h5_state_dict``'s names and checks, with each dataset read only when used."""
+    """:func:`load_h5_state_dict`'s names and checks, with each dataset read only when used."""
     path = Path(path)
     state: dict[str, LazyArray] = {}
     with _open_h5(path) as f:

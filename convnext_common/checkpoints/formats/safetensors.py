@@ -17,8 +17,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from ..progress import Progress
-from .errors import CheckpointError
+from ...progress import Progress
+from ..errors import CheckpointError
 from .lazy import LazyArray
 
 _ST_NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",

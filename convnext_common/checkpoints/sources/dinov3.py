@@ -1,6 +1,6 @@
 """DINOv3's ConvNeXt in the converter: its two checkpoint layouts as sources, and the output family.
 
-Sources (entries of ``sources.SOURCES``; names as in sources.py's docstring, ``{s}`` stage, ``{j}`` block):
+Sources (``{s}`` stage, ``{j}`` block):
 
 - ``dinov3``: transformers' DINOv3 ConvNeXt folders (``model_type`` ``dinov3_convnext``):
   ``stages.{s}.downsample_layers.{0,1}`` (stage 0: the stem), ``stages.{s}.layers.{j}.depthwise_conv|
@@ -26,24 +26,24 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..architecture import NORM_EPS
-from ..config import ConvNextConfig
-from ..dinov3 import DINOv3ConvNextConfig, is_dinov3, to_dinov3_name
-from .errors import CheckpointError
-from .rules import Rule
+from ...architecture import NORM_EPS
+from ...config import ConvNextConfig
+from ...dinov3 import DINOv3ConvNextConfig, is_dinov3, to_dinov3_name
+from ..errors import CheckpointError
+from ..formats.torch_pickle import TorchCheckpoint
+from ..preprocessing import fit_to_channels
+from . import official
+from .base import Source, SourceCheckpoint
+from .rules import BLOCK as _BLOCK, DOWN as _DOWN, STEM as _STEM, J as _J, P as _P, S as _S, Rule
+from .timm import is_timm_dinov3
+from .transformers import config_in_hub_terms, folder_preprocessor
 
 FAMILIES = ("convnext", "dinov3")
 #: source formats whose checkpoints are DINOv3 models
 DINOV3_FORMATS = ("dinov3", "dinov3-official")
-#: timm pretrained tags of the DINOv3-distilled ConvNeXts (``convnext_tiny.dinov3_lvd1689m``, ``.eupe_lvd1689m``)
-TIMM_DINOV3_TAGS = ("dinov3", "eupe")
 
-_P = r"(?P<p>weight|bias)"
-_S, _S1, _J = r"(?P<s>\d+)", r"(?P<s>[1-9]\d*)", r"(?P<j>\d+)"
+_S1 = r"(?P<s>[1-9]\d*)"
 _M = r"(?:model\.)?"
-_BLOCK = "{trunk}encoder.stages.{s}.layers.{j}."
-_DOWN = "{trunk}encoder.stages.{s}.downsampling_layer."
-_STEM = "{trunk}embeddings."
 
 TRANSFORMERS_RULES = (
     Rule(rf"{_M}stages\.0\.downsample_layers\.0\.{_P}", _STEM + "patch_embeddings.{p}"),
@@ -79,12 +79,6 @@ def drop_duplicate_output_norms(state: dict, source: str) -> None:
         del state[name]
 
 
-def is_timm_dinov3(pretrained_cfg: dict) -> bool:
-    """Whether a timm folder's pretrained_cfg names a DINOv3-distilled tag."""
-    names = " ".join(str(pretrained_cfg.get(k) or "") for k in ("tag", "hf_hub_id", "architecture"))
-    return any(tag in names for tag in TIMM_DINOV3_TAGS)
-
-
 def default_family(source_format: str, config: ConvNextConfig, timm_pretrained_cfg: Optional[dict]) -> str:
     if source_format in DINOV3_FORMATS or is_dinov3(config):
         return "dinov3"
@@ -99,14 +93,14 @@ def to_family(state: dict, config: ConvNextConfig, head: str, family: str, sourc
     names that family's folders use, its config and head. Raises CheckpointError for what the other
     family cannot express (see the module docstring)."""
     if family not in FAMILIES:
-        raise ValueError(f"--family {family!r} is not one of {', '.join(FAMILIES)}")
+        raise ValueError(f"family={family!r} is not one of {', '.join(FAMILIES)}")
     if family == "dinov3":
         return _as_dinov3(state, config, head, source, notes)
     if not is_dinov3(config):
         return state, config, head
     if config.layer_norm_eps != NORM_EPS:
         raise CheckpointError(f"{source}: layer_norm_eps {config.layer_norm_eps:g} in every norm; a ConvNeXt's inner "
-                              f"norms use {NORM_EPS:g}: convert with --family dinov3")
+                              f"norms use {NORM_EPS:g}: convert with family=\"dinov3\"")
     fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures", "_name_or_path")}
     convnext = ConvNextConfig.from_dict({**fields, "patch_size": config.patch_size, "num_stages": len(config.depths)})
     convnext.architectures = ["ConvNextModel"]
@@ -121,12 +115,12 @@ def _as_dinov3(state: dict, config: ConvNextConfig, head: str, source: str,
         raise CheckpointError(f"{source}: a {config.model_type} model; a DINOv3 ConvNeXt has a ConvNeXt V1 trunk")
     if head == "backbone":
         raise CheckpointError(f"{source}: a backbone with per-stage norms; a DINOv3 ConvNeXt backbone has none: "
-                              f"convert with --family convnext")
+                              f"convert with family=\"convnext\"")
     if config.patch_size != 4:
         raise CheckpointError(f"{source}: patch_size {config.patch_size}; a DINOv3 ConvNeXt's stem is 4x4")
     if not is_dinov3(config) and config.layer_norm_eps != NORM_EPS:
         raise CheckpointError(f"{source}: its final norm's epsilon is {config.layer_norm_eps:g} and its inner norms' "
-                              f"{NORM_EPS:g}; a DINOv3 ConvNeXt uses one epsilon: convert with --family convnext")
+                              f"{NORM_EPS:g}; a DINOv3 ConvNeXt uses one epsilon: convert with family=\"convnext\"")
     trunk = next((p for p in ("convnext.", "convnextv2.") if any(k.startswith(p) for k in state)), "")
     out: dict[str, Any] = {}
     for name, value in state.items():
@@ -143,7 +137,7 @@ def _as_dinov3(state: dict, config: ConvNextConfig, head: str, source: str,
     if is_dinov3(config):
         dinov3 = config
     else:
-        notes.append("written as transformers' DINOv3 ConvNeXt (--family dinov3; --family convnext writes a "
+        notes.append("written as transformers' DINOv3 ConvNeXt (family=\"dinov3\"; family=\"convnext\" writes a "
                      "ConvNeXt folder)")
         dinov3 = DINOv3ConvNextConfig(
             num_channels=config.num_channels, hidden_sizes=list(config.hidden_sizes), depths=list(config.depths),
@@ -159,3 +153,20 @@ DINOV3_PREPROCESSOR = {
     "rescale_factor": 1 / 255, "size": {"height": 224, "width": 224},
 }
 """The preprocessor_config.json of the DINOv3 hub repos (what their models were evaluated with)."""
+
+
+# --- the sources ------------------------------------------------------------------------------------
+def _official_metadata(inp: SourceCheckpoint, ckpt: Optional[TorchCheckpoint]) -> None:
+    drop_duplicate_output_norms(inp.state, str(inp.weights_file))
+
+
+def _preprocessor(inp: SourceCheckpoint, channels: int, notes: list[str]) -> Optional[dict]:
+    return fit_to_channels(dict(DINOV3_PREPROCESSOR), channels, notes)
+
+
+SOURCE = Source("dinov3", "transformers (DINOv3 ConvNeXt)", signature=TRANSFORMERS_SIGNATURE,
+                rules=TRANSFORMERS_RULES, norms_have_bias=True, computation=config_in_hub_terms,
+                preprocessor=folder_preprocessor)
+OFFICIAL_SOURCE = Source("dinov3-official", "facebookresearch/dinov3 ConvNeXt", signature=OFFICIAL_SIGNATURE,
+                         rules=official.RULES, refusals=official.REFUSALS, norms_have_bias=True,
+                         metadata=_official_metadata, preprocessor=_preprocessor)

@@ -29,13 +29,13 @@ import struct
 import zipfile
 import zlib
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 #: torch's legacy storage classes and dtype names -> numpy dtype (little-endian; "bfloat16" is widened).
 _STORAGE_DTYPES = {"DoubleStorage": "<f8", "FloatStorage": "<f4", "HalfStorage": "<f2", "BFloat16Storage": "bfloat16",
@@ -310,3 +310,58 @@ def load_torch_file(path: str | Path) -> Any:
     except Exception as e:  # noqa: BLE001  whatever a corrupt pickle makes the unpickler raise: one line naming the file
         reason = " ".join(str(e).split()) or type(e).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt? {reason})") from None
+
+
+#: where training scripts keep the model's weights in a checkpoint dict, in order of preference.
+MODEL_ENTRIES = ("model", "state_dict", "model_state_dict", "module")
+#: where they keep the exponential moving average of the weights (official repos and torchvision:
+#: ``model_ema``; timm's train.py: ``state_dict_ema``).
+EMA_ENTRIES = ("model_ema", "state_dict_ema")
+
+
+@dataclass
+class TorchCheckpoint:
+    """A torch pickle's weights, and what a training checkpoint says beside them."""
+
+    weights: dict[str, np.ndarray]
+    entry: Optional[str] = None          # the checkpoint entry the weights were read from; None: a bare state dict
+    other_entries: list[str] = field(default_factory=list)
+    #: the checkpoint's top-level entries that are plain values (str, int, float, bool), such as
+    #: timm train.py's ``arch`` or an ``epoch``: the sources read what they know of them
+    fields: dict[str, Any] = field(default_factory=dict)
+    args: dict = field(default_factory=dict)  # the training command line (``args``, an argparse.Namespace)
+
+
+def load_torch_checkpoint(path: str | Path, ema: bool = False) -> TorchCheckpoint:
+    """A state dict, or a training checkpoint (``{"model": ..., "optimizer": ..., "args": Namespace,
+    "model_ema": ...}``), whose ``model`` is read by default and its EMA weights with ``ema``."""
+    import argparse
+
+    path = Path(path)
+    obj = load_torch_file(path)
+    ckpt = TorchCheckpoint({})
+    if isinstance(obj, Mapping):
+        ckpt.other_entries = [str(k) for k in obj]
+        ckpt.fields = {str(k): v for k, v in obj.items() if isinstance(v, (str, int, float, bool))}
+        args = obj.get("args")
+        ckpt.args = dict(vars(args)) if isinstance(args, argparse.Namespace) else {}
+        for key in EMA_ENTRIES if ema else MODEL_ENTRIES:
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(k, str) for k in inner):
+                obj, ckpt.entry = inner, key
+                ckpt.other_entries.remove(key)
+                break
+        else:
+            if ema:
+                raise CheckpointError(f"{path}: ema=True given, but the checkpoint holds no EMA weights "
+                                      f"({' or '.join(EMA_ENTRIES)}); its entries: "
+                                      f"{', '.join(ckpt.other_entries[:10]) or 'none'}")
+            ckpt.other_entries = []  # a bare state dict
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    for k, v in obj.items():
+        if isinstance(v, np.ndarray):  # only tensors become arrays; skips e.g. optimizer step counters
+            ckpt.weights[str(k)] = v
+    if not ckpt.weights:
+        raise CheckpointError(f"{path}: holds no tensors")
+    return ckpt

@@ -1,4 +1,5 @@
-"""Read keras-applications ConvNeXt weights from a Keras legacy HDF5 file.
+"""keras-applications' ConvNeXt (source ``keras``): its h5 files, its names, and what the layers
+around the trunk say (input normalisation, pooling without top).
 
 Two files have this layout: tf-keras' (Keras 2) ``save_weights("x.h5")`` and a whole-model
 ``save("x.h5")`` of tf-keras or Keras 3 (the same layout under a ``model_weights`` group). One
@@ -6,7 +7,9 @@ top-level group per layer, named ``<model>_<layer>`` (``convnext_tiny_stem``,
 ``convnext_tiny_stage_0_block_0_depthwise_conv``, ...), listed in order in ``layer_names``; each
 lists its variables in ``weight_names``: ``<model>_<sublayer>/<weight>:0`` (tf-keras) or
 ``<layer>/<model>_<sublayer>/<weight>`` (Keras 3). ``read_keras_h5`` keeps the last two parts with
-the model prefix removed (``stem_conv/kernel``), the names the ``keras`` rules in foreign.py expect.
+the model prefix removed (``stem_conv/kernel``), the names ``RULES`` below expect:
+``stem_conv/kernel``, ``stage_{s}_block_{j}_depthwise_conv/kernel``, ``downsampling_conv_{i}`` (stage
+i + 1), ``head_dense/kernel``; conv kernels HWIO, dense kernels (in, out).
 
 Layers are told apart by role, not by a name Keras numbers per session: a layer whose variables
 are under the model prefix is part of the ConvNeXt; one holding ``mean``/``variance``/``count`` is
@@ -28,37 +31,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from .errors import CheckpointError
-from .preprocessing import IMAGENET_MEAN, IMAGENET_STD  # keras-applications' built-in normalisation
+from ...config import ConvNextConfig
+from ..computation import Computation
+from ..errors import CheckpointError
+from ..formats.keras_h5 import str_list_attr, weights_root
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD  # keras-applications' built-in normalisation
+from ..preprocessing import fit_to_channels, imagenet_preprocessor_config
+from .base import Source, SourceCheckpoint, imagenet_preprocessor
+from .rules import BLOCK, DOWN, STEM, J, Rule, S
 
 _STEM_GROUP = re.compile(r"(?P<prefix>.*)_stem$")
-
-
-def str_list_attr(obj, name: str) -> list[str] | None:
-    """A list-of-strings HDF5 attribute; Keras splits long ones into ``name0``, ``name1``, ..."""
-    if name in obj.attrs:
-        values = list(obj.attrs[name])
-    elif f"{name}0" in obj.attrs:
-        values, i = [], 0
-        while f"{name}{i}" in obj.attrs:
-            values.extend(obj.attrs[f"{name}{i}"])
-            i += 1
-    else:
-        return None
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
-
-
-def weights_root(f):
-    """The group holding ``layer_names``: the file itself (``save_weights``) or its ``model_weights``
-    group (a whole-model ``save``)."""
-    group = f.get("model_weights")
-    if group is not None and str_list_attr(group, "layer_names") is not None:
-        return group
-    return f
 
 
 @dataclass
@@ -159,3 +145,72 @@ def normalization_stats(norm: dict[str, np.ndarray]) -> tuple[list[float], list[
         std = np.sqrt(np.asarray(norm["variance"], dtype=np.float64).reshape(-1)) / 255.0
         return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
     return list(IMAGENET_MEAN), list(IMAGENET_STD)
+
+
+# --- the source -------------------------------------------------------------------------------------
+#: a layer name only keras-applications' ConvNeXt has (``<model>_stage_0_block_0_depthwise_conv``)
+_BLOCK_LAYER = re.compile(r"_stage_\d+_block_\d+_depthwise_conv$")
+
+RULES = (
+        Rule(r"stem_conv/kernel", STEM + "patch_embeddings.weight", "conv_hwio"),
+        Rule(r"stem_conv/bias", STEM + "patch_embeddings.bias", "vector"),
+        Rule(r"stem_layernorm/gamma", STEM + "layernorm.weight", "vector"),
+        Rule(r"stem_layernorm/beta", STEM + "layernorm.bias", "vector"),
+        Rule(r"downsampling_layernorm_(?P<i>\d+)/gamma", DOWN + "0.weight", "vector", {"s": ("i", 1, 1)}),
+        Rule(r"downsampling_layernorm_(?P<i>\d+)/beta", DOWN + "0.bias", "vector", {"s": ("i", 1, 1)}),
+        Rule(r"downsampling_conv_(?P<i>\d+)/kernel", DOWN + "1.weight", "conv_hwio", {"s": ("i", 1, 1)}),
+        Rule(r"downsampling_conv_(?P<i>\d+)/bias", DOWN + "1.bias", "vector", {"s": ("i", 1, 1)}),
+        Rule(rf"stage_{S}_block_{J}_depthwise_conv/kernel", BLOCK + "dwconv.weight", "conv_hwio"),
+        Rule(rf"stage_{S}_block_{J}_depthwise_conv/bias", BLOCK + "dwconv.bias", "vector"),
+        Rule(rf"stage_{S}_block_{J}_layernorm/gamma", BLOCK + "layernorm.weight", "vector"),
+        Rule(rf"stage_{S}_block_{J}_layernorm/beta", BLOCK + "layernorm.bias", "vector"),
+        Rule(rf"stage_{S}_block_{J}_pointwise_conv_1/kernel", BLOCK + "pwconv1.weight", "dense_io"),
+        Rule(rf"stage_{S}_block_{J}_pointwise_conv_1/bias", BLOCK + "pwconv1.bias", "vector"),
+        Rule(rf"stage_{S}_block_{J}_pointwise_conv_2/kernel", BLOCK + "pwconv2.weight", "dense_io"),
+        Rule(rf"stage_{S}_block_{J}_pointwise_conv_2/bias", BLOCK + "pwconv2.bias", "vector"),
+        # tf-keras names the LayerScale variable gamma; Keras 3 leaves it unnamed (variable, variable_N)
+        Rule(rf"stage_{S}_block_{J}_layer_scale/(?:gamma|variable(?:_\d+)?)", BLOCK + "layer_scale_parameter", "vector"),
+        Rule(rf"stage_{S}_block_{J}_grn/gamma", BLOCK + "grn.weight", "grn"),
+        Rule(rf"stage_{S}_block_{J}_grn/beta", BLOCK + "grn.bias", "grn"),
+        Rule(r"head_layernorm/gamma", "{trunk}layernorm.weight", "vector"),
+        Rule(r"head_layernorm/beta", "{trunk}layernorm.bias", "vector"),
+        Rule(r"head_dense/kernel", "classifier.weight", "dense_io"),
+        Rule(r"head_dense/bias", "classifier.bias", "vector"),
+)
+
+
+def _is_keras_h5(path: Path, layer_names: list[str]) -> bool:
+    """One group per layer, named ``<model>_<layer>`` (transformers nests every weight under its
+    model's main layer instead)."""
+    return any(_BLOCK_LAYER.search(n) for n in layer_names)
+
+
+def _read_h5(file: Path, hub_dir: Optional[Path], config: Optional[ConvNextConfig]) -> SourceCheckpoint:
+    keras = read_keras_h5(file)
+    return SourceCheckpoint(keras.weights, "keras", file, None, keras)
+
+
+def _computation(inp: SourceCheckpoint, state: Mapping, stated: Any) -> Computation:
+    comp = Computation()
+    if inp.keras is not None and not inp.keras.top:
+        comp.state("pooling", inp.keras.pooling, f"{inp.weights_file} (include_top=False, pooling="
+                                                 f"{inp.keras.pooling!r} from its layers)")
+    return comp
+
+
+def _preprocessor(inp: SourceCheckpoint, channels: int, notes: list[str]) -> Optional[dict]:
+    """The model's own input Normalization layer, as image_mean / image_std."""
+    if inp.keras is None:
+        return imagenet_preprocessor(inp, channels, notes)
+    if not inp.keras.preprocessing:
+        notes.append("the keras model has no input Normalization layer (include_preprocessing=False): no "
+                     "preprocessor_config.json written; it takes the inputs its training pipeline made")
+        return None
+    return fit_to_channels(imagenet_preprocessor_config(*normalization_stats(inp.keras.normalization)), channels,
+                           notes)
+
+
+SOURCE = Source("keras", "keras-applications",
+                signature=(r"stem_conv/kernel", r"stage_\d+_block_\d+_depthwise_conv/kernel"),
+                rules=RULES, h5_layout=_is_keras_h5, read_h5=_read_h5, computation=_computation,
+                preprocessor=_preprocessor)

@@ -1,26 +1,31 @@
-"""Read and write weights as ``{name: numpy array}`` in the hub's file formats.
+"""Weights files of the hub's formats as ``{name: numpy array}``: which file of a folder, which reader.
 
-safetensors files are memory-mapped (safetensors_io.py); pickled torch files are read without torch
-by an allow-list unpickler (torch_pickle.py) so that no code inside them can run.
+Each format has its own module in this package: safetensors (memory-mapped or streamed,
+safetensors.py), pickled torch files (read without torch by an allow-list unpickler,
+torch_pickle.py, so that no code inside them can run), transformers' ``tf_model.h5`` (tf_h5.py) and
+the shard index of a split checkpoint (index.py). This module picks the reader by file name:
+:func:`load_state_dict` reads whole files under their stored names, :func:`read_canonical` and
+:func:`open_canonical` give canonical (PyTorch-layout) names, the latter tensor by tensor where the
+format allows (a ``from_pretrained`` then holds the model and one tensor, not the model and a
+second copy of the checkpoint).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 
-from ..fileio import atomic_write, atomic_write_text
-from .errors import CheckpointError  # noqa: F401  (re-exported: the readers' error)
-from .h5 import load_h5_state_dict
-from .safetensors_io import map_safetensors, write_safetensors
-from .torch_pickle import load_torch_file
+from ...fileio import atomic_write, atomic_write_text
+from ..errors import CheckpointError
+from .index import read_shard_index
+from .safetensors import map_safetensors, stream_safetensors, write_safetensors
+from .tf_h5 import load_h5_state_dict, stream_h5_state_dict
+from .torch_pickle import load_torch_checkpoint
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -34,7 +39,7 @@ PT_WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME, 
 
 def find_weights_file(path: str | os.PathLike, candidates: tuple[str, ...] = PT_WEIGHT_FILES) -> Path:
     """The first of ``candidates`` present in the folder ``path`` (or ``path`` itself if it is a file)."""
-    from ..hub import resolve_file
+    from ...hub import resolve_file
 
     p = Path(path)
     if p.is_file() and p.suffix == ".json" and not p.name.endswith(".index.json"):
@@ -53,80 +58,6 @@ def find_weights_file(path: str | os.PathLike, candidates: tuple[str, ...] = PT_
     raise FileNotFoundError(f"{path}: no such folder, file or reachable hub model")
 
 
-#: where training scripts keep the model's weights in a checkpoint dict, in order of preference.
-MODEL_ENTRIES = ("model", "state_dict", "model_state_dict", "module")
-#: where they keep the exponential moving average of the weights (official repos and torchvision:
-#: ``model_ema``; timm's train.py: ``state_dict_ema``).
-EMA_ENTRIES = ("model_ema", "state_dict_ema")
-
-
-@dataclass
-class TorchCheckpoint:
-    """A torch pickle's weights, and what a training checkpoint says beside them."""
-
-    weights: dict[str, np.ndarray]
-    entry: Optional[str] = None          # the checkpoint entry the weights were read from; None: a bare state dict
-    other_entries: list[str] = field(default_factory=list)
-    architecture: Optional[str] = None   # timm train.py's ``arch``
-    args: dict = field(default_factory=dict)  # the training command line (``args``, an argparse.Namespace)
-
-
-def load_torch_checkpoint(path: str | os.PathLike, ema: bool = False) -> TorchCheckpoint:
-    """A state dict, or a training checkpoint (``{"model": ..., "optimizer": ..., "args": Namespace,
-    "model_ema": ...}``), whose ``model`` is read by default and its EMA weights with ``ema``."""
-    path = Path(path)
-    obj = load_torch_file(path)
-    ckpt = TorchCheckpoint({})
-    if isinstance(obj, Mapping):
-        ckpt.other_entries = [str(k) for k in obj]
-        arch, args = obj.get("arch"), obj.get("args")
-        ckpt.architecture = arch if isinstance(arch, str) else None
-        ckpt.args = dict(vars(args)) if isinstance(args, argparse.Namespace) else {}
-        for key in EMA_ENTRIES if ema else MODEL_ENTRIES:
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(k, str) for k in inner):
-                obj, ckpt.entry = inner, key
-                ckpt.other_entries.remove(key)
-                break
-        else:
-            if ema:
-                raise CheckpointError(f"{path}: --ema given, but the checkpoint holds no EMA weights "
-                                      f"({' or '.join(EMA_ENTRIES)}); its entries: "
-                                      f"{', '.join(ckpt.other_entries[:10]) or 'none'}")
-            ckpt.other_entries = []  # a bare state dict
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
-    for k, v in obj.items():
-        if isinstance(v, np.ndarray):  # only tensors become arrays; skips e.g. optimizer step counters
-            ckpt.weights[str(k)] = v
-    if not ckpt.weights:
-        raise CheckpointError(f"{path}: holds no tensors")
-    return ckpt
-
-
-def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
-    return load_torch_checkpoint(path).weights
-
-
-def _load_index(path: Path) -> dict[str, np.ndarray]:
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-        weight_map = index["weight_map"]
-        shards = sorted(set(weight_map.values()))
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not a valid shard index ({type(e).__name__}: {e})") from None
-    out: dict[str, np.ndarray] = {}
-    for shard in shards:
-        shard_path = path.parent / shard
-        if not shard_path.is_file():
-            raise CheckpointError(f"{path}: shard {shard} is missing")
-        out.update(load_state_dict(shard_path))
-    missing = sorted(set(weight_map) - set(out))
-    if missing:
-        raise CheckpointError(f"{path}: tensors listed in the index but absent from the shards: {missing[:5]}")
-    return out
-
-
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Weights of a file or hub folder as numpy arrays, under the names stored in the file."""
     path = find_weights_file(path)
@@ -134,13 +65,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: the file is empty")
     name = path.name
     if name.endswith(".index.json"):
-        return _load_index(path)
+        return read_shard_index(path, load_state_dict)
     if name.endswith(".safetensors"):
         return map_safetensors(path)
     if name.endswith((".h5", ".hdf5", ".keras")):
         return load_h5_state_dict(path)
     if name.endswith((".bin", ".pth", ".pt", ".ckpt")) or zipfile.is_zipfile(path):
-        return _load_torch_pickle(path)
+        return load_torch_checkpoint(path).weights
     with open(path, "rb") as f:
         head = f.read(8)
     if len(head) == 8 and int.from_bytes(head, "little") < 100_000_000:
@@ -189,3 +120,24 @@ def read_canonical(path: str | os.PathLike, candidates: tuple[str, ...], config=
     if file.name.endswith((".h5", ".hdf5")):
         return load_h5_state_dict(file, config=config), file
     return load_state_dict(file), file
+
+
+def open_canonical(path: str | os.PathLike, candidates: tuple[str, ...],
+                   config: Any = None) -> tuple[Mapping[str, Any], Path]:
+    """:func:`read_canonical`'s names, layouts, checks and messages, with :class:`~.lazy.LazyArray`
+    values where the format can be read one tensor at a time: safetensors (one file or the shards of
+    an index) and transformers' ``tf_model.h5`` (h5py reads one dataset at a time). Pickled torch
+    files cannot be read in parts and come whole. Returns the tensors and the file read."""
+    file = find_weights_file(path, candidates)
+    name = file.name
+    if name.endswith(".safetensors"):
+        return stream_safetensors(file), file
+    if name.endswith(".safetensors.index.json"):
+        return read_shard_index(file, _stream_shard), file
+    if name.endswith((".h5", ".hdf5")):
+        return stream_h5_state_dict(file, config=config), file
+    return read_canonical(path, candidates, config=config)
+
+
+def _stream_shard(path: Path) -> Mapping[str, Any]:
+    return stream_safetensors(path) if path.name.endswith(".safetensors") else load_state_dict(path)

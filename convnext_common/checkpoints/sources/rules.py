@@ -1,7 +1,7 @@
 """The vocabulary of a checkpoint source's key mapping: ``Rule`` (a source name -> a canonical
 name and a layout transform) and ``Refusal`` (a source name that marks a part the hub layout cannot
 express). No per-layer code: a new block, stage or model size is covered by the same rules. The
-tables themselves are each source's entry in sources.py.
+tables themselves are in each source's module; the templates below name the canonical modules.
 """
 
 from __future__ import annotations
@@ -128,3 +128,23 @@ def apply_rules(rules: tuple[Rule, ...], name: str, trunk: str) -> tuple[str, st
             fields[key] = int(m.group(group)) // div + offset
         return rule.template.format(trunk=trunk, **fields), rule.layout
     return None
+
+
+# --- the pieces the sources' tables are written with ----------------------------------------------
+#: a ``weight`` or ``bias`` leaf, and a stage / block index, as regex groups of a rule's pattern
+P = r"(?P<p>weight|bias)"
+S, J = r"(?P<s>\d+)", r"(?P<j>\d+)"
+#: canonical module names (``{trunk}``: ``convnext.``, ``convnextv2.`` or empty)
+BLOCK = "{trunk}encoder.stages.{s}.layers.{j}."
+DOWN = "{trunk}encoder.stages.{s}.downsampling_layer."
+STEM = "{trunk}embeddings."
+
+
+def is_conv(a: np.ndarray) -> bool:
+    """A 4-D weight: a convolution (a refusal's ``when``)."""
+    return np.ndim(a) == 4
+
+
+#: the reason every source gives for an overlapping stem (several strided convs before stage 0)
+OVERLAP_STEM = ("an overlapping stem (several strided 3x3 convs); a hub-layout ConvNeXt has a single "
+                "patchify conv (kernel = stride) followed by LayerNorm")
