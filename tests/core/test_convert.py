@@ -21,7 +21,8 @@ import convnext_pt
 
 
 HAS_H5 = importlib.util.find_spec("convnext_common.checkpoints.formats.tf_h5") is not None
-needs_h5 = pytest.mark.skipif(not HAS_H5, reason="convnext_common.checkpoints.formats.tf_h5 (TF checkpoint I/O) not present")
+needs_h5 = pytest.mark.skipif(not HAS_H5,
+                              reason="convnext_common.checkpoints.formats.tf_h5 (TF checkpoint I/O) not present")
 
 #: fixture -> (input path inside it, detected format, V2?, layer scale?)
 FOREIGN = {
