@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from convnext_app.commands.common import positive_int
+from convnext_app.argtypes import positive_int
 from convnext_common.config import ConvNextConfig
 from convnext_common.export import ONNX_OPSET, ExportReport, require
 

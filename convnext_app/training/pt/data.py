@@ -15,7 +15,7 @@ from PIL import Image
 from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
 from convnext_common.processing import ConvNextImageProcessor
 
-from ..fine_tuning import crop_box
+from ..common.augment import crop_box
 
 from .options import TrainOptions
 from .recipe import RandAugment, RandomErasing, parse_randaugment
@@ -23,7 +23,7 @@ from .recipe import RandAugment, RandomErasing, parse_randaugment
 
 def random_resized_crop_box(height: int, width: int, generator: torch.Generator, min_scale: float = 0.25,
                             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of the random resized crop (:func:`convnext_app.fine_tuning.crop_box`), its
+    """(top, left, h, w) of the random resized crop (:func:`convnext_app.training.common.augment.crop_box`), its
     uniforms drawn from ``generator``."""
     return crop_box(height, width, lambda: torch.rand(4, generator=generator).tolist(), min_scale, ratio)
 
