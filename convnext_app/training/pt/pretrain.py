@@ -30,7 +30,7 @@ from torch import nn
 from convnext_app.imagefolder import load_image
 from convnext_common.config import ConvNextV2Config
 from convnext_common.checkpoints.preprocessing import default_preprocessor_config
-from convnext_common.fileio import atomic_write, atomic_write_text
+from convnext_common.fileio import atomic_write, atomic_write_stream, atomic_write_text
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextV2ForMaskedImageModeling
 
@@ -312,7 +312,7 @@ def _save_epoch(out: Path, model: ConvNextV2ForMaskedImageModeling, optimizer: t
              "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
              "config_json": model.config.to_json_string(), "processor_json": json.dumps(processor.to_dict()),
              "source": source, "history": history, "options_json": json.dumps(asdict(options))}
-    atomic_write(out / CHECKPOINT_NAME, lambda tmp: torch.save(state, tmp))
+    atomic_write_stream(out / CHECKPOINT_NAME, lambda f: torch.save(state, f))
     if pictures is not None:
         from PIL import Image
 
