@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Optional, Sequence
 
 from convnext_app.commands.common import PROG
-from convnext_app.errors import one_line, report  # noqa: F401  (one_line: the CLI's name for it)
+from convnext_app.errors import report
 
 #: the subcommands, in the order ``convnext --help`` lists them: modules of convnext_app.commands
 BUILTIN = ("predict", "embed", "evaluate", "train", "pretrain", "convert", "export")

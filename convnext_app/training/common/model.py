@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from convnext_common.checkpoints.preprocessing import default_preprocessor_config
 from convnext_common.config import ConvNextConfig, load_config

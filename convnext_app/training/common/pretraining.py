@@ -72,12 +72,16 @@ class PretrainOptions:
                 raise PretrainError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
 
 
+def effective_batch(options: PretrainOptions, processes: int = 1) -> int:
+    """Images per optimizer update: per process x accumulation x processes."""
+    return options.batch_size * options.accum_steps * processes
+
+
 def peak_lr(options: PretrainOptions, processes: int = 1) -> float:
-    """``--lr``, else the official rule: ``--blr`` x the effective batch (per process x accumulation x
-    processes) / 256."""
+    """``--lr``, else the official rule: ``--blr`` x the effective batch / 256."""
     if options.lr is not None:
         return options.lr
-    return options.blr * options.batch_size * options.accum_steps * processes / 256
+    return options.blr * effective_batch(options, processes) / 256
 
 
 def scan_images(root: str | Path) -> list[Path]:

@@ -22,7 +22,9 @@ from convnext_common.checkpoints.preprocessing import default_preprocessor_confi
 from convnext_common.fileio import atomic_write_text
 from convnext_common.processing import ConvNextImageProcessor
 
-from ..common.pretraining import BETAS, PretrainError, PretrainOptions, peak_lr, plan_model, scan_images
+from ..common.pretraining import (
+    BETAS, PretrainError, PretrainOptions, effective_batch, peak_lr, plan_model, scan_images,
+)
 from .data import Augment, epoch_order, keyed_rng, steps_per_epoch
 from .optim import WarmupCosine, build_optimizer, plan_updates
 
@@ -78,7 +80,7 @@ def pretrain_keras(options: PretrainOptions, stream: Optional[TextIO] = None) ->
     model.compile(optimizer=optimizer)  # no loss: the model's own reconstruction loss
     print(f"pretrain: {len(files)} images, {options.image_size}px, mask ratio {model.config.mask_ratio}, "
           f"norm_pix_loss {model.config.norm_pix_loss}, Keras on one device, effective batch "
-          f"{options.batch_size * options.accum_steps}, lr {lr:.3g}, from {options.model}", file=stream, flush=True)
+          f"{effective_batch(options)}, lr {lr:.3g}, from {options.model}", file=stream, flush=True)
     augment = Augment(processor, options.image_size, options.min_scale, options.flip)
     size = options.image_size
     data = tf.data.Dataset.from_generator(

@@ -35,7 +35,9 @@ from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextV2ForMaskedImageModeling
 
 from ..common.keys import step_seed, stream_key
-from ..common.pretraining import BETAS, PretrainError, PretrainOptions, peak_lr, plan_model, scan_images
+from ..common.pretraining import (
+    BETAS, PretrainError, PretrainOptions, effective_batch, peak_lr, plan_model, scan_images,
+)
 from ..common.progress import epoch_progress
 from ..common.schedule import warmup_cosine, warmup_steps
 from .data import TrainTransform, sample_generator
@@ -131,7 +133,7 @@ def _pretrain(options: PretrainOptions, dist: Distributed, stream: TextIO) -> di
         dist.agree(error)
         model, processor, source = prepared
     model.to(dist.device)
-    lr = peak_lr(options, dist.world_size)
+    eff_batch, lr = effective_batch(options, dist.world_size), peak_lr(options, dist.world_size)
     optimizer = build_optimizer(model, lr, options.weight_decay)
     for group in optimizer.param_groups:
         group["betas"] = BETAS
