@@ -1,5 +1,5 @@
 """``convnext pretrain``: FCMAE pre-training of a ConvNeXt V2 on unlabeled images; the work is in
-:mod:`convnext_app.training.pretrain`."""
+:mod:`convnext_app.training` (``pt.pretrain``; ``keras.pretrain`` with ``--framework tf``)."""
 
 from __future__ import annotations
 

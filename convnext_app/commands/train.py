@@ -1,4 +1,5 @@
-"""``convnext train``: train or fine-tune in PyTorch; the work is in :mod:`convnext_app.training`."""
+"""``convnext train``: train or fine-tune; the work is in :mod:`convnext_app.training` (``pt``, and
+``keras`` with ``--framework tf``)."""
 
 from __future__ import annotations
 
