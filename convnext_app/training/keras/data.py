@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
+from convnext_app.imagefolder import ImageFolder, load_image
 from convnext_common.processing import ConvNextImageProcessor
 
 from ..common.augment import box_lambda, crop_box, cutmix_box, draw_mix
@@ -22,22 +22,6 @@ _SAMPLE, _SHUFFLE, _MIX = 0, 1, 2
 def keyed_rng(seed: int, epoch: int, stream: int, index: int = 0) -> np.random.Generator:
     """The generator of one (seed, epoch, stream, index): independent of batch size and device count."""
     return np.random.default_rng([seed, epoch, stream, index])
-
-
-def load_folders(data: str, val_fraction: float, seed: int) -> tuple[ImageFolder, ImageFolder]:
-    """(train, val) exactly as ``convnext train`` splits them: ``train/`` + ``val/`` or a seeded,
-    stratified held-out fraction."""
-    train_dir, val_dir = find_splits(data)
-    train_folder = scan_image_folder(train_dir)
-    if val_dir is not None:
-        return train_folder, scan_image_folder(val_dir, classes=train_folder.classes, allow_missing_classes=True)
-    return split_holdout(train_folder, val_fraction, seed=seed)
-
-
-def remap(folder: ImageFolder, classes: Sequence[str]) -> ImageFolder:
-    """The same images with labels indexing ``classes`` (the model's order of the same names)."""
-    index = {name: i for i, name in enumerate(classes)}
-    return ImageFolder(folder.root, list(classes), [(p, index[folder.classes[label]]) for p, label in folder.samples])
 
 
 class Augment:

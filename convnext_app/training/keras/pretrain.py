@@ -22,13 +22,13 @@ from convnext_common.checkpoints.preprocessing import default_preprocessor_confi
 from convnext_common.fileio import atomic_write_text
 from convnext_common.processing import ConvNextImageProcessor
 
+from ..common.data import METRICS_NAME
 from ..common.pretraining import (
     BETAS, PretrainError, PretrainOptions, effective_batch, peak_lr, plan_model, scan_images,
 )
 from .data import Augment, epoch_order, keyed_rng, steps_per_epoch
 from .optim import WarmupCosine, build_optimizer, plan_updates
 
-METRICS_NAME = "metrics.json"
 #: options the Keras path does not run (refused in one line, as `convnext train --framework tf` does)
 PYTORCH_ONLY = ("resume", "stop_after", "amp", "workers")
 _SAMPLE = 0

@@ -28,13 +28,13 @@ BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
     import tensorflow as tf
 
-from .data import Augment, eval_batches, load_folders, remap, steps_per_epoch, train_batches  # noqa: E402
+from ..common.data import METRICS_NAME, load_folders, remap  # noqa: E402
 from ..common.model import ModelSetup  # noqa: E402
+from .data import Augment, eval_batches, steps_per_epoch, train_batches  # noqa: E402
 from .model import freeze_trunk, prepare_keras_model, scale_head  # noqa: E402
 from .optim import WarmupCosine, build_optimizer, plan_updates  # noqa: E402
 from .options import KerasTrainingError, KerasTrainOptions  # noqa: E402
 
-METRICS_NAME = "metrics.json"
 _OUTPUTS = ("tf_model.h5", "model.safetensors", METRICS_NAME, CURVES_NAME, "last_checkpoint.pt")
 
 

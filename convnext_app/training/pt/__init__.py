@@ -37,11 +37,12 @@ keyed random streams that make a resumed run repeat the straight run's draws) is
   read with ``weights_only=True``).
 """
 
+from ..common.data import remap
 from ..common.model import ModelSetup
 from ..common.progress import epoch_progress
 from ..common.schedule import warmup_cosine
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
-from .data import ImageFolderDataset, TrainTransform, load_data, random_resized_crop_box, remap, sample_generator
+from .data import ImageFolderDataset, TrainTransform, load_data, random_resized_crop_box, sample_generator
 from .distributed import (
     Distributed, RankError, StoppedByAnotherRank, counted_samples, pick_device, setup_distributed, weights_digest,
 )

@@ -16,7 +16,7 @@ from convnext_common.fileio import atomic_write_stream
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import AutoModelForImageClassification
 
-from .model import ModelSetup
+from ..common.model import ModelSetup
 from .options import TrainingError, TrainOptions
 from .recipe import ModelEma
 

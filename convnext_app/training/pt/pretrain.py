@@ -34,6 +34,7 @@ from convnext_common.fileio import atomic_write, atomic_write_stream, atomic_wri
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextV2ForMaskedImageModeling
 
+from ..common.data import METRICS_NAME
 from ..common.keys import step_seed, stream_key
 from ..common.pretraining import (
     BETAS, PretrainError, PretrainOptions, effective_batch, peak_lr, plan_model, scan_images,
@@ -47,7 +48,6 @@ from .schedule import build_optimizer
 
 CHECKPOINT_NAME = "last_checkpoint.pt"
 CHECKPOINT_FORMAT = "convnext-pretrain-checkpoint-1"
-METRICS_NAME = "metrics.json"
 CURVES_NAME = "curves.png"
 PICTURES_DIR = "reconstructions"
 

@@ -18,21 +18,22 @@ from convnext_app.imagefolder import ImageFolder
 from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
 from convnext_common.fileio import atomic_write_text
 
+from ..common.data import METRICS_NAME, remap
+from ..common.model import ModelSetup
+from ..common.progress import epoch_progress
+from ..common.schedule import warmup_cosine, warmup_steps
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
-from .data import ImageFolderDataset, load_data, remap
+from .data import ImageFolderDataset, load_data
 from .distributed import (
     Distributed, RankError, attempt, counted_samples, run_on_every_rank, weights_digest, wrap_for_ddp,
 )
 from .loop import StepRecipe, evaluate, train_one_epoch
-from .model import ModelSetup, freeze_trunk, prepare_model, scale_head
-from ..common.progress import epoch_progress
-from ..common.schedule import warmup_cosine, warmup_steps
+from .model import freeze_trunk, prepare_model, scale_head
 from .options import TrainingError, TrainOptions
 from .recipe import Mixup, ModelEma
 from .schedule import build_optimizer
 
 
-METRICS_NAME = "metrics.json"
 
 
 def train(options: TrainOptions, stream: Optional[TextIO] = None) -> dict[str, Any]:
