@@ -23,7 +23,7 @@ from convnext_app.training.keras import KerasTrainingError, KerasTrainOptions, r
 from convnext_app.training.common.augment import crop_box
 from convnext_app.training.keras.data import Augment, mix_batch, one_hot
 from convnext_app.training.pt import build_optimizer as pt_build_optimizer
-from convnext_app.training.pt import warmup_cosine
+from convnext_app.training.common.schedule import warmup_cosine
 from convnext_common import ConvNextConfig
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification
@@ -75,8 +75,8 @@ def namespace(data, model, out, **recipe) -> argparse.Namespace:
 
 # ---- framework-free pieces -----------------------------------------------------------------------
 def test_crop_box_follows_torchvisions_rule_worked_by_hand():
-    """The crop both training paths use (convnext_app.training.common.augment.crop_box), on draws worked out by
-    hand: area 0.25 + 0.75 * 0.5 of 100 x 100 = 6250 at aspect exp(0) = 1 gives a 79 x 79 crop; left
+    """The crop both training paths use (convnext_app.training.common.augment.crop_box), on draws worked
+    out by hand: area 0.25 + 0.75 * 0.5 of 100 x 100 = 6250 at aspect exp(0) = 1 gives a 79 x 79 crop; left
     int(1.0 * 22) = 22 is clamped to 21. A 5 x 300 strip fits no try and falls back to the widest
     centred crop within 4/3: 5 x round(5 * 4 / 3) = 7, left (300 - 7) // 2."""
     assert crop_box(100, 100, lambda: (0.5, 0.5, 0.0, 1.0), min_scale=0.25) == (0, 21, 79, 79)

@@ -2,9 +2,10 @@
 (TFConvNextV2ForMaskedImageModeling) with ``fit`` on one device, TensorFlow backend, no torch.
 
 The same recipe as the PyTorch path (convnext_app.training.common.pretraining decides the options,
-the model's config, the learning rate and the betas): AdamW with betas (0.9, 0.95) and no weight decay on biases, norms and GRN, linear warmup
-then cosine per update, random resized crop + flip from each sample's keyed stream. The masks come
-from the model's seed generator, seeded through ``keras.utils.set_random_seed(--seed)``.
+the model's config, the learning rate and the betas): AdamW with betas (0.9, 0.95) and no weight
+decay on biases, norms and GRN, linear warmup then cosine per update, random resized crop + flip from
+each sample's keyed stream. The masks come from the model's seed generator, seeded through
+``keras.utils.set_random_seed(--seed)``.
 """
 
 from __future__ import annotations
