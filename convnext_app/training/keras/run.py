@@ -17,11 +17,10 @@ from typing import Any, Optional, Sequence, TextIO
 
 import numpy as np
 
+from convnext_app.keras_backend import import_keras
+from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
 from convnext_common.fileio import atomic_write_text
 from convnext_common.progress import Progress
-from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
-
-from convnext_app.keras_backend import import_keras
 
 keras = import_keras("train --framework tf")  # TensorFlow's start-up notices filtered when it is the backend
 BACKEND = keras.backend.backend()
