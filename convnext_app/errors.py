@@ -13,7 +13,7 @@ from convnext_common.fileio import write_failure
 def one_line(error: BaseException) -> str:
     """An exception as a single line: the message for the usual errors, 'Type: message' otherwise. A
     failure to write (no space, no permission, a read-only filesystem) names the file and what it needed."""
-    failure = write_failure(error)
+    failure = write_failure(error, writing_only=False)  # a permission error here may be a read's
     if failure is not None:
         error = failure
     text = " ".join(str(error).split()) or type(error).__name__

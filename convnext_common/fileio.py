@@ -52,12 +52,20 @@ class WriteError(OSError):
         return WriteError(self.errno, path, self.reason, self.needed.replace(str(old), str(new)))
 
 
-def write_failure(error: BaseException, path: Optional[str | os.PathLike] = None) -> Optional[WriteError]:
+#: errors only a write gives (a permission error may come from a read)
+_ONLY_WRITES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def write_failure(error: BaseException, path: Optional[str | os.PathLike] = None,
+                  writing_only: bool = True) -> Optional[WriteError]:
     """``error`` as a :class:`WriteError` naming ``path`` (else the file the error names), or None
-    when it is not a failure to write for want of space, permission or a writable filesystem."""
+    when it is not a failure to write for want of space, permission or a writable filesystem.
+    ``writing_only=False``: the error may come from a read too, so a permission error is left alone."""
     if isinstance(error, WriteError):
         return error
     if not isinstance(error, OSError) or error.errno not in _WRITE_FAILURES:
+        return None
+    if not writing_only and error.errno not in _ONLY_WRITES:
         return None
     target = path if path is not None else error.filename
     if target is None:
@@ -175,7 +183,8 @@ def atomic_directory(directory: str | os.PathLike, overwrite: bool = False) -> I
         try:
             yield tmp
         except OSError as e:  # a file of the folder: named under its final place, not the temporary one
-            failure = write_failure(e, e.filename if e.filename is not None else tmp)
+            inside = e.filename is not None and Path(e.filename).is_relative_to(tmp)
+            failure = write_failure(e, e.filename if e.filename is not None else tmp, writing_only=inside)
             if failure is None:
                 raise
             raise failure.renamed(tmp, directory) from e

@@ -198,3 +198,12 @@ def test_export_onto_a_read_only_filesystem_names_the_output(tmp_path, monkeypat
     assert err.splitlines()[-1] == (f"convnext export: error: {out}: cannot write (read-only file system); writing it "
                                     f"needs a writable file system for {tmp_path}")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_permission_error_of_a_read_is_not_called_a_write(tmp_path):
+    error = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "model" / "config.json"))
+    assert one_line(error) == f"[Errno 13] Permission denied: '{tmp_path / 'model' / 'config.json'}'"
+    with pytest.raises(PermissionError):  # reading a source while a folder is built: not the folder's fault
+        with atomic_directory(tmp_path / "out"):
+            raise error
+    assert os.listdir(tmp_path) == []
