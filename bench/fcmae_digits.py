@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from convnext_common.config import ConvNextV2Config  # noqa: E402
 from convnext_pt import ConvNextV2ForImageClassification, ConvNextV2ForMaskedImageModeling  # noqa: E402
-from convnext_app.training.schedule import build_optimizer, warmup_cosine  # noqa: E402
+from convnext_app.training.common.schedule import warmup_cosine  # noqa: E402
+from convnext_app.training.pt.schedule import build_optimizer  # noqa: E402
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray, str]:

@@ -9,8 +9,8 @@ this module load neither framework, and a subcommand whose module is absent repo
 To add a subcommand ``NAME``: write ``convnext_app/commands/NAME.py`` with those five names and
 add ``"NAME"`` to :data:`BUILTIN` (or, from elsewhere, ``register("NAME", "package.module")``).
 
-Errors: one line on stderr (``convnext <command>: error: ...``) and a non-zero exit; ``--debug``
-shows the traceback instead.
+Errors: one line on stderr (``convnext <command>: error: ...``, :mod:`convnext_app.errors`) and a
+non-zero exit; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Optional, Sequence
 
 from convnext_app.commands.common import PROG
+from convnext_app.errors import report
 
 #: the subcommands, in the order ``convnext --help`` lists them: modules of convnext_app.commands
 BUILTIN = ("predict", "embed", "evaluate", "train", "pretrain", "convert", "export")
@@ -55,14 +56,6 @@ def load_command(name: str) -> ModuleType:
     if missing:
         raise CommandUnavailable(f"'{name}' is not available: {module_name} has no {', '.join(missing)}")
     return module
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as a single line: the message for the usual errors, 'Type: message' otherwise."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, (ValueError, OSError, ImportError, KeyError)) and str(error):
-        return text.strip("'\"") if isinstance(error, KeyError) else text
-    return f"{type(error).__name__}: {text}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,16 +117,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         args._argv = argv  # the command as given, for a command that runs itself again (export on TensorFlow)
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as e:  # noqa: BLE001  every error becomes one line unless --debug
         if debug:
             raise
-        print(f"{label}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001  every error becomes one line unless --debug
-        if debug:
-            raise
-        print(f"{label}: error: {one_line(e)}", file=sys.stderr)
-        return 1
+        return report(label, e)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,6 @@
-"""``convnext convert`` and ``tools/convert_weights.py``: the command line of the converter in
-:mod:`convnext_common.checkpoints.pipeline`, and ``--verify``, which loads the written folder in both
-twins and compares their outputs.
+"""``convnext convert`` (``tools/convert_weights.py`` runs the same command): the command line of the
+converter in :mod:`convnext_common.checkpoints.pipeline`, and ``--verify``, which loads the written
+folder in both twins and compares their outputs.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from convnext_common.checkpoints.sources import FORMATS
 from convnext_common.checkpoints.errors import CheckpointError
 from convnext_common.config import ConvNextConfig, load_config
 
+from .errors import one_line
+
 #: verification bound: the project's rel on logits between the twins.
 VERIFY_REL_TOL = 1e-4
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 # --- verification --------------------------------------------------------------------------------
@@ -59,7 +57,7 @@ def verify_folder(folder: Path, notes: Optional[list[str]] = None, seed: int = 0
     try:
         import convnext_tf
     except ImportError as e:
-        raise CheckpointError(f"--verify needs the TensorFlow twin ({_one_line(e)})") from None
+        raise CheckpointError(f"--verify needs the TensorFlow twin ({one_line(e)})") from None
     tf_model = convnext_tf.model_class(config).from_pretrained(folder, config=config)
     tf_out = _main_output(tf_model(x, training=False))
     diff = float(np.abs(pt_out - tf_out).max())
@@ -88,6 +86,10 @@ def _main_output(out) -> np.ndarray:
 CLI_FLAGS = {"source": "--from", "to": "--to", "family": "--family", "config": "--config", "ema": "--ema",
              "overwrite": "--overwrite"}
 _PARAMETER = re.compile(r"\b(" + "|".join(CLI_FLAGS) + r")=(True\b|\.\.\.|\"([^\"]*)\"|'[^']*')")
+
+
+class ConvertCommandError(ValueError):
+    """A converter error re-worded with the command line's flags (the cause keeps the original)."""
 
 
 def cli_terms(message: str) -> str:
@@ -124,48 +126,28 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--verify", action="store_true",
                         help="load the result in both twins and print the PT vs TF max difference")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    # errors start with the program's name, as argparse's own do ("convnext convert: error: ...")
-    parser.set_defaults(convert_prog=parser.prog)
     return parser
 
 
 def run_convert(args: argparse.Namespace, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
-    """Run a parsed ``convert`` command: 0 on success, 1 on an error (one line on stderr), 130 on Ctrl-C."""
+    """Run a parsed ``convert`` command and print its summary; errors propagate (the command line turns
+    them into one line: :mod:`convnext_app.errors`)."""
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
-    debug = bool(getattr(args, "debug", False))
     quiet = bool(getattr(args, "quiet", False))
-    prog = getattr(args, "convert_prog", None) or "convert"
     try:
         result = convert(args.input, args.output_dir, source=args.source, to=args.to, config=args.config,
                          overwrite=args.overwrite, verify=verify_folder if args.verify else None,
                          progress=not quiet, stream=stderr,
                          ema=bool(getattr(args, "ema", False)), family=getattr(args, "family", None))
-    except KeyboardInterrupt:
-        if debug:
+    except (ValueError, KeyError) as e:
+        spelled = cli_terms(one_line(e))
+        if spelled == one_line(e):
             raise
-        print(f"{prog}: interrupted; nothing was written", file=stderr)
-        return 130
-    except (ValueError, OSError, ImportError, KeyError) as e:
-        if debug:
-            raise
-        print(f"{prog}: error: {cli_terms(_one_line(e))}", file=stderr)
-        return 1
+        raise ConvertCommandError(spelled) from e  # the converter's parameters as this command's flags
     if not quiet:
         print(f"{result.output_dir}: {', '.join(result.files)} (from {result.source_format}, "
               f"{result.config.architectures[0]})", file=stdout)
         for note in result.notes:
             print(f"  {cli_terms(note)}", file=stdout)
     return 0
-
-
-def build_parser(prog: str = "convert_weights.py") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Convert a ConvNeXt checkpoint (transformers, timm, "
-                                     "official, torchvision, keras-applications) into a hub-layout folder.")
-    return add_convert_arguments(parser)
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_convert(args)

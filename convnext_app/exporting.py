@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from convnext_app.commands.common import positive_int
+from convnext_app.argtypes import positive_int
 from convnext_common.config import ConvNextConfig
 from convnext_common.export import ONNX_OPSET, ExportReport, require
+from convnext_common.fileio import writing
 
 
 @dataclass(frozen=True)
@@ -213,4 +214,6 @@ def export(fmt: ExportFormat, folder: Any, config: ConvNextConfig, out: str, opt
     if fmt.prepare is not None:
         options = fmt.prepare(options)  # e.g. an unsupported opset, before the model is loaded
     model = twin.load(folder, config)
-    return model, fmt.export(model, out, options, common)
+    with writing(out):  # no space, no permission, a read-only filesystem: one line naming --out
+        report = fmt.export(model, out, options, common)
+    return model, report

@@ -4,18 +4,94 @@ The temporary files and folders are created with the modes a plain ``open(path, 
 ``os.mkdir(path)`` gives (0o666 / 0o777 less the umask), not the owner-only modes of
 ``tempfile.mkstemp`` / ``mkdtemp``: what is renamed into place is what users, servers and
 other accounts expect to read (a model folder written at image build time, say).
+
+A write that fails for want of space, permission or a writable filesystem is :class:`WriteError`:
+one line naming the file and what writing it needed (:func:`writing` translates; the atomic writers
+here use it, and so does any other writer that names its destination).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import shutil
 import stat
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator, Optional
+
+#: errno -> (what went wrong, what writing needed, said of the folder it was written in)
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("no space left on device", "free space on the device holding {folder}"),
+    errno.EDQUOT: ("disk quota exceeded", "quota for the files in {folder}"),
+    errno.EACCES: ("permission denied", "write permission on {folder}"),
+    errno.EPERM: ("operation not permitted", "write permission on {folder}"),
+    errno.EROFS: ("read-only file system", "a writable file system for {folder}"),
+}
+
+
+class WriteError(OSError):
+    """A file could not be written (no space, no permission, a read-only filesystem): one line naming
+    the file and what writing it needed. ``errno`` is the system's; ``path`` the file named."""
+
+    def __init__(self, code: int, path: str | os.PathLike, reason: str, needed: str):
+        super().__init__(code, reason)
+        self.path, self.reason, self.needed = Path(path), reason, needed
+
+    def __str__(self) -> str:
+        return f"{self.path}: cannot write ({self.reason}); writing it needs {self.needed}"
+
+    def renamed(self, old: Path, new: Path) -> "WriteError":
+        """The same failure, naming the path under ``new`` for one under ``old`` (a temporary folder)."""
+        try:
+            path = new / self.path.relative_to(old)
+        except ValueError:
+            return self
+        return WriteError(self.errno, path, self.reason, self.needed.replace(str(old), str(new)))
+
+
+#: errors only a write gives (a permission error may come from a read)
+_ONLY_WRITES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def write_failure(error: BaseException, path: Optional[str | os.PathLike] = None,
+                  writing_only: bool = True) -> Optional[WriteError]:
+    """``error`` as a :class:`WriteError` naming ``path`` (else the file the error names), or None
+    when it is not a failure to write for want of space, permission or a writable filesystem.
+    ``writing_only=False``: the error may come from a read too, so a permission error is left alone."""
+    if isinstance(error, WriteError):
+        return error
+    if not isinstance(error, OSError) or error.errno not in _WRITE_FAILURES:
+        return None
+    if not writing_only and error.errno not in _ONLY_WRITES:
+        return None
+    target = path if path is not None else error.filename
+    if target is None:
+        return None
+    target = Path(target)
+    reason, needed = _WRITE_FAILURES[error.errno]
+    return WriteError(error.errno, target, reason, needed.format(folder=target.parent))
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Translate a failure to write inside the block into a :class:`WriteError` naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        failure = write_failure(e, path)
+        if failure is None or failure is e:
+            raise
+        raise failure from e
+
+
+def open_for_writing(path: str | os.PathLike) -> IO[bytes]:
+    """``path`` opened for binary writing (the one place the writers here open a file, so that every
+    write goes through Python's file object and fails as an OSError)."""
+    return open(path, "wb")
+
 
 _ATTEMPTS = 100  # fresh random names tried before giving up (a clash is already unlikely at 2**32)
 
@@ -57,16 +133,17 @@ def temporary_folder_beside(path: str | os.PathLike, suffix: str = ".partial") -
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
-    tmp_path = temporary_file_beside(path)
-    try:
-        mode = stat.S_IMODE(tmp_path.stat().st_mode)  # a new file's mode here, read without touching the umask
-        yield tmp_path
-        # Some writers make their own file (safetensors writes 0o600 whatever the umask): give it that mode back.
-        os.chmod(tmp_path, mode)
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with writing(path):
+        tmp_path = temporary_file_beside(path)
+        try:
+            mode = stat.S_IMODE(tmp_path.stat().st_mode)  # a new file's mode here, read without touching the umask
+            yield tmp_path
+            # Some writers make their own file (safetensors writes 0o600 whatever the umask): give it that mode back.
+            os.chmod(tmp_path, mode)
+            os.replace(tmp_path, path)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -80,6 +157,15 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Non
         writer(tmp)
 
 
+def atomic_write_stream(path: str | os.PathLike, writer: Callable[[IO[bytes]], None]) -> None:
+    """Call ``writer(file)`` on a binary file beside ``path`` and move it to ``path`` only if it returns.
+    For writers that take a file object: their failures are Python's OSErrors, which name no file and
+    would otherwise surface as a library's own error."""
+    with atomic_path(path) as tmp:
+        with open_for_writing(tmp) as f:
+            writer(f)
+
+
 @contextlib.contextmanager
 def atomic_directory(directory: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Build a folder in a temporary sibling and rename it into place when the block succeeds.
@@ -90,18 +176,27 @@ def atomic_directory(directory: str | os.PathLike, overwrite: bool = False) -> I
     directory = Path(directory)
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory}: already exists (pass overwrite to replace it)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_folder_beside(directory)
+    with writing(directory):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_folder_beside(directory)
     try:
-        yield tmp
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        try:
+            yield tmp
+        except OSError as e:  # a file of the folder: named under its final place, not the temporary one
+            inside = e.filename is not None and Path(e.filename).is_relative_to(tmp)
+            failure = write_failure(e, e.filename if e.filename is not None else tmp, writing_only=inside)
+            if failure is None:
+                raise
+            raise failure.renamed(tmp, directory) from e
+        with writing(directory):
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+                os.replace(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

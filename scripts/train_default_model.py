@@ -41,7 +41,7 @@ from convnext_app.digits import (  # noqa: E402
 from convnext_common.fileio import atomic_directory  # noqa: E402
 from convnext_common.processing import ConvNextImageProcessor  # noqa: E402
 from convnext_pt import ConvNextForImageClassification  # noqa: E402
-from convnext_app.training import build_optimizer, epoch_progress, train_one_epoch, warmup_cosine  # noqa: E402
+from convnext_app.training.pt import build_optimizer, epoch_progress, train_one_epoch, warmup_cosine  # noqa: E402
 
 IMAGE_SIZE = 32          # 8x8 source pixels -> 4x4 patches: the stem sees one source pixel per patch
 HIDDEN_SIZES = [24, 48, 96, 192]

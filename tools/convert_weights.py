@@ -4,7 +4,7 @@
     python tools/convert_weights.py INPUT OUTPUT_DIR [--from hf|timm|official|torchvision|keras]
         [--to pt|tf|all] [--config FILE] [--overwrite] [--verify] [--quiet] [--debug]
 
-The command line lives in convnext_app.convert (shared with `convnext convert`).
+The same as `convnext convert` (this runs that command, errors included).
 """
 
 import sys
@@ -13,7 +13,7 @@ from pathlib import Path
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from convnext_app.convert import main  # noqa: E402
+from convnext_app.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["convert", *sys.argv[1:]]))

@@ -27,6 +27,8 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from convnext_common.fileio import writing
+
 PREDICT_FORMATS = (".jsonl", ".csv", ".parquet")
 EMBED_FORMATS = (".npy", ".safetensors", ".parquet")
 PARQUET_MISSING = 'writing .parquet needs pyarrow: pip install "convnext-twins[parquet]"'
@@ -196,20 +198,23 @@ class LinePart:
                     self.done.append(p)
                     self.counts.rows += 1
                     self.counts.failed += failed
-        self._file = open(path, "a" if resume else "w", encoding="utf-8", newline="")
-        if codec.header is not None and self._file.tell() == 0:
-            self._file.write(codec.header)
-            self._file.flush()
+        with writing(path):
+            self._file = open(path, "a" if resume else "w", encoding="utf-8", newline="")
+            if codec.header is not None and self._file.tell() == 0:
+                self._file.write(codec.header)
+                self._file.flush()
 
     def append(self, rows: Sequence[Row]) -> None:
-        self._file.write("".join(self.codec.encode(r) for r in rows))
-        self._file.flush()
+        with writing(self.path):
+            self._file.write("".join(self.codec.encode(r) for r in rows))
+            self._file.flush()
         for r in rows:
             self.counts.rows += 1
             self.counts.failed += r.error is not None
 
     def close(self) -> None:
-        self._file.close()
+        with writing(self.path):
+            self._file.close()
 
 
 # ---------------------------------------------------------------- vectors
@@ -247,17 +252,20 @@ class VectorPart:
                 f.truncate(self.vector_rows * dim * 4)
         else:
             resume = False
-        self._vectors = open(self.vectors_path, "ab" if resume else "wb")
-        self._index = open(self.index_path, "a" if resume else "w", encoding="utf-8")
-        if self._index.tell() == 0:
-            self._index.write(json.dumps({"dim": dim}) + "\n")
-            self._index.flush()
+        with writing(self.vectors_path):
+            self._vectors = open(self.vectors_path, "ab" if resume else "wb")
+        with writing(self.index_path):
+            self._index = open(self.index_path, "a" if resume else "w", encoding="utf-8")
+            if self._index.tell() == 0:
+                self._index.write(json.dumps({"dim": dim}) + "\n")
+                self._index.flush()
 
     def append(self, rows: Sequence[Row]) -> None:
         vectors = [r.vector for r in rows if r.error is None]
         if vectors:
-            self._vectors.write(np.ascontiguousarray(np.stack(vectors), dtype="<f4").tobytes())
-            self._vectors.flush()
+            with writing(self.vectors_path):
+                self._vectors.write(np.ascontiguousarray(np.stack(vectors), dtype="<f4").tobytes())
+                self._vectors.flush()
         lines = []
         for r in rows:
             if r.error is None:
@@ -267,12 +275,15 @@ class VectorPart:
                 lines.append(json.dumps({"path": r.path, "error": r.error}, ensure_ascii=False) + "\n")
                 self.counts.failed += 1
             self.counts.rows += 1
-        self._index.write("".join(lines))
-        self._index.flush()
+        with writing(self.index_path):
+            self._index.write("".join(lines))
+            self._index.flush()
 
     def close(self) -> None:
-        self._vectors.close()
-        self._index.close()
+        with writing(self.vectors_path):
+            self._vectors.close()
+        with writing(self.index_path):
+            self._index.close()
 
 
 def open_part(out: Path, fmt: str, task: str, rank: int, world: int, resume: bool, top_k: int = 0,
@@ -297,16 +308,23 @@ def _tmp(out: Path) -> Path:
 
 def finish(out: Path, fmt: str, task: str, world: int, top_k: int = 0) -> Counts:
     """Write ``out`` from the parts of all ``world`` runs (in rank order) and remove the parts; the
-    row and failure counts of the output."""
+    row and failure counts of the output. A failure to write names ``out``; the parts stay for a resume."""
     parts = [part_files(out, fmt, task, r, world) for r in range(world)]
-    if task == "embed":
-        counts = _finish_vectors(out, fmt, [p[1] for p in parts], [p[0] for p in parts])
-    elif fmt == ".parquet":
-        counts = _finish_prediction_parquet(out, [p[0] for p in parts])
-    elif world == 1:
-        return Counts()  # the part is the output; the runner knows its counts
-    else:
-        counts = _concatenate_lines(out, [p[0] for p in parts], CsvCodec(top_k) if fmt == ".csv" else JsonlCodec())
+    with writing(out):
+        try:
+            if task == "embed":
+                counts = _finish_vectors(out, fmt, [p[1] for p in parts], [p[0] for p in parts])
+            elif fmt == ".parquet":
+                counts = _finish_prediction_parquet(out, [p[0] for p in parts])
+            elif world == 1:
+                return Counts()  # the part is the output; the runner knows its counts
+            else:
+                counts = _concatenate_lines(out, [p[0] for p in parts],
+                                            CsvCodec(top_k) if fmt == ".csv" else JsonlCodec())
+        except BaseException:
+            for partial in (_tmp(out), _tmp(index_path(out))):
+                partial.unlink(missing_ok=True)
+            raise
     for files in parts:
         for f in files:
             if f != out and f.exists():

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Sequence, TextIO, Union
 
+from convnext_app.argtypes import positive_int  # noqa: F401  (the commands' name for it)
+
 PROG = "convnext"
 
 MODEL_HELP = ("a hub id (facebook/convnext-tiny-224, timm/convnext_tiny.fb_in1k, ID@REVISION; from the local "
@@ -56,16 +58,6 @@ def announce_licence(source: Union[str, Path]) -> None:
 
 def warn(message: str) -> None:
     print(f"{PROG}: note: {message}", file=sys.stderr)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def clip(text: str, width: int) -> str:

@@ -1,5 +1,5 @@
-"""``convnext convert``: the converter's command line, shared with ``tools/convert_weights.py``
-(both in :mod:`convnext_app.convert`, imported when the command is chosen)."""
+"""``convnext convert`` (``tools/convert_weights.py`` runs this command): the converter's command line
+is in :mod:`convnext_app.convert`, imported when the command is chosen."""
 
 from __future__ import annotations
 

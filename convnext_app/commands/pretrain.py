@@ -1,5 +1,5 @@
 """``convnext pretrain``: FCMAE pre-training of a ConvNeXt V2 on unlabeled images; the work is in
-:mod:`convnext_app.training.pretrain`."""
+:mod:`convnext_app.training` (``pt.pretrain``; ``keras.pretrain`` with ``--framework tf``)."""
 
 from __future__ import annotations
 
@@ -68,17 +68,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convnext_app.pretraining import PretrainOptions
+    from convnext_app.training.common.pretraining import PretrainOptions
 
     fields = set(PretrainOptions.__dataclass_fields__)
     options = PretrainOptions(**{k: v for k, v in vars(args).items() if k in fields})
     if args.framework == "tf":
-        from convnext_app.keras_training.pretrain import pretrain_keras
+        from convnext_app.training.keras.pretrain import pretrain_keras
 
         pretrain_keras(options)
         return 0
-    from convnext_app.training import StoppedByAnotherRank
-    from convnext_app.training.pretrain import pretrain
+    from convnext_app.training.pt import StoppedByAnotherRank
+    from convnext_app.training.pt.pretrain import pretrain
 
     try:
         pretrain(options)

@@ -1,4 +1,5 @@
-"""``convnext train``: train or fine-tune in PyTorch; the work is in :mod:`convnext_app.training`."""
+"""``convnext train``: train or fine-tune; the work is in :mod:`convnext_app.training` (``pt``, and
+``keras`` with ``--framework tf``)."""
 
 from __future__ import annotations
 
@@ -91,10 +92,10 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.framework == "tf":
-        from convnext_app.keras_training import run_from_args
+        from convnext_app.training.keras import run_from_args
 
         return run_from_args(args)
-    from convnext_app.training import StoppedByAnotherRank, TrainOptions, train
+    from convnext_app.training.pt import StoppedByAnotherRank, TrainOptions, train
 
     try:
         train(TrainOptions.from_namespace(args))

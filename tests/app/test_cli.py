@@ -192,7 +192,9 @@ def test_python_dash_m_entry_point(tmp_path):
 
 
 def test_one_line_flattens_multiline_messages():
-    assert cli.one_line(ValueError("first\n  second")) == "first second"
-    assert cli.one_line(RuntimeError("boom")) == "RuntimeError: boom"
-    assert cli.one_line(KeyError("k")) == "k"
-    json.dumps(cli.one_line(OSError()))  # an empty message still gives text
+    from convnext_app.errors import one_line
+
+    assert one_line(ValueError("first\n  second")) == "first second"
+    assert one_line(RuntimeError("boom")) == "RuntimeError: boom"
+    assert one_line(KeyError("k")) == "k"
+    json.dumps(one_line(OSError()))  # an empty message still gives text

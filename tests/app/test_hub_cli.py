@@ -172,7 +172,7 @@ def test_train_fine_tunes_from_a_hub_id(offline, capsys, tmp_path, inputs):
 
 
 def test_train_variant_names_are_not_hub_ids(offline, capsys, tmp_path):
-    from convnext_app.training import prepare_model
+    from convnext_app.training.pt import prepare_model
 
     setup = prepare_model("convnext-atto", ["a", "b"], 32, None, 0)
     assert setup.source == "convnext-atto" and setup.new_head

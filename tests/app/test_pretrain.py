@@ -36,7 +36,7 @@ def start(tmp_path_factory):
 
 
 def run(images, start, out, **extra):
-    from convnext_app.training.pretrain import PretrainOptions, pretrain
+    from convnext_app.training.pt.pretrain import PretrainOptions, pretrain
 
     settings = dict(epochs=3, batch_size=4, image_size=64, warmup_epochs=1, blr=1e-2, quiet=True, pictures=2,
                     drop_path=0.1)
@@ -61,7 +61,7 @@ def test_resume_is_bit_exact_and_the_folder_fine_tunes(images, start, tmp_path):
 
 
 def test_bad_options_are_refused(images, start, tmp_path):
-    from convnext_app.pretraining import PretrainError
+    from convnext_app.training.common.pretraining import PretrainError
 
     with pytest.raises(PretrainError, match="multiple of the patch size 32"):
         run(images, start, tmp_path / "x", image_size=48)
@@ -73,8 +73,8 @@ def test_bad_options_are_refused(images, start, tmp_path):
 @pytest.mark.tf
 def test_keras_path_trains_with_fit_and_writes_a_folder_both_twins_load(images, start, tmp_path):
     pytest.importorskip("tensorflow")
-    from convnext_app.keras_training.pretrain import pretrain_keras
-    from convnext_app.pretraining import PretrainError, PretrainOptions
+    from convnext_app.training.keras.pretrain import pretrain_keras
+    from convnext_app.training.common.pretraining import PretrainError, PretrainOptions
 
     options = PretrainOptions(data=str(images), model=str(start), out=str(tmp_path / "tf"), epochs=2, batch_size=4,
                               image_size=64, warmup_epochs=0.5, blr=0.1, quiet=True)

@@ -14,16 +14,16 @@ from PIL import Image
 
 from convnext_common import ConvNextConfig, ConvNextV2Config
 from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
-from convnext_app.training import build_optimizer
-from convnext_app.training.loop import StepRecipe, train_one_epoch
-from convnext_app.training.model import freeze_trunk
-from convnext_app.training.options import TrainingError, TrainOptions
-from convnext_app.training.recipe import (
+from convnext_app.training.pt import build_optimizer
+from convnext_app.training.pt.loop import StepRecipe, train_one_epoch
+from convnext_app.training.pt.model import freeze_trunk
+from convnext_app.training.pt.options import TrainingError, TrainOptions
+from convnext_app.training.pt.recipe import (
     Mixup, ModelEma, RandomErasing, cutmix_box, layer_decay_groups, layer_id, mixup_targets, parse_randaugment,
     soft_target_cross_entropy,
 )
-from convnext_app.training.recipe.randaugment import INCREASING_OPS, RandAugment, _apply, _level_args
-from convnext_app.training.schedule import no_weight_decay
+from convnext_app.training.pt.recipe.randaugment import INCREASING_OPS, RandAugment, _apply, _level_args
+from convnext_app.training.pt.schedule import no_weight_decay
 
 
 # ---- layer decay: the official assignment -------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from convnext_app import cli
-from convnext_app.training import load_checkpoint, prepare_model, weights_digest
+from convnext_app.training.pt import load_checkpoint, prepare_model, weights_digest
 from convnext_pt import ConvNextForImageClassification
 from app.conftest import torchrun, train_args
 

@@ -18,7 +18,7 @@ from convnext_common import ConvNextConfig
 from convnext_app.imagefolder import ImageFolderError, find_splits, scan_image_folder, split_holdout
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification, ConvNextV2ForImageClassification
-from convnext_app.training import (
+from convnext_app.training.pt import (
     epoch_progress, TrainTransform, counted_samples, random_resized_crop_box, warmup_cosine, weights_digest,
 )
 
@@ -226,7 +226,7 @@ def test_torchrun_error_of_one_rank_is_printed_once_naming_it(digit_folder, tiny
     that step; rank 0 prints the error once, naming rank 1 and the file."""
     import shutil
 
-    from convnext_app.training import TrainOptions, load_data
+    from convnext_app.training.pt import TrainOptions, load_data
 
     data = tmp_path / "data"
     shutil.copytree(digit_folder, data)
@@ -245,7 +245,7 @@ def test_torchrun_error_of_one_rank_is_printed_once_naming_it(digit_folder, tiny
 def test_train_and_predict_preprocess_a_folder_without_preprocessor_config_alike(tmp_path):
     # one default for such a folder: fine-tuning must see the pixels predict/evaluate will feed it
     from convnext_app.inference import load_processor
-    from convnext_app.training import prepare_model
+    from convnext_app.training.pt import prepare_model
 
     model = ConvNextForImageClassification(ConvNextConfig(depths=[1, 1], hidden_sizes=[8, 16], num_stages=2,
                                                           num_labels=2, image_size=48, id2label={0: "a", 1: "b"}))

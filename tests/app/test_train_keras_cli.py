@@ -19,11 +19,11 @@ import torch  # before TensorFlow
 from app.conftest import CLASSES, train_args, write_tiny_classifier
 from conftest import REPO
 from convnext_app import cli
-from convnext_app.keras_training import KerasTrainingError, KerasTrainOptions, run_from_args
-from convnext_app.fine_tuning import crop_box
-from convnext_app.keras_training.data import Augment, mix_batch, one_hot
-from convnext_app.training import build_optimizer as pt_build_optimizer
-from convnext_app.training import warmup_cosine
+from convnext_app.training.keras import KerasTrainingError, KerasTrainOptions, run_from_args
+from convnext_app.training.common.augment import crop_box
+from convnext_app.training.keras.data import Augment, mix_batch, one_hot
+from convnext_app.training.pt import build_optimizer as pt_build_optimizer
+from convnext_app.training.common.schedule import warmup_cosine
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextForImageClassification
 
@@ -45,8 +45,8 @@ def namespace(data, model, out, **recipe) -> argparse.Namespace:
 
 # ---- framework-free pieces -----------------------------------------------------------------------
 def test_crop_box_follows_torchvisions_rule_worked_by_hand():
-    """The crop both training paths use (convnext_app.fine_tuning.crop_box), on draws worked out by
-    hand: area 0.25 + 0.75 * 0.5 of 100 x 100 = 6250 at aspect exp(0) = 1 gives a 79 x 79 crop; left
+    """The crop both training paths use (convnext_app.training.common.augment.crop_box), on draws worked
+    out by hand: area 0.25 + 0.75 * 0.5 of 100 x 100 = 6250 at aspect exp(0) = 1 gives a 79 x 79 crop; left
     int(1.0 * 22) = 22 is clamped to 21. A 5 x 300 strip fits no try and falls back to the widest
     centred crop within 4/3: 5 x round(5 * 4 / 3) = 7, left (300 - 7) // 2."""
     assert crop_box(100, 100, lambda: (0.5, 0.5, 0.0, 1.0), min_scale=0.25) == (0, 21, 79, 79)
@@ -136,7 +136,7 @@ def test_refusals_through_the_command_line(digit_folder, tiny_model, tmp_path, c
 
 @pytest.mark.tf
 def test_the_keras_path_imports_no_torch():
-    code = ("import sys; import convnext_app.keras_training.run; "
+    code = ("import sys; import convnext_app.training.keras.run; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
@@ -146,7 +146,7 @@ def test_the_keras_path_imports_no_torch():
 # ---- Keras: optimizer pieces -----------------------------------------------------------------------
 @pytest.mark.tf
 def test_schedule_is_warmup_cosine_per_update():
-    from convnext_app.keras_training.optim import WarmupCosine, plan_updates
+    from convnext_app.training.keras.optim import WarmupCosine, plan_updates
 
     plan = plan_updates(steps_per_epoch=10, epochs=10, warmup_epochs=1.0)
     assert (plan.total_updates, plan.warmup_updates) == (100, 10)
@@ -168,7 +168,7 @@ def test_schedule_is_warmup_cosine_per_update():
 
 @pytest.mark.tf
 def test_weight_decay_spares_what_convnext_train_spares():
-    from convnext_app.keras_training.optim import WarmupCosine, build_optimizer
+    from convnext_app.training.keras.optim import WarmupCosine, build_optimizer
     from convnext_tf import TFConvNextV2ForImageClassification
     from convnext_tf.hub import tf_name_to_canonical
     from convnext_pt import ConvNextV2ForImageClassification
@@ -192,7 +192,7 @@ def test_weight_decay_spares_what_convnext_train_spares():
 def test_clip_grad_is_torchs_global_norm():
     import keras
 
-    from convnext_app.keras_training.optim import WarmupCosine, build_optimizer
+    from convnext_app.training.keras.optim import WarmupCosine, build_optimizer
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
     optimizer = build_optimizer(model, WarmupCosine(1e-3, 10, 1), 0.05, clip_grad=0.5)
@@ -210,7 +210,7 @@ def test_clip_grad_is_torchs_global_norm():
 
 @pytest.mark.tf
 def test_head_init_scale_multiplies_the_new_head():
-    from convnext_app.keras_training.model import prepare_keras_model, scale_head
+    from convnext_app.training.keras.model import prepare_keras_model, scale_head
 
     plain = prepare_keras_model("convnext-atto", CLASSES, 32, None, seed=5).model
     scaled = prepare_keras_model("convnext-atto", CLASSES, 32, None, seed=5).model
@@ -288,7 +288,7 @@ class _RecordBias:
 def test_ema_under_mirrored_strategy_saves_the_average(digit_folder, tiny_model, tmp_path):
     import tensorflow as tf
 
-    from convnext_app.keras_training.run import train_keras
+    from convnext_app.training.keras.run import train_keras
     from convnext_tf import TFConvNextForImageClassification
 
     out, decay = tmp_path / "ema", 0.6
@@ -309,7 +309,7 @@ def test_ema_under_mirrored_strategy_saves_the_average(digit_folder, tiny_model,
 @pytest.mark.tf
 @pytest.mark.slow
 def test_two_accumulated_half_batches_are_one_batch(digit_folder, tiny_model, tmp_path):
-    from convnext_app.keras_training.run import train_keras
+    from convnext_app.training.keras.run import train_keras
     from convnext_tf import TFConvNextForImageClassification
 
     def run(out, batch_size, accum_steps):
@@ -329,7 +329,7 @@ def test_two_accumulated_half_batches_are_one_batch(digit_folder, tiny_model, tm
 @pytest.mark.tf
 @pytest.mark.slow
 def test_freeze_trunk_trains_the_head_only(digit_folder, tiny_model, tmp_path):
-    from convnext_app.keras_training.run import train_keras
+    from convnext_app.training.keras.run import train_keras
     from convnext_tf import TFConvNextForImageClassification
 
     options = KerasTrainOptions.from_namespace(namespace(digit_folder, tiny_model, tmp_path / "probe",

@@ -175,12 +175,12 @@ def test_hostile_pickle_through_the_command_line(tmp_path, command):
 
 
 def test_hostile_training_checkpoint_is_refused_on_resume(tmp_path):
-    if not has_module("convnext_app.training"):
+    if not has_module("convnext_app.training.pt"):
         pytest.skip("convnext_pt/training.py is not present")
-    from convnext_app import training
+    from convnext_app.training import pt as training
 
     if not hasattr(training, "load_checkpoint"):
-        pytest.skip("convnext_app.training has no load_checkpoint")
+        pytest.skip("convnext_app.training.pt has no load_checkpoint")
     marker = tmp_path / "marker"
     path = tmp_path / "last_checkpoint.pt"
     path.write_bytes(VARIANTS["zip-training-checkpoint-with-exec"](marker))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -15,7 +16,7 @@ from safetensors.numpy import load_file, save_file
 
 from conftest import FIXTURES, REPO
 from convnext_common.checkpoints import pipeline as convert_module
-from convnext_app.convert import build_parser, run_convert
+from convnext_app.cli import main as cli_main
 from convnext_common.checkpoints.pipeline import (
     canonical_name, convert, detect_format, identify_h5, strip_wrappers, to_canonical, write_safetensors,
 )
@@ -248,8 +249,9 @@ def test_progress_counts_items_with_metrics():
 # --- command line -----------------------------------------------------------------------------------
 def run_cli(*argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    args = build_parser().parse_args([str(a) for a in argv])
-    return run_convert(args, stdout=out, stderr=err), out.getvalue(), err.getvalue()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli_main(["convert", *(str(a) for a in argv)])
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_cli_converts_and_summarises(tmp_path):
@@ -271,7 +273,7 @@ def test_cli_errors_are_one_line(tmp_path, argv, message):
     argv[1] = str(tmp_path / "out")
     code, out, err = run_cli(*argv)
     assert code == 1 and out == ""
-    assert err.count("\n") == 1 and err.startswith("convert_weights.py: error: ") and message in err
+    assert err.count("\n") == 1 and err.startswith("convnext convert: error: ") and message in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 

@@ -102,3 +102,40 @@ def test_importing_the_core_loads_no_framework():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"importing the core loaded: {proc.stdout.strip()}"
+
+
+def _app_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, full dotted name) of every import in an application module, relative ones resolved."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_the_application_below_the_command_line_does_not_import_it():
+    """The command line (cli.py, commands/) sits on top: the modules it runs take their shared helpers
+    from below (convnext_app.errors, convnext_app.argtypes), never from it."""
+    cli = ("convnext_app.cli", "convnext_app.commands")
+    bad = []
+    for path in _modules("convnext_app"):
+        rel = path.relative_to(REPO).as_posix()
+        if rel in ("convnext_app/cli.py", "convnext_app/__main__.py") or rel.startswith("convnext_app/commands/"):
+            continue
+        bad += [f"{rel}:{line}: imports {name}" for line, name in _app_imports(path)
+                if any(name == c or name.startswith(c + ".") for c in cli)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_training_parts_keep_to_their_framework():
+    """training/common names no framework (both paths import it); training/keras names no torch."""
+    bad = _violations("convnext_app/training/common", FRAMEWORKS + TWINS)
+    bad += _violations("convnext_app/training/keras", ("torch", "convnext_pt"))
+    assert not bad, "\n".join(bad)

@@ -5,17 +5,18 @@ index)``, so a run is reproducible for any number of processes and data-loading 
 from __future__ import annotations
 
 import random
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
+from convnext_app.imagefolder import ImageFolder, load_image
 from convnext_common.processing import ConvNextImageProcessor
 
-from ..fine_tuning import crop_box
+from ..common.augment import crop_box
+from ..common.data import load_folders
 
 from .options import TrainOptions
 from .recipe import RandAugment, RandomErasing, parse_randaugment
@@ -23,7 +24,7 @@ from .recipe import RandAugment, RandomErasing, parse_randaugment
 
 def random_resized_crop_box(height: int, width: int, generator: torch.Generator, min_scale: float = 0.25,
                             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of the random resized crop (:func:`convnext_app.fine_tuning.crop_box`), its
+    """(top, left, h, w) of the random resized crop (:func:`convnext_app.training.common.augment.crop_box`), its
     uniforms drawn from ``generator``."""
     return crop_box(height, width, lambda: torch.rand(4, generator=generator).tolist(), min_scale, ratio)
 
@@ -102,18 +103,5 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
 
 def load_data(options: TrainOptions) -> tuple[ImageFolder, ImageFolder]:
-    """(train, val) folders, labels indexing the sorted folder names. The held-out split depends only
-    on the files and the seed, so a resumed run validates on the same images."""
-    train_dir, val_dir = find_splits(options.data)
-    train_folder = scan_image_folder(train_dir)
-    if val_dir is not None:
-        val_folder = scan_image_folder(val_dir, classes=train_folder.classes, allow_missing_classes=True)
-        return train_folder, val_folder
-    return split_holdout(train_folder, options.val_fraction, seed=options.seed)
-
-
-def remap(folder: ImageFolder, classes: Sequence[str]) -> ImageFolder:
-    """The same images with labels indexing ``classes`` (same names, another order)."""
-    index = {name: i for i, name in enumerate(classes)}
-    return ImageFolder(folder.root, list(classes),
-                       [(p, index[folder.classes[label]]) for p, label in folder.samples])
+    """(train, val) folders of ``--data`` (:func:`convnext_app.training.common.data.load_folders`)."""
+    return load_folders(options.data, options.val_fraction, options.seed)

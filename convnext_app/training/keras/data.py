@@ -5,16 +5,15 @@ every epoch. Each random draw comes from a numpy generator keyed by (seed, epoch
 
 from __future__ import annotations
 
-import math
 from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from convnext_app.imagefolder import ImageFolder, find_splits, load_image, scan_image_folder, split_holdout
+from convnext_app.imagefolder import ImageFolder, load_image
 from convnext_common.processing import ConvNextImageProcessor
 
-from ..fine_tuning import crop_box
+from ..common.augment import box_lambda, crop_box, cutmix_box, draw_mix
 
 # stream names inside a key, so the sample, shuffle and mix streams of one epoch never coincide
 _SAMPLE, _SHUFFLE, _MIX = 0, 1, 2
@@ -23,22 +22,6 @@ _SAMPLE, _SHUFFLE, _MIX = 0, 1, 2
 def keyed_rng(seed: int, epoch: int, stream: int, index: int = 0) -> np.random.Generator:
     """The generator of one (seed, epoch, stream, index): independent of batch size and device count."""
     return np.random.default_rng([seed, epoch, stream, index])
-
-
-def load_folders(data: str, val_fraction: float, seed: int) -> tuple[ImageFolder, ImageFolder]:
-    """(train, val) exactly as ``convnext train`` splits them: ``train/`` + ``val/`` or a seeded,
-    stratified held-out fraction."""
-    train_dir, val_dir = find_splits(data)
-    train_folder = scan_image_folder(train_dir)
-    if val_dir is not None:
-        return train_folder, scan_image_folder(val_dir, classes=train_folder.classes, allow_missing_classes=True)
-    return split_holdout(train_folder, val_fraction, seed=seed)
-
-
-def remap(folder: ImageFolder, classes: Sequence[str]) -> ImageFolder:
-    """The same images with labels indexing ``classes`` (the model's order of the same names)."""
-    index = {name: i for i, name in enumerate(classes)}
-    return ImageFolder(folder.root, list(classes), [(p, index[folder.classes[label]]) for p, label in folder.samples])
 
 
 class Augment:
@@ -69,22 +52,18 @@ def mix_batch(pixels: np.ndarray, targets: np.ndarray, mixup: float, cutmix: flo
     """timm's ``Mixup`` in batch mode (the official ConvNeXt recipe: probability 1, switch 0.5): each
     sample is mixed with the batch reversed. With both alphas, cutmix is drawn with probability 1/2.
     lambda ~ Beta(alpha, alpha); mixup blends the pixels, cutmix pastes a box of side ``sqrt(1 - lambda)``
-    around a uniform centre (clipped at the border) and corrects lambda to the pasted area.
+    around a uniform centre (clipped at the border) and corrects lambda to the pasted area (the draws
+    and the box: :mod:`convnext_app.training.common.augment`, as the PyTorch path's).
     ``pixels`` (B, C, H, W), ``targets`` (B, classes) -> (pixels, targets, lambda)."""
-    use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < 0.5)
-    alpha = cutmix if use_cutmix else mixup
-    lam = float(rng.beta(alpha, alpha))
+    lam, use_cutmix = draw_mix(mixup, cutmix, rng)
     flipped = pixels[::-1]
     if use_cutmix:
         height, width = pixels.shape[-2:]
-        cut = math.sqrt(1.0 - lam)
-        cut_h, cut_w = int(height * cut), int(width * cut)
-        cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
-        y0, y1 = np.clip([cy - cut_h // 2, cy + cut_h // 2], 0, height)
-        x0, x1 = np.clip([cx - cut_w // 2, cx + cut_w // 2], 0, width)
+        box = cutmix_box(height, width, lam, rng)
+        y0, y1, x0, x1 = box
         pixels = pixels.copy()
         pixels[:, :, y0:y1, x0:x1] = flipped[:, :, y0:y1, x0:x1]
-        lam = 1.0 - float((y1 - y0) * (x1 - x0)) / (height * width)
+        lam = box_lambda(box, height, width)
     else:
         pixels = pixels * lam + flipped * (1.0 - lam)
     return pixels.astype(np.float32, copy=False), (targets * lam + targets[::-1] * (1.0 - lam)), lam

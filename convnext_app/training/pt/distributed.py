@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from convnext_app.cli import one_line  # the command's own one-line form of an error
+from convnext_app.errors import one_line  # the command's own one-line form of an error
 
 from .options import TrainingError
 

@@ -1,5 +1,6 @@
-"""What both paths of ``convnext pretrain`` (PyTorch: training/pretrain.py, Keras: keras_training/pretrain.py)
-decide alike, without a framework: the options and their checks, the images, the model's config."""
+"""What both paths of ``convnext pretrain`` (PyTorch: ``training/pt/pretrain.py``, Keras:
+``training/keras/pretrain.py``) decide alike, without a framework: the options and their checks, the
+images, the model's config, the learning rate and AdamW's betas."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from typing import Any, Optional
 from convnext_common.config import ConvNextV2Config, load_config
 from convnext_common.variant_sizes import parse_variant
 
-from .fine_tuning import is_pretrained_source
-from .imagefolder import is_image_file
+from convnext_app.imagefolder import is_image_file
+
+from .model import is_pretrained_source
+
+
+#: AdamW's betas in the official pre-training (MAE's).
+BETAS = (0.9, 0.95)
 
 
 class PretrainError(ValueError):
@@ -64,6 +70,18 @@ class PretrainOptions:
         for name in ("blr", "weight_decay", "warmup_epochs", "min_lr"):
             if getattr(self, name) < 0 or not math.isfinite(getattr(self, name)):
                 raise PretrainError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
+
+
+def effective_batch(options: PretrainOptions, processes: int = 1) -> int:
+    """Images per optimizer update: per process x accumulation x processes."""
+    return options.batch_size * options.accum_steps * processes
+
+
+def peak_lr(options: PretrainOptions, processes: int = 1) -> float:
+    """``--lr``, else the official rule: ``--blr`` x the effective batch / 256."""
+    if options.lr is not None:
+        return options.lr
+    return options.blr * effective_batch(options, processes) / 256
 
 
 def scan_images(root: str | Path) -> list[Path]:

@@ -17,23 +17,23 @@ from typing import Any, Optional, Sequence, TextIO
 
 import numpy as np
 
+from convnext_app.keras_backend import import_keras
+from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
 from convnext_common.fileio import atomic_write_text
 from convnext_common.progress import Progress
-from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
-
-from ..keras_backend import import_keras
 
 keras = import_keras("train --framework tf")  # TensorFlow's start-up notices filtered when it is the backend
 BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
     import tensorflow as tf
 
-from .data import Augment, eval_batches, load_folders, remap, steps_per_epoch, train_batches  # noqa: E402
-from .model import KerasSetup, freeze_trunk, prepare_keras_model, scale_head  # noqa: E402
+from ..common.data import METRICS_NAME, load_folders, remap  # noqa: E402
+from ..common.model import ModelSetup  # noqa: E402
+from .data import Augment, eval_batches, steps_per_epoch, train_batches  # noqa: E402
+from .model import freeze_trunk, prepare_keras_model, scale_head  # noqa: E402
 from .optim import WarmupCosine, build_optimizer, plan_updates  # noqa: E402
 from .options import KerasTrainingError, KerasTrainOptions  # noqa: E402
 
-METRICS_NAME = "metrics.json"
 _OUTPUTS = ("tf_model.h5", "model.safetensors", METRICS_NAME, CURVES_NAME, "last_checkpoint.pt")
 
 
@@ -81,7 +81,7 @@ class _Epochs(keras.callbacks.Callback):
     """Per epoch: the progress line, the validation pass (on the EMA weights when averaging) and the
     record of metrics.json (the keys of ``convnext train``'s)."""
 
-    def __init__(self, setup: KerasSetup, val_folder, batch_size: int, schedule: WarmupCosine, steps: int,
+    def __init__(self, setup: ModelSetup, val_folder, batch_size: int, schedule: WarmupCosine, steps: int,
                  epochs: int, ema: bool, stream: TextIO, quiet: bool):
         super().__init__()
         self.setup, self.val_folder, self.batch_size = setup, val_folder, batch_size
@@ -138,7 +138,7 @@ class _Epochs(keras.callbacks.Callback):
                        val_acc=record["val_accuracy"])
 
 
-def weights_sha256(setup: KerasSetup) -> str:
+def weights_sha256(setup: ModelSetup) -> str:
     """SHA-256 over the saved weights (canonical name, dtype, shape, bytes), in name order."""
     h = hashlib.sha256()
     for name, value in sorted(setup.model.numpy_state_dict().items()):

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from ..fine_tuning import SharedTrainOptions, shared_option_checks
+from ..common.options import SharedTrainOptions, shared_option_checks
 from .recipe.layer_decay import LAYER_DECAY_TYPES
 from .recipe.randaugment import parse_randaugment
 
@@ -24,7 +24,7 @@ class TrainOptions(SharedTrainOptions):
     amp: bool = False
     resume: bool = False
     stop_after: Optional[int] = None
-    # the rest of the fine-tuning recipe (convnext_app.training.recipe); the defaults leave it off
+    # the rest of the fine-tuning recipe (convnext_app.training.pt.recipe); the defaults leave it off
     randaugment: Optional[str] = None
     reprob: float = 0.0
     layer_decay: Optional[float] = None

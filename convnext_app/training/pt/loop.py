@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distributed import attempt
-from .recipe import Mixup, ModelEma, soft_target_cross_entropy, step_seed, stream_key
+from ..common.keys import step_seed, stream_key
+from .recipe import Mixup, ModelEma, soft_target_cross_entropy
 from convnext_common.progress import Progress
 
 

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from convnext_common.config import config_class_for
-from convnext_common.fileio import atomic_write
+from convnext_common.fileio import atomic_write_stream
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import AutoModelForImageClassification
 
-from .model import ModelSetup
+from ..common.model import ModelSetup
 from .options import TrainingError, TrainOptions
 from .recipe import ModelEma
 
@@ -43,7 +43,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     }
     if ema is not None:
         state["ema"] = ema.state_dict()
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write_stream(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

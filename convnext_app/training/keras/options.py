@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..fine_tuning import SharedTrainOptions, shared_option_checks
+from ..common.options import SharedTrainOptions, shared_option_checks
 
 
 class KerasTrainingError(ValueError):

@@ -1,10 +1,11 @@
 """``convnext pretrain --framework tf``: FCMAE pre-training of the Keras twin
 (TFConvNextV2ForMaskedImageModeling) with ``fit`` on one device, TensorFlow backend, no torch.
 
-The same recipe as the PyTorch path (convnext_app.pretraining decides the options and the model's
-config): AdamW with betas (0.9, 0.95) and no weight decay on biases, norms and GRN, linear warmup
-then cosine per update, random resized crop + flip from each sample's keyed stream. The masks come
-from the model's seed generator, seeded through ``keras.utils.set_random_seed(--seed)``.
+The same recipe as the PyTorch path (convnext_app.training.common.pretraining decides the options,
+the model's config, the learning rate and the betas): AdamW with betas (0.9, 0.95) and no weight
+decay on biases, norms and GRN, linear warmup then cosine per update, random resized crop + flip from
+each sample's keyed stream. The masks come from the model's seed generator, seeded through
+``keras.utils.set_random_seed(--seed)``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from convnext_common.checkpoints.preprocessing import default_preprocessor_confi
 from convnext_common.fileio import atomic_write_text
 from convnext_common.processing import ConvNextImageProcessor
 
-from ..pretraining import PretrainError, PretrainOptions, plan_model, scan_images
+from ..common.data import METRICS_NAME
+from ..common.pretraining import (
+    BETAS, PretrainError, PretrainOptions, effective_batch, peak_lr, plan_model, scan_images,
+)
 from .data import Augment, epoch_order, keyed_rng, steps_per_epoch
 from .optim import WarmupCosine, build_optimizer, plan_updates
 
-METRICS_NAME = "metrics.json"
 #: options the Keras path does not run (refused in one line, as `convnext train --framework tf` does)
 PYTORCH_ONLY = ("resume", "stop_after", "amp", "workers")
 _SAMPLE = 0
@@ -71,14 +74,14 @@ def pretrain_keras(options: PretrainOptions, stream: Optional[TextIO] = None) ->
     processor = ConvNextImageProcessor.from_dict(pre or default_preprocessor_config(options.image_size))
     steps = steps_per_epoch(len(files), options.batch_size)
     plan = plan_updates(steps, options.epochs, options.warmup_epochs, options.accum_steps)
-    lr = options.lr if options.lr is not None else options.blr * options.batch_size * options.accum_steps / 256
+    lr = peak_lr(options)
     schedule = WarmupCosine(lr, plan.total_updates, plan.warmup_updates, plan.accum_steps, options.min_lr)
     optimizer = build_optimizer(model, schedule, options.weight_decay, accum_steps=options.accum_steps)
-    optimizer.beta_2 = 0.95  # the official pre-training's AdamW betas (0.9, 0.95)
+    optimizer.beta_1, optimizer.beta_2 = BETAS
     model.compile(optimizer=optimizer)  # no loss: the model's own reconstruction loss
     print(f"pretrain: {len(files)} images, {options.image_size}px, mask ratio {model.config.mask_ratio}, "
           f"norm_pix_loss {model.config.norm_pix_loss}, Keras on one device, effective batch "
-          f"{options.batch_size * options.accum_steps}, lr {lr:.3g}, from {options.model}", file=stream, flush=True)
+          f"{effective_batch(options)}, lr {lr:.3g}, from {options.model}", file=stream, flush=True)
     augment = Augment(processor, options.image_size, options.min_scale, options.flip)
     size = options.image_size
     data = tf.data.Dataset.from_generator(

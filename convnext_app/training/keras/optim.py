@@ -1,6 +1,7 @@
 """The optimizer of the Keras path: AdamW as ``convnext train``'s (no weight decay on biases, norms,
 layer scales and GRN; torch's epsilon), the learning rate per update as a Keras schedule (linear
-warmup then cosine, the formula of ``convnext_app.training.schedule.warmup_cosine``), and the
+warmup then cosine, the formula of ``convnext_app.training.common.schedule.warmup_cosine`` in
+``keras.ops``), and the
 recipe options Keras optimizers offer (EMA, global-norm clipping, gradient accumulation)."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 import keras
 from keras import ops
+
+from ..common.schedule import decays, warmup_steps
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ def plan_updates(steps_per_epoch: int, epochs: int, warmup_epochs: float, accum_
     """Updates = batches / ``accum_steps``; warmup ``warmup_epochs`` of them, at most half the run
     (as ``convnext train``)."""
     total = max(1, steps_per_epoch * epochs // accum_steps)
-    warmup = min(int(round(warmup_epochs * steps_per_epoch / accum_steps)), total // 2)
+    warmup = warmup_steps(warmup_epochs, steps_per_epoch / accum_steps, total)
     return Plan(total, warmup, accum_steps)
 
 
@@ -62,8 +65,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 def no_decay(variable) -> bool:
     """Biases, norm scales and shifts, layer scales (one dimension) and GRN's (1, 1, 1, C): no weight
     decay, the rule of ``convnext train``."""
-    shape = tuple(variable.shape)
-    return len(shape) <= 1 or shape[:-1] == (1, 1, 1)
+    return not decays(variable.shape)
 
 
 def build_optimizer(model: keras.Model, schedule: WarmupCosine, weight_decay: float, ema: float | None = None,

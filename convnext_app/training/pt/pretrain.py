@@ -30,25 +30,26 @@ from torch import nn
 from convnext_app.imagefolder import load_image
 from convnext_common.config import ConvNextV2Config
 from convnext_common.checkpoints.preprocessing import default_preprocessor_config
-from convnext_common.fileio import atomic_write, atomic_write_text
+from convnext_common.fileio import atomic_write, atomic_write_stream, atomic_write_text
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextV2ForMaskedImageModeling
 
-from ..pretraining import PretrainError, PretrainOptions, plan_model, scan_images
+from ..common.data import METRICS_NAME
+from ..common.keys import step_seed, stream_key
+from ..common.pretraining import (
+    BETAS, PretrainError, PretrainOptions, effective_batch, peak_lr, plan_model, scan_images,
+)
+from ..common.progress import epoch_progress
+from ..common.schedule import warmup_cosine, warmup_steps
 from .data import TrainTransform, sample_generator
 from .distributed import Distributed, attempt, counted_samples, run_on_every_rank, weights_digest, wrap_for_ddp
 
-from .progress import epoch_progress
-from .recipe import step_seed, stream_key
-from .schedule import build_optimizer, warmup_cosine
+from .schedule import build_optimizer
 
 CHECKPOINT_NAME = "last_checkpoint.pt"
 CHECKPOINT_FORMAT = "convnext-pretrain-checkpoint-1"
-METRICS_NAME = "metrics.json"
 CURVES_NAME = "curves.png"
 PICTURES_DIR = "reconstructions"
-#: AdamW's betas in the official pre-training (MAE's).
-BETAS = (0.9, 0.95)
 
 
 class UnlabeledImages(torch.utils.data.Dataset):
@@ -69,7 +70,7 @@ class UnlabeledImages(torch.utils.data.Dataset):
 
 
 def prepare_model(options: PretrainOptions) -> tuple[ConvNextV2ForMaskedImageModeling, ConvNextImageProcessor, str]:
-    """The model a run starts from (:func:`convnext_app.pretraining.plan_model`) and its processor."""
+    """The model a run starts from (:func:`convnext_app.training.common.pretraining.plan_model`) and its processor."""
     config, from_folder = plan_model(options)
     torch.manual_seed(options.seed)
     if from_folder:
@@ -132,8 +133,7 @@ def _pretrain(options: PretrainOptions, dist: Distributed, stream: TextIO) -> di
         dist.agree(error)
         model, processor, source = prepared
     model.to(dist.device)
-    eff_batch = options.batch_size * options.accum_steps * dist.world_size
-    lr = options.lr if options.lr is not None else options.blr * eff_batch / 256
+    eff_batch, lr = effective_batch(options, dist.world_size), peak_lr(options, dist.world_size)
     optimizer = build_optimizer(model, lr, options.weight_decay)
     for group in optimizer.param_groups:
         group["betas"] = BETAS
@@ -148,7 +148,7 @@ def _pretrain(options: PretrainOptions, dist: Distributed, stream: TextIO) -> di
                                          num_workers=options.workers, pin_memory=dist.device.type == "cuda")
     steps_per_epoch = math.ceil(len(loader) / options.accum_steps)
     total_steps = steps_per_epoch * options.epochs
-    warmup_steps = min(int(round(options.warmup_epochs * steps_per_epoch)), total_steps // 2)
+    warmup = warmup_steps(options.warmup_epochs, steps_per_epoch, total_steps)
     counted = counted_samples(len(dataset), dist.rank, dist.world_size)
     wrapped = wrap_for_ddp(model, dist)
     _log(dist, stream, f"pretrain: {len(files)} images, {options.image_size}px, mask ratio {model.config.mask_ratio}, "
@@ -165,11 +165,11 @@ def _pretrain(options: PretrainOptions, dist: Distributed, stream: TextIO) -> di
         bar = epoch_progress(len(loader), f"epoch {epoch + 1}/{options.epochs}", stream,
                              enabled=dist.is_main and not options.quiet)
         loss_sum, count, step = _train_one_epoch(
-            wrapped, loader, optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps, lr, options.min_lr),
+            wrapped, loader, optimizer, lambda s: warmup_cosine(s, total_steps, warmup, lr, options.min_lr),
             step, options, epoch, dist, amp, counted, bar)
         loss_sum, count = dist.all_sum([loss_sum, count])
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1),
-                  "lr": warmup_cosine(max(step - 1, 0), total_steps, warmup_steps, lr, options.min_lr),
+                  "lr": warmup_cosine(max(step - 1, 0), total_steps, warmup, lr, options.min_lr),
                   "seconds": round(time.perf_counter() - started, 3)}
         history.append(record)
         bar.close(loss=record["train_loss"])
@@ -314,7 +314,7 @@ def _save_epoch(out: Path, model: ConvNextV2ForMaskedImageModeling, optimizer: t
              "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
              "config_json": model.config.to_json_string(), "processor_json": json.dumps(processor.to_dict()),
              "source": source, "history": history, "options_json": json.dumps(asdict(options))}
-    atomic_write(out / CHECKPOINT_NAME, lambda tmp: torch.save(state, tmp))
+    atomic_write_stream(out / CHECKPOINT_NAME, lambda f: torch.save(state, f))
     if pictures is not None:
         from PIL import Image
 

@@ -18,20 +18,22 @@ from convnext_app.imagefolder import ImageFolder
 from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
 from convnext_common.fileio import atomic_write_text
 
+from ..common.data import METRICS_NAME, remap
+from ..common.model import ModelSetup
+from ..common.progress import epoch_progress
+from ..common.schedule import warmup_cosine, warmup_steps
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
-from .data import ImageFolderDataset, load_data, remap
+from .data import ImageFolderDataset, load_data
 from .distributed import (
     Distributed, RankError, attempt, counted_samples, run_on_every_rank, weights_digest, wrap_for_ddp,
 )
 from .loop import StepRecipe, evaluate, train_one_epoch
-from .model import ModelSetup, freeze_trunk, prepare_model, scale_head
+from .model import freeze_trunk, prepare_model, scale_head
 from .options import TrainingError, TrainOptions
-from .progress import epoch_progress
 from .recipe import Mixup, ModelEma
-from .schedule import build_optimizer, warmup_cosine
+from .schedule import build_optimizer
 
 
-METRICS_NAME = "metrics.json"
 
 
 def train(options: TrainOptions, stream: Optional[TextIO] = None) -> dict[str, Any]:
@@ -165,11 +167,11 @@ def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str
     batches_per_epoch = len(run.train_loader)
     steps_per_epoch = math.ceil(batches_per_epoch / options.accum_steps)  # optimizer steps: the schedule's unit
     total_steps = steps_per_epoch * options.epochs
-    warmup_steps = min(int(round(options.warmup_epochs * steps_per_epoch)), total_steps // 2)
+    warmup = warmup_steps(options.warmup_epochs, steps_per_epoch, total_steps)
     counted = counted_samples(len(run.train_set), dist.rank, dist.world_size)
 
     def lr_at(s: int) -> float:
-        return warmup_cosine(s, total_steps, warmup_steps, options.lr)
+        return warmup_cosine(s, total_steps, warmup, options.lr)
 
     wrapped = wrap_for_ddp(model, dist)
     _log(dist, stream, f"train: {len(run.train_folder)} images, val: {len(run.val_folder)} images, "

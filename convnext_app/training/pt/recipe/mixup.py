@@ -1,27 +1,18 @@
 """Mixup and CutMix per batch, with soft targets (timm's ``Mixup`` in its default "batch" mode, as the
 official ConvNeXt training uses it): each batch is mixed with itself reversed; with both enabled one of
 them is picked with probability 0.5; lambda ~ Beta(alpha, alpha); a cutmix box of area ``1 - lambda``
-centred anywhere and clipped to the image, lambda then corrected to the area actually pasted."""
+centred anywhere and clipped to the image, lambda then corrected to the area actually pasted. The draws
+and the box are :mod:`convnext_app.training.common.augment`'s (the Keras path's too)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of a box of side ``sqrt(1 - lam)`` of the image's, centred uniformly
-    over the image and clipped to it."""
-    ratio = math.sqrt(1.0 - lam)
-    cut_h, cut_w = int(height * ratio), int(width * ratio)
-    cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
-    top, bottom = min(max(cy - cut_h // 2, 0), height), min(max(cy + cut_h // 2, 0), height)
-    left, right = min(max(cx - cut_w // 2, 0), width), min(max(cx + cut_w // 2, 0), width)
-    return top, bottom, left, right
+from ...common.augment import box_lambda, cutmix_box, draw_mix
 
 
 def mixup_targets(labels: torch.Tensor, num_classes: int, lam: float, smoothing: float) -> torch.Tensor:
@@ -53,19 +44,18 @@ class Mixup:
 
     def draw(self, rng: np.random.Generator) -> tuple[float, bool]:
         """(lambda, use cutmix) of one batch."""
-        use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha <= 0 or rng.random() < self.switch_prob)
-        alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
-        return float(rng.beta(alpha, alpha)), use_cutmix
+        return draw_mix(self.mixup_alpha, self.cutmix_alpha, rng, self.switch_prob)
 
     def __call__(self, pixels: torch.Tensor, labels: torch.Tensor,
                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
         """(mixed pixels (a new tensor), soft targets, the lambda the targets use)."""
         lam, use_cutmix = self.draw(rng)
         if use_cutmix:
-            top, bottom, left, right = cutmix_box(pixels.shape[-2], pixels.shape[-1], lam, rng)
+            box = cutmix_box(pixels.shape[-2], pixels.shape[-1], lam, rng)
+            top, bottom, left, right = box
             mixed = pixels.clone()
             mixed[:, :, top:bottom, left:right] = pixels.flip(0)[:, :, top:bottom, left:right]
-            lam = 1.0 - (bottom - top) * (right - left) / float(pixels.shape[-2] * pixels.shape[-1])
+            lam = box_lambda(box, pixels.shape[-2], pixels.shape[-1])
         else:
             mixed = pixels * lam + pixels.flip(0) * (1.0 - lam)
         return mixed, mixup_targets(labels, self.num_classes, lam, self.label_smoothing), lam

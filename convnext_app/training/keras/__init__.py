@@ -1,7 +1,7 @@
 """Fine-tune the Keras twin on an image folder with ``fit``: ``convnext train --framework tf``.
 
 The same folders, held-out split, augmentation, schedule and output as the PyTorch path
-(:mod:`convnext_app.training`), and the recipe options Keras offers: ``--ema`` (the optimizer's
+(:mod:`convnext_app.training.pt`), and the recipe options Keras offers: ``--ema`` (the optimizer's
 moving average; the averaged weights are evaluated each epoch and saved), ``--clip-grad`` (global
 norm), ``--accum-steps`` (the optimizer's gradient accumulation), ``--mixup`` / ``--cutmix`` (timm's
 batch mixing, in numpy), ``--head-init-scale`` and ``--freeze-trunk``. ``--randaugment``,
@@ -9,7 +9,9 @@ batch mixing, in numpy), ``--head-init-scale`` and ``--freeze-trunk``. ``--randa
 refused in one line. Several GPUs: ``tf.distribute.MirroredStrategy``.
 
 One module per job: ``options`` and ``data`` (framework-free), ``model``, ``optim`` and ``run``
-(Keras; import ``convnext_app.keras_training.run`` for :func:`train_keras`). No torch anywhere.
+(Keras; import ``convnext_app.training.keras.run`` for :func:`train_keras`), ``pretrain``
+(``convnext pretrain --framework tf``). What both paths decide alike is
+:mod:`convnext_app.training.common`. No torch anywhere.
 """
 
 import argparse
