@@ -21,7 +21,7 @@ from convnext_app.errors import one_line
 from convnext_common import fileio
 from convnext_common.fileio import WriteError, atomic_directory, atomic_write_stream, atomic_write_text
 
-from test_train import digit_folder, tiny_model, train_args  # noqa: F401  (fixtures)
+from app.conftest import train_args
 
 FULL = Path("/dev/full")
 needs_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full on this system")
