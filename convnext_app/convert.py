@@ -140,7 +140,7 @@ def run_convert(args: argparse.Namespace, stdout: Optional[TextIO] = None, stder
                          overwrite=args.overwrite, verify=verify_folder if args.verify else None,
                          progress=not quiet, stream=stderr,
                          ema=bool(getattr(args, "ema", False)), family=getattr(args, "family", None))
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, OSError) as e:
         spelled = cli_terms(one_line(e))
         if spelled == one_line(e):
             raise

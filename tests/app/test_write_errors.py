@@ -22,6 +22,7 @@ from convnext_common import fileio
 from convnext_common.fileio import WriteError, atomic_directory, atomic_write_stream, atomic_write_text
 
 from app.conftest import train_args
+from conftest import FIXTURES, REPO
 
 FULL = Path("/dev/full")
 needs_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full on this system")
@@ -131,7 +132,7 @@ def test_convert_onto_a_read_only_filesystem_names_the_output(tmp_path, monkeypa
         return real_mkdir(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "mkdir", mkdir)
-    timm = Path(__file__).parent / "fixtures" / "timm-convnext" / "model.safetensors"
+    timm = FIXTURES / "timm-convnext" / "model.safetensors"
     assert cli.main(["convert", str(timm), str(out), "--to", "pt", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err == (f"convnext convert: error: {out}: cannot write (read-only file system); writing it needs a "
@@ -143,7 +144,7 @@ def test_convert_onto_a_read_only_filesystem_names_the_output(tmp_path, monkeypa
 def test_predict_output_on_a_full_disk(tmp_path, monkeypatch, capsys):
     from convnext_app.bulk import outputs
 
-    images = Path(__file__).parent.parent / "convnext_app" / "data" / "samples"
+    images = REPO / "convnext_app" / "data" / "samples"
     output = tmp_path / "out.jsonl"
 
     def opened(file, mode="r", *args, **kwargs):
