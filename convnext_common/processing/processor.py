@@ -16,7 +16,8 @@ from ..constants import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 from ..fileio import atomic_write_text, read_json_file
 from .geometry import size_plan
 from .inputs import (
-    PRESCALED_WARNING, check_finite, check_pil_size, flatten_images, pil_to_rgb, to_hwc, to_uint8_for_pil,
+    PRESCALED_WARNING, channel_layout, check_finite, check_pil_size, flatten_images, image_channels, pil_to_rgb,
+    to_hwc, to_uint8_for_pil,
 )
 from .options import (
     CALL_OPTION_NAMES, CHANNELS_FIRST, DEFAULT_CROP_PCT, OPTION_NAMES, PREPROCESSOR_CONFIG_NAME, ProcessorOptions,
@@ -91,7 +92,9 @@ class ConvNextImageProcessor:
         self.extra: dict[str, Any] = kwargs
         opts = self._options({})  # validate now: a bad config fails at load time, naming the field
         self.size, self.crop_pct, self.resample = opts.size, opts.crop_pct, opts.resample
-        self.image_mean, self.image_std = list(opts.image_mean), list(opts.image_std)
+        # a number is stored as three values (what the saved file and code reading these attributes
+        # expect of an RGB processor); per call, a number applies to any channel count
+        self.image_mean, self.image_std = [_rgb_stat(v) for v in (opts.image_mean, opts.image_std)]
         self.data_format = opts.data_format
 
     # ---- options ----------------------------------------------------------------------------------
@@ -126,10 +129,12 @@ class ConvNextImageProcessor:
         items = flatten_images(images)
         self._warn_if_prescaled(items, opts)
         n = len(items)
+        channels = {self._output_channels(x, opts, f"images[{i}]" if n > 1 else "image") for i, x in enumerate(items)}
         out = None
-        if opts.do_resize and (opts.do_rescale or opts.do_normalize):  # one size, float32: one buffer
+        if opts.do_resize and (opts.do_rescale or opts.do_normalize) and len(channels) == 1:
+            c = channels.pop()  # one size, one channel count, float32: one buffer
             sh, sw = opts.output_size
-            shape = (n, 3, sh, sw) if opts.data_format == CHANNELS_FIRST else (n, sh, sw, 3)
+            shape = (n, c, sh, sw) if opts.data_format == CHANNELS_FIRST else (n, sh, sw, c)
             out = np.empty(shape, dtype=np.float32)
 
         def work(i: int) -> np.ndarray:
@@ -143,6 +148,14 @@ class ConvNextImageProcessor:
         return BatchFeature({"pixel_values": batch_as(results, opts.return_tensors, out)})
 
     @staticmethod
+    def _output_channels(image: Any, opts: ProcessorOptions, where: str) -> int:
+        """The result's channel count for one image (a PIL image is read as RGB or L)."""
+        if isinstance(image, Image.Image):
+            return 3
+        layout = channel_layout(image.shape, opts.input_data_format, where)
+        return opts.output_channels(image_channels(image.shape, layout), where)
+
+    @staticmethod
     def _warn_if_prescaled(items: list, opts: ProcessorOptions) -> None:
         # transformers' is_scaled_image check on the first image
         first = items[0]
@@ -151,7 +164,7 @@ class ConvNextImageProcessor:
                 warnings.warn(PRESCALED_WARNING, UserWarning, stacklevel=4)
 
     def _process_one(self, image: Any, where: str, opts: ProcessorOptions, out: np.ndarray | None) -> np.ndarray:
-        """One image -> its (3, H, W) (or (H, W, 3)) result, written into ``out`` when given."""
+        """One image -> its (C, H, W) (or (H, W, C)) result, written into ``out`` when given."""
         if isinstance(image, Image.Image):
             pil = pil_to_rgb(image)
             check_pil_size(pil, where)
@@ -162,14 +175,20 @@ class ConvNextImageProcessor:
             pil = None
             if opts.do_resize:
                 arr, value_scale = to_uint8_for_pil(arr, where)
-                pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+                if arr.shape[2] <= 4:  # L, LA, RGB, RGBA: as transformers' to_pil_image makes them
+                    pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
             else:
                 check_finite(arr, where)
                 value_scale = 1.0
         if opts.do_resize:
-            w, h = pil.size
+            h, w = (pil.size[1], pil.size[0]) if pil is not None else arr.shape[:2]
             out_h, out_w, crop = size_plan(h, w, opts.size, opts.crop_pct)
-            region = resize_and_crop(pil, out_h, out_w, crop, opts.resample)
+            if pil is not None:
+                region = resize_and_crop(pil, out_h, out_w, crop, opts.resample)
+            else:  # more channels than a PIL mode holds: each one as its own L image, same filter
+                region = np.concatenate([resize_and_crop(Image.fromarray(np.ascontiguousarray(arr[:, :, c])),
+                                                         out_h, out_w, crop, opts.resample)
+                                         for c in range(arr.shape[2])], axis=2)
             size = opts.output_size
         else:
             region = np.asarray(pil) if arr is None else arr
@@ -283,6 +302,10 @@ class ConvNextImageProcessor:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
 
+
+
+def _rgb_stat(values: tuple) -> list:
+    return list(values) * 3 if len(values) == 1 else list(values)
 
 
 class ConvNextFeatureExtractor(ConvNextImageProcessor):
