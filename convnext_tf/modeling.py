@@ -24,6 +24,7 @@ from keras import ops
 from convnext_common.architecture import (
     DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
 )
+from convnext_common.backbone import BackboneAPI
 from convnext_common.checkpoints.h5 import tf_model_name
 from convnext_common.checkpoints.io import PT_WEIGHT_FILES, save_sharded_safetensors
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_class_for
@@ -799,7 +800,7 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class TFConvNextBackbone(TFConvNextPreTrainedModel):
+class TFConvNextBackbone(BackboneAPI, TFConvNextPreTrainedModel):
     """Multi-scale features for detection/segmentation heads: one normalised map per ``out_features``.
 
     ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW (NHWC with channels_last).
@@ -812,13 +813,14 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
                                                dtype=self.dtype_policy)
         self.encoder = TFConvNextEncoder(config, name="encoder", dtype=self.dtype_policy)
         self.stage_names = list(config.stage_names)
-        self.out_features = config.out_features
-        self.channels = backbone_channels(config)
+        self.num_features = [config.hidden_sizes[0]] + list(config.hidden_sizes)
         self.hidden_states_norms = {
             stage: TFConvNextLayerNorm(c, eps=NORM_EPS, name=keras_layer_name("hidden_states_norms", stage),
                                        dtype=self.dtype_policy)
-            for stage, c in zip(self.out_features, self.channels)
+            for stage, c in zip(config.out_features, backbone_channels(config))
         }
+        # transformers' backbone attributes (BackboneAPI): the config's selection, changeable on the model
+        self._init_backbone_api(config.out_features, config.out_indices)
         self.build(self.input_shape_of())
 
     def build(self, input_shape=None):
