@@ -455,6 +455,11 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         self.config = config
         self.data_format = _check_data_format(data_format)
 
+    @classmethod
+    def can_generate(cls) -> bool:
+        """transformers' flag (read by its pipelines): a ConvNeXt does not generate text."""
+        return False
+
     def _call_arguments(self, pixel_values, output_hidden_states, return_dict, **named):
         """transformers' calling conventions: a dict (or the model's input as a keyword inside it) as
         the first argument, and the config's output flags where the call leaves them None."""
