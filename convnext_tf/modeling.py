@@ -455,6 +455,14 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         self.config = config
         self.data_format = _check_data_format(data_format)
 
+    def prepare_tf_dataset(self, dataset, batch_size: int = 8, shuffle: bool = True, tokenizer=None, collate_fn=None,
+                           collate_fn_args=None, drop_remainder=None, prefetch: bool = True):
+        """A ``datasets.Dataset`` as a ``tf.data.Dataset`` of this model's inputs (and labels), as
+        transformers' TF models provide it (see ``convnext_tf/tf_dataset.py``)."""
+        from .tf_dataset import prepare_tf_dataset
+        return prepare_tf_dataset(self, dataset, batch_size, shuffle, tokenizer, collate_fn, collate_fn_args,
+                                  drop_remainder, prefetch)
+
     @classmethod
     def can_generate(cls) -> bool:
         """transformers' flag (read by its pipelines): a ConvNeXt does not generate text."""
