@@ -10,9 +10,18 @@ a model can only return maps whose norm it built, so a selection beyond those is
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Sequence
 
 from .config import _align_out_features
+
+
+class BackboneType(Enum):
+    """transformers' ``BackboneType`` values (a backbone of transformers' own code, or timm's); its
+    enum class itself is transformers', so ours compares by ``.value``."""
+
+    TIMM = "timm"
+    TRANSFORMERS = "transformers"
 
 
 class BackboneAPI:
@@ -21,6 +30,9 @@ class BackboneAPI:
 
     #: a ConvNeXt returns no attentions (transformers' flag for ``forward_with_filtered_kwargs``)
     has_attentions = False
+    #: the model is this project's own ConvNeXt, as transformers' ConvNeXt backbones say of theirs
+    backbone_type = BackboneType.TRANSFORMERS
+    use_timm_backbone = False
     stage_names: list[str]
     num_features: list[int]
 

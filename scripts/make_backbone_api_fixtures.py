@@ -47,7 +47,8 @@ def describe(cls, config_cls, kwargs: dict) -> dict:
     x = torch.randn(1, 3, 64, 64)
     entry = {"attributes": attributes(model), "config": {"out_features": model.config.out_features,
                                                            "out_indices": list(model.config.out_indices)},
-             "maps": maps(model, x), "has_attentions": model.has_attentions}
+             "maps": maps(model, x), "has_attentions": model.has_attentions,
+             "backbone_type": model.backbone_type.value, "use_timm_backbone": model.use_timm_backbone}
     with torch.no_grad():
         filtered = model.forward_with_filtered_kwargs(x, output_attentions=True, output_hidden_states=True)
     entry["filtered"] = {"maps": [list(m.shape) for m in filtered.feature_maps],

@@ -61,6 +61,9 @@ def test_backbone_api_as_transformers(framework, version, name):
     assert attributes(model) == ref["attributes"]
     assert {"out_features": model.config.out_features, "out_indices": list(model.config.out_indices)} == ref["config"]
     assert model.has_attentions is ref["has_attentions"]
+    # transformers' enum class cannot be returned without depending on transformers; its value can
+    assert model.backbone_type.value == ref["backbone_type"]
+    assert model.use_timm_backbone is ref["use_timm_backbone"]
     assert shapes(run(model, framework).feature_maps) == ref["maps"]
     filtered = model.forward_with_filtered_kwargs(torch.from_numpy(X) if framework == "pt" else X,
                                                   output_attentions=True, output_hidden_states=True)
