@@ -21,10 +21,16 @@ A development-time check, not part of the test suite. It
    prints pass / fail / skip counts per file.
 
 Nothing of transformers' files is kept: the temporary folder is removed at the end (``--keep`` to
-look at it). Usage::
+look at it). ``--stand-ins`` fills in the repository-only modules a partial checkout lacks (the
+``tests/pipelines`` modules test_pipeline_mixin imports, as empty classes, and an empty
+tiny_model_summary.json), so the per-model files import; their pipeline tests then do not run.
+
+The TensorFlow files need a release whose source distribution still ships
+tests/test_modeling_tf_common.py (4.46.3 does, 4.57 does not) and a venv with TensorFlow and
+tf-keras (docs/compat.md gives the commands). Usage::
 
     python scripts/transformers_conformance.py --python /tmp/venv-hf457/bin/python \
-        [--version 4.57.6] [--tests-from ~/src/transformers] [-k test_config]
+        [--version 4.57.6] [--tests-from ~/src/transformers] [--stand-ins] [-k test_config]
 """
 
 from __future__ import annotations
