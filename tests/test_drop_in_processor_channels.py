@@ -54,6 +54,22 @@ def test_inconsistent_input_refused_like_transformers(name):
     assert "\n" not in str(err.value)
 
 
+def test_numbers_given_to_the_constructor_apply_to_any_channel_count():
+    # transformers keeps image_mean=0 a number, which fits any image; ours stores three values (the
+    # file and RGB code read them so) and still applies the number to a 4-channel image
+    image, init, call = case("test_4_channels_last")
+    proc = ConvNextImageProcessor(**init, image_mean=call["image_mean"], image_std=call["image_std"])
+    assert proc.image_mean == [0.0] * 3 and proc.image_std == [1.0] * 3
+    out = proc(image, input_data_format="channels_last", return_tensors="np").pixel_values
+    assert np.abs(out - REF["test_4_channels_last"]).max() <= 1e-5
+    assert (proc.to_dict()["image_mean"], proc.to_dict()["image_std"]) == (0.0, 1.0)  # as transformers writes them
+    reloaded = ConvNextImageProcessor.from_dict(proc.to_dict())
+    assert np.array_equal(reloaded(image, input_data_format="channels_last", return_tensors="np").pixel_values, out)
+    proc.image_mean = [0.1, 0.2, 0.3]  # a list assigned later is a list: three channels only
+    with pytest.raises(ValueError, match="image_mean has 3 values"):
+        proc(image, input_data_format="channels_last")
+
+
 def test_std_of_wrong_length_names_image_std():
     image = np.zeros((8, 8, 4), np.uint8)
     with pytest.raises(ValueError, match=r"image_std has 2 values"):

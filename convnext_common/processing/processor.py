@@ -79,6 +79,9 @@ class ConvNextImageProcessor:
         self.do_rescale = do_rescale
         self.rescale_factor = rescale_factor
         self.do_normalize = do_normalize
+        # statistics given as one number apply to any channel count, as in transformers (see _options)
+        self._stat_numbers = {name: float(v) for name, v in (("image_mean", image_mean), ("image_std", image_std))
+                              if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}
         self.image_mean = list(IMAGENET_STANDARD_MEAN) if image_mean is None else image_mean
         self.image_std = list(IMAGENET_STANDARD_STD) if image_std is None else image_std
         self.data_format = data_format
@@ -93,7 +96,7 @@ class ConvNextImageProcessor:
         opts = self._options({})  # validate now: a bad config fails at load time, naming the field
         self.size, self.crop_pct, self.resample = opts.size, opts.crop_pct, opts.resample
         # a number is stored as three values (what the saved file and code reading these attributes
-        # expect of an RGB processor); per call, a number applies to any channel count
+        # expect of an RGB processor); it still applies to any channel count (_stat_numbers)
         self.image_mean, self.image_std = [_rgb_stat(v) for v in (opts.image_mean, opts.image_std)]
         self.data_format = opts.data_format
 
@@ -103,6 +106,7 @@ class ConvNextImageProcessor:
         if unknown:
             warnings.warn(f"{type(self).__name__}: ignoring unknown argument(s) {sorted(unknown)}", stacklevel=3)
         raw = {name: getattr(self, name) for name in OPTION_NAMES}
+        raw.update(self._given_numbers())
         raw["data_format"] = self.data_format
         for name in OPTION_NAMES + CALL_OPTION_NAMES:
             if overrides.get(name) is not None:
@@ -112,6 +116,15 @@ class ConvNextImageProcessor:
         return validate_options(**raw)
 
     _extra_call_options: tuple[str, ...] = ()
+
+    def _given_numbers(self) -> dict[str, float]:
+        """The statistics given as one number and stored as three values since (unless reassigned)."""
+        numbers = {}
+        for name, number in self.__dict__.get("_stat_numbers", {}).items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) and list(value) == [number] * 3:
+                numbers[name] = number
+        return numbers
 
     # ---- the work ---------------------------------------------------------------------------------
     def __call__(self, images: Any, **kwargs: Any) -> BatchFeature:
@@ -208,6 +221,7 @@ class ConvNextImageProcessor:
             image_std=list(self.image_std), resample=self.resample, rescale_factor=self.rescale_factor,
             size=dict(self.size),
         )
+        d.update(self._given_numbers())  # a number stays a number in the file, as transformers writes it
         if self.data_format != CHANNELS_FIRST:
             d["data_format"] = self.data_format
         if "height" in self.size:  # transformers' ConvNeXt processors read only shortest_edge
