@@ -85,7 +85,9 @@ def _align_out_features(out_features, out_indices, stage_names):
         bad = [i for i in out_indices if not -n <= i < n]
         if bad:
             raise ConfigError(f"out_indices {bad} out of range for {n} stage_names")
-        out_indices = [i % n for i in out_indices]
+        positions = [i % n for i in out_indices]  # negative indices are kept as given, as transformers keeps them
+        if positions != sorted(positions):
+            raise ConfigError(f"out_indices {list(out_indices)} must follow the order of stage_names")
     if out_features is None and out_indices is None:
         return [stage_names[-1]], [len(stage_names) - 1]
     if out_features is None:

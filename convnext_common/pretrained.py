@@ -354,7 +354,7 @@ class PretrainedModel:
         slots = self._weight_slots()
         matched, report = match_state_dict(state, {k: s.shape for k, s in slots.items()}, self.base_model_prefix,
                                            source=source, ignore_mismatched_sizes=ignore_mismatched_sizes,
-                                           strict=strict)
+                                           strict=strict, model_name=type(self).__name__)
         for name, array in matched.items():
             dtype = array.dtype if hasattr(array, "dtype") else np.asarray(array).dtype
             if not np.issubdtype(dtype, np.floating):

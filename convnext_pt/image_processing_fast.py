@@ -160,7 +160,7 @@ def _array_to_tensor(x: Any, where: str) -> torch.Tensor:
 
 
 def _to_chw(x: Any, input_data_format: str | None, where: str) -> torch.Tensor:
-    """One image as a (C, H, W) tensor (a view where possible) with C in (1, 3), by the PIL processor's rules."""
+    """One image as a (C, H, W) tensor (a view where possible), by the PIL processor's rules."""
     if isinstance(x, Image.Image):
         img = pil_to_rgb(x)
         check_pil_size(img, where)
@@ -228,8 +228,11 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
 
     Extra argument ``device`` (constructor or per call; not saved): where to compute. Default: the
     device of the first input tensor, else the CPU. ``pixel_values`` comes back on that device:
-    a list of (3, H, W) float32 tensors when ``return_tensors`` is None, else one (N, 3, H, W)
-    tensor ("pt"), numpy array ("np") or TensorFlow tensor ("tf").
+    a list of (C, H, W) float32 tensors when ``return_tensors`` is None, else one (N, C, H, W)
+    tensor ("pt"), numpy array ("np") or TensorFlow tensor ("tf"). Images of any channel count
+    (given ``input_data_format``) are resized channel by channel, as transformers' torchvision
+    processor does: unlike the PIL processor, a 2- or 4-channel image's last channel is not
+    treated as alpha.
     """
 
     _extra_call_options = ("device",)
@@ -250,6 +253,8 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
             device = next((x.device for x in raw if isinstance(x, torch.Tensor)), torch.device("cpu"))
         device = torch.device(device)
         chw = [_to_chw(x, opts.input_data_format, f"images[{i}]" if n > 1 else "image") for i, x in enumerate(raw)]
+        for i, t in enumerate(chw):  # statistics that do not fit an image's channels: refused before any work
+            opts.output_channels(t.shape[0], f"images[{i}]" if n > 1 else "image")
         self._warn_if_prescaled_tensor(chw[0], opts)
 
         groups: dict[tuple, list[int]] = {}
@@ -285,7 +290,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
 
     def _process_group(self, tensors: list[torch.Tensor], idx: list[int], opts: ProcessorOptions,
                        device: torch.device, n: int) -> torch.Tensor:
-        """Images of one shape and dtype -> (B, 3, H', W') results."""
+        """Images of one shape and dtype -> (B, C, H', W') results."""
         where = [f"images[{i}]" if n > 1 else "image" for i in idx]
         scales = [1.0] * len(tensors)
         if opts.do_resize:
@@ -317,27 +322,29 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
 
 def _normalise(x: torch.Tensor, value_scales: list[float], crop: CropPlan | None, size: tuple[int, int],
                opts: ProcessorOptions) -> torch.Tensor:
-    """(B, C, h, w) pixels -> (B, 3, *size): rescaled/normalised float32 in one pass, padded as the PIL
-    processor pads (a zero pixel's value)."""
+    """(B, C, h, w) pixels -> (B, C', *size), C' = ``opts.output_channels(C)`` (a grayscale image gives
+    three channels): rescaled/normalised float32 in one pass, padded as the PIL processor pads (a
+    zero pixel's value)."""
     b = x.shape[0]
-    affine = [opts.affine(s) for s in value_scales]
+    c = opts.output_channels(x.shape[1])
+    affine = [opts.affine(s, c) for s in value_scales]
     if affine[0] is not None:
-        scale = torch.tensor(np.stack([a[0] for a in affine]), dtype=torch.float32).view(b, 3, 1, 1).to(x.device)
-        pad = torch.tensor(np.stack([a[1] for a in affine]), dtype=torch.float32).view(b, 3, 1, 1).to(x.device)
-        y = torch.empty((b, 3, *x.shape[-2:]), dtype=torch.float32, device=x.device)
+        scale = torch.tensor(np.stack([a[0] for a in affine]), dtype=torch.float32).view(b, c, 1, 1).to(x.device)
+        pad = torch.tensor(np.stack([a[1] for a in affine]), dtype=torch.float32).view(b, c, 1, 1).to(x.device)
+        y = torch.empty((b, c, *x.shape[-2:]), dtype=torch.float32, device=x.device)
         torch.mul(x if x.dtype == torch.uint8 else x.to(torch.float32), scale, out=y)  # x * scale + offset,
         # in float32, written in the output's layout
         y.add_(pad)
     elif all(s == 1.0 for s in value_scales) and not x.is_floating_point():
-        y = x.expand(b, 3, *x.shape[-2:])  # neither rescale nor normalise: pixels as they are
-        pad = torch.zeros(b, 3, 1, 1, dtype=x.dtype, device=x.device)
+        y = x.expand(b, c, *x.shape[-2:])  # neither rescale nor normalise: pixels as they are
+        pad = torch.zeros(b, c, 1, 1, dtype=x.dtype, device=x.device)
     else:
         s = torch.tensor(value_scales, dtype=torch.float64).view(b, 1, 1, 1).to(x.device)
-        y = (x.double() * s).float().expand(b, 3, *x.shape[-2:])
-        pad = torch.zeros(b, 3, 1, 1, dtype=torch.float32, device=x.device)
+        y = (x.double() * s).float().expand(b, c, *x.shape[-2:])
+        pad = torch.zeros(b, c, 1, 1, dtype=torch.float32, device=x.device)
     if crop is None or not crop.padded:
         return y.contiguous()
-    out = pad.expand(b, 3, *size).clone()
+    out = pad.expand(b, c, *size).clone()
     out[..., crop.dst_y:crop.dst_y + crop.h, crop.dst_x:crop.dst_x + crop.w] = y
     return out
 

@@ -20,6 +20,7 @@ from torch import nn
 from convnext_common.architecture import (
     DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
 )
+from convnext_common.backbone import BackboneAPI
 from convnext_common.config import ConvNextConfig, ConvNextV2Config
 from convnext_common.masked_image import NORM_PIX_EPS, check_masked_image_config, num_kept, patch_grid, total_stride
 from convnext_common.dinov3 import (
@@ -470,7 +471,7 @@ class ConvNextForImageClassification(ConvNextPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-class ConvNextBackbone(ConvNextPreTrainedModel):
+class ConvNextBackbone(BackboneAPI, ConvNextPreTrainedModel):
     """Multi-scale features for detection/segmentation heads: one normalised map per ``out_features``.
 
     ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW.
@@ -486,24 +487,9 @@ class ConvNextBackbone(ConvNextPreTrainedModel):
             stage: ConvNextLayerNorm(c, eps=NORM_EPS, data_format="channels_first")
             for stage, c in zip(config.out_features, backbone_channels(config))
         })
+        # transformers' backbone attributes (BackboneAPI): the config's selection, changeable on the model
+        self._init_backbone_api(config.out_features, config.out_indices)
         self.post_init()
-
-    # transformers' backbone attributes: the stages come from the config, as the norms were built
-    @property
-    def out_features(self) -> list[str]:
-        return self.config.out_features
-
-    @property
-    def out_indices(self) -> list[int]:
-        return self.config.out_indices
-
-    @property
-    def out_feature_channels(self) -> dict[str, int]:
-        return dict(zip(self.stage_names, self.num_features))
-
-    @property
-    def channels(self) -> list[int]:
-        return [self.out_feature_channels[stage] for stage in self.out_features]
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, BackboneOutput]:

@@ -24,6 +24,7 @@ from keras import ops
 from convnext_common.architecture import (
     DWCONV_KERNEL, GRN_EPS, MLP_RATIO, NORM_EPS, backbone_channels, infer_problem_type, stage_specs, uses_grn,
 )
+from convnext_common.backbone import BackboneAPI
 from convnext_common.checkpoints.formats.tf_h5 import tf_model_name
 from convnext_common.checkpoints.formats.files import PT_WEIGHT_FILES, save_sharded_safetensors
 from convnext_common.config import ConvNextConfig, ConvNextV2Config, config_class_for
@@ -454,6 +455,19 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         self.config = config
         self.data_format = _check_data_format(data_format)
 
+    def prepare_tf_dataset(self, dataset, batch_size: int = 8, shuffle: bool = True, tokenizer=None, collate_fn=None,
+                           collate_fn_args=None, drop_remainder=None, prefetch: bool = True):
+        """A ``datasets.Dataset`` as a ``tf.data.Dataset`` of this model's inputs (and labels), as
+        transformers' TF models provide it (see ``convnext_tf/tf_dataset.py``)."""
+        from .tf_dataset import prepare_tf_dataset
+        return prepare_tf_dataset(self, dataset, batch_size, shuffle, tokenizer, collate_fn, collate_fn_args,
+                                  drop_remainder, prefetch)
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """transformers' flag (read by its pipelines): a ConvNeXt does not generate text."""
+        return False
+
     def _call_arguments(self, pixel_values, output_hidden_states, return_dict, **named):
         """transformers' calling conventions: a dict (or the model's input as a keyword inside it) as
         the first argument, and the config's output flags where the call leaves them None."""
@@ -799,7 +813,7 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class TFConvNextBackbone(TFConvNextPreTrainedModel):
+class TFConvNextBackbone(BackboneAPI, TFConvNextPreTrainedModel):
     """Multi-scale features for detection/segmentation heads: one normalised map per ``out_features``.
 
     ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW (NHWC with channels_last).
@@ -812,13 +826,14 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
                                                dtype=self.dtype_policy)
         self.encoder = TFConvNextEncoder(config, name="encoder", dtype=self.dtype_policy)
         self.stage_names = list(config.stage_names)
-        self.out_features = config.out_features
-        self.channels = backbone_channels(config)
+        self.num_features = [config.hidden_sizes[0]] + list(config.hidden_sizes)
         self.hidden_states_norms = {
             stage: TFConvNextLayerNorm(c, eps=NORM_EPS, name=keras_layer_name("hidden_states_norms", stage),
                                        dtype=self.dtype_policy)
-            for stage, c in zip(self.out_features, self.channels)
+            for stage, c in zip(config.out_features, backbone_channels(config))
         }
+        # transformers' backbone attributes (BackboneAPI): the config's selection, changeable on the model
+        self._init_backbone_api(config.out_features, config.out_indices)
         self.build(self.input_shape_of())
 
     def build(self, input_shape=None):

@@ -12,12 +12,12 @@ loaded with a warning.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 
+from .. import notices
 from .errors import CheckpointError
 
 #: tensors that belong to one task's head, not to the shared trunk.
@@ -49,6 +49,7 @@ def match_state_dict(
     source: str = "checkpoint",
     ignore_mismatched_sizes: bool = False,
     strict: bool = True,
+    model_name: str = "the model",
 ) -> tuple[dict[str, np.ndarray], LoadReport]:
     """Rename ``checkpoint`` to the model's names in ``expected`` (name -> shape).
 
@@ -108,11 +109,13 @@ def match_state_dict(
         raise CheckpointError(f"{source}: does not fit the model: " + "; ".join(problems))
     require_finite(renamed, source)
     newly_initialised = report.missing_keys + [n for n, _, _ in mismatched]
-    if newly_initialised:
-        warnings.warn(f"{source}: newly initialised (train before use): {_names(newly_initialised)}",
-                      stacklevel=3)
+    if newly_initialised:  # a warning and a log record (convnext_common.notices)
+        notices.newly_initialised(source, model_name, report.missing_keys, mismatched,
+                                  f"{source}: newly initialised (train before use): {_names(newly_initialised)}",
+                                  stacklevel=3)
     if hard_unexpected:
-        warnings.warn(f"{source}: not used by the model: {_names(hard_unexpected)}", stacklevel=3)
+        notices.not_used(source, model_name, hard_unexpected,
+                         f"{source}: not used by the model: {_names(hard_unexpected)}", stacklevel=3)
     return renamed, report
 
 

@@ -11,8 +11,13 @@ What happens to each image (the semantics of transformers' slow ``ConvNextImageP
    composited: the colour channels of an RGBA/LA/P-with-transparency image are used as they are,
    exactly as ``image.convert("RGB")`` does, which is what transformers' users feed it. Composite
    onto a background yourself first if transparent areas matter. Arrays and tensors may be HW,
-   HWC or CHW (1 or 3 channels; the channel axis is inferred as transformers does, or given by
-   ``input_data_format``), and a 4-D array or tensor is a batch.
+   HWC or CHW, and a 4-D array or tensor is a batch. The channel axis is inferred as transformers
+   does (1 or 3 entries first, else last) or given by ``input_data_format``, which admits any
+   channel count: a C-channel array gives C output channels (a grayscale one gives three), and
+   ``image_mean`` / ``image_std`` must then hold one value per channel or be a single number.
+   Arrays of 2 or 4 channels are resized as PIL's ``LA`` / ``RGBA`` images, which is what
+   transformers does (PIL weights colour by the last channel, as alpha, while resampling); other
+   channel counts are resized channel by channel with the same filter.
 2. **Resize** (``do_resize``), through PIL exactly as transformers does, so results agree to the
    last bit: if ``size["shortest_edge"] < 384`` the short side goes to
    ``int(shortest_edge / crop_pct)`` (the long side as transformers' ``get_resize_output_image_size``
@@ -43,7 +48,7 @@ from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_ST
 from .geometry import (
     WARP_THRESHOLD, CropPlan, center_crop_plan, resize_output_size, resize_plan, size_plan,
 )
-from .inputs import channel_layout, flatten_images, pil_to_rgb, to_hwc, to_numpy, to_uint8_for_pil
+from .inputs import channel_layout, flatten_images, image_channels, pil_to_rgb, to_hwc, to_numpy, to_uint8_for_pil
 from .options import (
     CALL_OPTION_NAMES, CHANNELS_FIRST, CHANNELS_LAST, OPTION_NAMES, PREPROCESSOR_CONFIG_NAME, RESAMPLE_NAMES,
     ProcessorOptions, normalize_resample, normalize_size, validate_options,
@@ -56,7 +61,7 @@ from .threads import thread_pool
 __all__ = ["ConvNextImageProcessor", "ConvNextFeatureExtractor", "BatchFeature", "ProcessorOptions",
            "PREPROCESSOR_CONFIG_NAME", "IMAGENET_STANDARD_MEAN", "IMAGENET_STANDARD_STD", "IMAGENET_DEFAULT_MEAN",
            "IMAGENET_DEFAULT_STD", "validate_options", "resize_output_size", "resize_plan", "size_plan",
-           "center_crop_plan", "CropPlan", "WARP_THRESHOLD", "flatten_images", "to_numpy", "to_hwc", "channel_layout",
+           "center_crop_plan", "CropPlan", "WARP_THRESHOLD", "flatten_images", "to_numpy", "to_hwc", "channel_layout", "image_channels",
            "to_uint8_for_pil", "pil_to_rgb", "resize_and_crop", "check_stackable", "thread_pool", "pixel_lut", "normalize_size",
            "normalize_resample", "RESAMPLE_NAMES", "OPTION_NAMES", "CALL_OPTION_NAMES", "CHANNELS_FIRST",
            "CHANNELS_LAST"]

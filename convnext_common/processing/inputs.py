@@ -76,10 +76,11 @@ def flatten_images(images: Any, as_array: Callable[[Any, str], Any] | None = Non
 
 
 def channel_layout(shape: tuple[int, ...], input_data_format: str | None, where: str = "image") -> str:
-    """"hw", "chw" or "hwc" for an image of ``shape``; ValueError when the channels are not 1 or 3.
+    """"hw", "chw" or "hwc" for an image of ``shape``.
 
-    The channel axis is inferred as transformers infers it (the first axis if it has 1 or 3
-    entries, else the last) unless ``input_data_format`` says which.
+    Without ``input_data_format`` the channel axis is inferred as transformers infers it: the first
+    axis if it has 1 or 3 entries, else the last if it has 1 or 3, else ValueError (pass
+    ``input_data_format``). With it, any number of channels is taken.
     """
     if len(shape) == 2:
         layout = "hw"
@@ -89,21 +90,22 @@ def channel_layout(shape: tuple[int, ...], input_data_format: str | None, where:
         layout = "chw"
     elif input_data_format is None and shape[-1] not in (1, 3):
         raise ValueError(f"{where}: cannot tell the channel axis of shape {tuple(shape)}: expected 1 (grayscale) "
-                         "or 3 (RGB) channels in the first or last axis; convert RGBA and other images to RGB "
-                         "first, or pass input_data_format")
+                         "or 3 (RGB) channels in the first or last axis; pass input_data_format='channels_first' "
+                         "or 'channels_last' for other channel counts, or convert RGBA images to RGB")
     else:
         layout = "hwc"
-    channels = 1 if layout == "hw" else shape[0] if layout == "chw" else shape[-1]
-    if channels not in (1, 3):
-        raise ValueError(f"{where}: {channels} channels in shape {tuple(shape)}; expected 1 (grayscale) or 3 (RGB)")
-    spatial = shape if layout == "hw" else shape[1:] if layout == "chw" else shape[:2]
-    if 0 in spatial:
+    if 0 in tuple(shape):
         raise ValueError(f"{where}: empty image (shape {tuple(shape)})")
     return layout
 
 
+def image_channels(shape: tuple[int, ...], layout: str) -> int:
+    """Channel count of an image array of ``shape`` laid out as ``layout`` (see :func:`channel_layout`)."""
+    return 1 if layout == "hw" else shape[0] if layout == "chw" else shape[-1]
+
+
 def to_hwc(arr: np.ndarray, input_data_format: str | None, where: str = "image") -> np.ndarray:
-    """A 2-D or 3-D image array as (H, W, C) with C in (1, 3) (a view); see :func:`channel_layout`."""
+    """A 2-D or 3-D image array as (H, W, C) (a view); see :func:`channel_layout`."""
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{where}: unsupported dtype {arr.dtype} (expected uint8, another integer type or float)")
     layout = channel_layout(arr.shape, input_data_format, where)

@@ -60,20 +60,38 @@ class ProcessorOptions:
             return self.size["height"], self.size["width"]
         return self.shortest_edge, self.shortest_edge
 
-    def affine(self, value_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per-channel (scale, offset), float64, such that output = pixel * scale + offset.
+    def output_channels(self, channels: int, where: str = "image") -> int:
+        """Channels of the result for an image of ``channels`` channels; ValueError (naming the field)
+        when ``image_mean`` / ``image_std`` cannot apply to them.
+
+        A statistic applies to an image when it has one value (or was given as a number) or one per
+        channel, as transformers' ``normalize`` requires. A grayscale image stands for RGB: it gives
+        three equal channels, normalised by a statistic of 1 or 3 values.
+        """
+        out = 3 if channels == 1 else channels
+        if self.do_normalize:
+            for name, values in (("image_mean", self.image_mean), ("image_std", self.image_std)):
+                if len(values) not in (1, out):
+                    raise ValueError(f"{where} has {channels} channel{'s' if channels > 1 else ''} but {name} has "
+                                     f"{len(values)} values; give one value per channel or a single number")
+        return out
+
+    def affine(self, value_scale: float = 1.0, channels: int = 3) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-channel (scale, offset), float64, of length ``channels`` (the result's channels, see
+        :meth:`output_channels`), such that output = pixel * scale + offset.
 
         ``value_scale`` is what a stored pixel must be multiplied by to be in the input's units
         (1/255 for [0, 1] float images that went through PIL as uint8). None: nothing to apply.
         """
         if not self.do_rescale and not self.do_normalize:
             return None
-        scale = np.full(3, float(value_scale))
+        scale = np.full(channels, float(value_scale))
         if self.do_rescale:
             scale = scale * self.rescale_factor
-        offset = np.zeros(3)
+        offset = np.zeros(channels)
         if self.do_normalize:
-            std, mean = np.asarray(self.image_std, dtype=np.float64), np.asarray(self.image_mean, dtype=np.float64)
+            std = np.broadcast_to(np.asarray(self.image_std, dtype=np.float64), (channels,))
+            mean = np.broadcast_to(np.asarray(self.image_mean, dtype=np.float64), (channels,))
             scale, offset = scale / std, -mean / std
         return scale, offset
 
@@ -135,16 +153,16 @@ def normalize_resample(resample: Any) -> int:
 
 
 def _check_channels_stat(name: str, value: Any) -> tuple:
+    """A number -> one value (it applies to every channel); a list -> its values, one per channel
+    (how many channels is checked against each image, :meth:`ProcessorOptions.output_channels`)."""
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        value = [value] * 3
+        return (_check_number(name, value),)
     try:
         values = [_check_number(f"{name}[{i}]", v) for i, v in enumerate(value)]
     except TypeError:
-        raise ValueError(f"{name} must be a number or a list of 3 numbers, got {value!r}") from None
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3:
-        raise ValueError(f"{name} must have 3 values (one per RGB channel), got {len(values)}: {value!r}")
+        raise ValueError(f"{name} must be a number or a list of numbers (one per channel), got {value!r}") from None
+    if not values:
+        raise ValueError(f"{name} must not be empty")
     return tuple(values)
 
 

@@ -56,9 +56,9 @@ def batch_as(results: list[np.ndarray], return_tensors: str | None, batch: np.nd
 
 @lru_cache(maxsize=64)
 def pixel_lut(do_rescale: bool, rescale_factor: float, do_normalize: bool, image_mean: tuple, image_std: tuple,
-              value_scale: float) -> np.ndarray | None:
-    """(3, 256) float32: the output value of each uint8 pixel value, per channel, computed with
-    transformers' exact sequence of operations (so a table lookup reproduces it bit for bit):
+              value_scale: float, channels: int = 3) -> np.ndarray | None:
+    """(channels, 256) float32: the output value of each uint8 pixel value, per channel, computed
+    with transformers' exact sequence of operations (so a table lookup reproduces it bit for bit):
     ``rescale(resized, value_scale)`` (float [0, 1] inputs only), ``rescale(x, rescale_factor)``
     (float64 product cast to float32), then ``(x - mean) / std`` in float32. None: the output is
     the uint8 pixels themselves (no rescale, no normalise)."""
@@ -69,38 +69,41 @@ def pixel_lut(do_rescale: bool, rescale_factor: float, do_normalize: bool, image
                                        channel_axis=0)
     if v.dtype == np.uint8:
         return None
-    return np.ascontiguousarray(np.broadcast_to(v, (3, 256)), dtype=np.float32)
+    return np.ascontiguousarray(np.broadcast_to(v, (channels, 256)), dtype=np.float32)
 
 
 def transformers_rescale_normalize(x: np.ndarray, do_rescale: bool, rescale_factor: float, do_normalize: bool,
                                    mean: tuple, std: tuple, channel_axis: int) -> np.ndarray:
-    """transformers' ``rescale`` then ``normalize``, operation for operation. ``x`` has its channel
-    axis (1 or 3 entries, 1 broadcasting to 3) at ``channel_axis``."""
+    """transformers' ``rescale`` then ``normalize``, operation for operation. ``x``'s channel axis
+    (at ``channel_axis``) and the statistics broadcast against each other (1 entry, or one per channel)."""
     if do_rescale:
         x = (x.astype(np.float64) * rescale_factor).astype(np.float32)
     if do_normalize:
         if not np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float32)
         shape = [1] * x.ndim
-        shape[channel_axis] = 3
+        shape[channel_axis] = -1
         x = (x - np.asarray(mean, dtype=x.dtype).reshape(shape)) / np.asarray(std, dtype=x.dtype).reshape(shape)
     return x
 
 
 def write_output(region: np.ndarray, crop: CropPlan | None, size: tuple[int, int], opts: ProcessorOptions,
                  value_scale: float, out: np.ndarray | None) -> np.ndarray:
-    """Rescale + normalise ``region`` (H, W, 1|3) into a (3, H, W) / (H, W, 3) result.
+    """Rescale + normalise ``region`` (H, W, C) into a (C', H, W) / (H, W, C') result, C' =
+    ``opts.output_channels(C)`` (a grayscale region gives three equal channels).
 
     uint8 pixels (the usual case) go through a per-channel lookup table: one pass, and exactly
     transformers' float32 values. Padding (crop larger than the image) gets the value of a zero
     pixel, as in transformers.
     """
     first = opts.data_format == CHANNELS_FIRST
+    channels = region.shape[2]
+    n_out = opts.output_channels(channels)
     if region.dtype == np.uint8:
         lut = pixel_lut(opts.do_rescale, opts.rescale_factor, opts.do_normalize, opts.image_mean, opts.image_std,
-                        value_scale)
+                        value_scale, n_out)
         if lut is None:
-            lut = np.broadcast_to(np.arange(256, dtype=np.uint8), (3, 256))
+            lut = np.broadcast_to(np.arange(256, dtype=np.uint8), (n_out, 256))
         values = None
     else:  # float or wide-integer arrays that were not resized: transformers' operations as they are
         lut = None
@@ -110,7 +113,7 @@ def write_output(region: np.ndarray, crop: CropPlan | None, size: tuple[int, int
             values = values.astype(np.float32)
     if out is None:
         dtype = lut.dtype if lut is not None else np.float32
-        out = np.empty((3, *size) if first else (*size, 3), dtype=dtype)
+        out = np.empty((n_out, *size) if first else (*size, n_out), dtype=dtype)
     dst = out
     if crop is not None and crop.padded:
         out[...] = (lut[:, 0][:, None, None] if first else lut[:, 0]) if lut is not None else 0
@@ -119,9 +122,8 @@ def write_output(region: np.ndarray, crop: CropPlan | None, size: tuple[int, int
     if values is not None:
         dst[...] = values.transpose(2, 0, 1) if first else values
         return out
-    channels = region.shape[2]
-    for c in range(3):
-        src = region[:, :, c if channels == 3 else 0]
+    for c in range(n_out):
+        src = region[:, :, c if channels > 1 else 0]
         target = dst[c] if first else dst[:, :, c]
         if target.flags.c_contiguous:
             np.take(lut[c], src, out=target)

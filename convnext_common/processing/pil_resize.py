@@ -83,7 +83,10 @@ def resize_and_crop(img: Image.Image, out_h: int, out_w: int, crop: CropPlan | N
     w, h = img.size
     region = (0, 0, out_w, out_h) if crop is None else (crop.src_x, crop.src_y, crop.w, crop.h)
     plan = None
-    if crop is not None and (region[2] < out_w or region[3] < out_h) and resample != Image.Resampling.NEAREST:
+    # PIL resizes LA and RGBA in premultiplied form, converting around each resize call: split
+    # into two calls, the rounding in between would differ, so those modes are resized whole.
+    if crop is not None and (region[2] < out_w or region[3] < out_h) and resample != Image.Resampling.NEAREST \
+            and img.mode not in ("LA", "RGBA"):
         plan = _split_plan(w, h, out_w, out_h, region, resample)
     if plan is None and crop is not None and out_w * out_h > MAX_INTERMEDIATE_PIXELS:
         # A degenerate aspect ratio (e.g. 1 x 10000) would need a gigapixel intermediate: resize

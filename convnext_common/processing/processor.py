@@ -16,7 +16,8 @@ from ..constants import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 from ..fileio import atomic_write_text, read_json_file
 from .geometry import size_plan
 from .inputs import (
-    PRESCALED_WARNING, check_finite, check_pil_size, flatten_images, pil_to_rgb, to_hwc, to_uint8_for_pil,
+    PRESCALED_WARNING, channel_layout, check_finite, check_pil_size, flatten_images, image_channels, pil_to_rgb,
+    to_hwc, to_uint8_for_pil,
 )
 from .options import (
     CALL_OPTION_NAMES, CHANNELS_FIRST, DEFAULT_CROP_PCT, OPTION_NAMES, PREPROCESSOR_CONFIG_NAME, ProcessorOptions,
@@ -78,6 +79,9 @@ class ConvNextImageProcessor:
         self.do_rescale = do_rescale
         self.rescale_factor = rescale_factor
         self.do_normalize = do_normalize
+        # statistics given as one number apply to any channel count, as in transformers (see _options)
+        self._stat_numbers = {name: float(v) for name, v in (("image_mean", image_mean), ("image_std", image_std))
+                              if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}
         self.image_mean = list(IMAGENET_STANDARD_MEAN) if image_mean is None else image_mean
         self.image_std = list(IMAGENET_STANDARD_STD) if image_std is None else image_std
         self.data_format = data_format
@@ -91,7 +95,9 @@ class ConvNextImageProcessor:
         self.extra: dict[str, Any] = kwargs
         opts = self._options({})  # validate now: a bad config fails at load time, naming the field
         self.size, self.crop_pct, self.resample = opts.size, opts.crop_pct, opts.resample
-        self.image_mean, self.image_std = list(opts.image_mean), list(opts.image_std)
+        # a number is stored as three values (what the saved file and code reading these attributes
+        # expect of an RGB processor); it still applies to any channel count (_stat_numbers)
+        self.image_mean, self.image_std = [_rgb_stat(v) for v in (opts.image_mean, opts.image_std)]
         self.data_format = opts.data_format
 
     # ---- options ----------------------------------------------------------------------------------
@@ -100,6 +106,7 @@ class ConvNextImageProcessor:
         if unknown:
             warnings.warn(f"{type(self).__name__}: ignoring unknown argument(s) {sorted(unknown)}", stacklevel=3)
         raw = {name: getattr(self, name) for name in OPTION_NAMES}
+        raw.update(self._given_numbers())
         raw["data_format"] = self.data_format
         for name in OPTION_NAMES + CALL_OPTION_NAMES:
             if overrides.get(name) is not None:
@@ -109,6 +116,15 @@ class ConvNextImageProcessor:
         return validate_options(**raw)
 
     _extra_call_options: tuple[str, ...] = ()
+
+    def _given_numbers(self) -> dict[str, float]:
+        """The statistics given as one number and stored as three values since (unless reassigned)."""
+        numbers = {}
+        for name, number in self.__dict__.get("_stat_numbers", {}).items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) and list(value) == [number] * 3:
+                numbers[name] = number
+        return numbers
 
     # ---- the work ---------------------------------------------------------------------------------
     def __call__(self, images: Any, **kwargs: Any) -> BatchFeature:
@@ -126,10 +142,12 @@ class ConvNextImageProcessor:
         items = flatten_images(images)
         self._warn_if_prescaled(items, opts)
         n = len(items)
+        channels = {self._output_channels(x, opts, f"images[{i}]" if n > 1 else "image") for i, x in enumerate(items)}
         out = None
-        if opts.do_resize and (opts.do_rescale or opts.do_normalize):  # one size, float32: one buffer
+        if opts.do_resize and (opts.do_rescale or opts.do_normalize) and len(channels) == 1:
+            c = channels.pop()  # one size, one channel count, float32: one buffer
             sh, sw = opts.output_size
-            shape = (n, 3, sh, sw) if opts.data_format == CHANNELS_FIRST else (n, sh, sw, 3)
+            shape = (n, c, sh, sw) if opts.data_format == CHANNELS_FIRST else (n, sh, sw, c)
             out = np.empty(shape, dtype=np.float32)
 
         def work(i: int) -> np.ndarray:
@@ -143,6 +161,14 @@ class ConvNextImageProcessor:
         return BatchFeature({"pixel_values": batch_as(results, opts.return_tensors, out)})
 
     @staticmethod
+    def _output_channels(image: Any, opts: ProcessorOptions, where: str) -> int:
+        """The result's channel count for one image (a PIL image is read as RGB or L)."""
+        if isinstance(image, Image.Image):
+            return 3
+        layout = channel_layout(image.shape, opts.input_data_format, where)
+        return opts.output_channels(image_channels(image.shape, layout), where)
+
+    @staticmethod
     def _warn_if_prescaled(items: list, opts: ProcessorOptions) -> None:
         # transformers' is_scaled_image check on the first image
         first = items[0]
@@ -151,7 +177,7 @@ class ConvNextImageProcessor:
                 warnings.warn(PRESCALED_WARNING, UserWarning, stacklevel=4)
 
     def _process_one(self, image: Any, where: str, opts: ProcessorOptions, out: np.ndarray | None) -> np.ndarray:
-        """One image -> its (3, H, W) (or (H, W, 3)) result, written into ``out`` when given."""
+        """One image -> its (C, H, W) (or (H, W, C)) result, written into ``out`` when given."""
         if isinstance(image, Image.Image):
             pil = pil_to_rgb(image)
             check_pil_size(pil, where)
@@ -162,14 +188,20 @@ class ConvNextImageProcessor:
             pil = None
             if opts.do_resize:
                 arr, value_scale = to_uint8_for_pil(arr, where)
-                pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+                if arr.shape[2] <= 4:  # L, LA, RGB, RGBA: as transformers' to_pil_image makes them
+                    pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
             else:
                 check_finite(arr, where)
                 value_scale = 1.0
         if opts.do_resize:
-            w, h = pil.size
+            h, w = (pil.size[1], pil.size[0]) if pil is not None else arr.shape[:2]
             out_h, out_w, crop = size_plan(h, w, opts.size, opts.crop_pct)
-            region = resize_and_crop(pil, out_h, out_w, crop, opts.resample)
+            if pil is not None:
+                region = resize_and_crop(pil, out_h, out_w, crop, opts.resample)
+            else:  # more channels than a PIL mode holds: each one as its own L image, same filter
+                region = np.concatenate([resize_and_crop(Image.fromarray(np.ascontiguousarray(arr[:, :, c])),
+                                                         out_h, out_w, crop, opts.resample)
+                                         for c in range(arr.shape[2])], axis=2)
             size = opts.output_size
         else:
             region = np.asarray(pil) if arr is None else arr
@@ -189,6 +221,7 @@ class ConvNextImageProcessor:
             image_std=list(self.image_std), resample=self.resample, rescale_factor=self.rescale_factor,
             size=dict(self.size),
         )
+        d.update(self._given_numbers())  # a number stays a number in the file, as transformers writes it
         if self.data_format != CHANNELS_FIRST:
             d["data_format"] = self.data_format
         if "height" in self.size:  # transformers' ConvNeXt processors read only shortest_edge
@@ -283,6 +316,10 @@ class ConvNextImageProcessor:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
 
+
+
+def _rgb_stat(values: tuple) -> list:
+    return list(values) * 3 if len(values) == 1 else list(values)
 
 
 class ConvNextFeatureExtractor(ConvNextImageProcessor):

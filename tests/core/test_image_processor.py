@@ -338,7 +338,7 @@ def test_import_pulls_in_neither_torch_nor_tensorflow():
     ({"crop_pct": float("nan")}, "crop_pct"),
     ({"resample": 42}, "resample"),
     ({"resample": "cubic-ish"}, "resample"),
-    ({"image_mean": [0.5, 0.5]}, "image_mean"),
+    ({"image_mean": []}, "image_mean"),  # other lengths fit images of that many channels
     ({"image_std": [0.5, 0.0, 0.5]}, "image_std"),
     ({"rescale_factor": "x"}, "rescale_factor"),
     ({"do_resize": "yes"}, "do_resize"),
