@@ -1,7 +1,7 @@
 """Write tests/fixtures/transformers-api/backbone.json: how transformers' ConvNeXt backbones answer the
 backbone API (out_features, out_indices, stage_names, num_features, out_feature_channels, channels,
 has_attentions, forward_with_filtered_kwargs, setting out_features / out_indices on a built model), for
-tests/test_drop_in_backbone.py to compare both twins against.
+tests/pt/test_backbone_api.py to compare both twins against.
 
 Run in a separate environment with transformers 4.57 (not a dependency of this project)::
 

@@ -1,5 +1,5 @@
 """Write tests/fixtures/image-processor-channels/expected.npz: transformers' ``ConvNextImageProcessor``
-(the PIL one) on images of 2, 4 and 5 channels, for tests/test_drop_in_processor_channels.py.
+(the PIL one) on images of 2, 4 and 5 channels, for tests/core/test_image_processor_channels.py.
 
 Each case stores its input (``<case>__input``), the keyword arguments (``<case>__kwargs``, JSON) and
 transformers' ``pixel_values`` (``<case>``), or, where transformers refuses the input, the exception's

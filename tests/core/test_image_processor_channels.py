@@ -5,15 +5,15 @@ where transformers refuses (more channels than a PIL mode holds), against PIL re
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from convnext_common import ConvNextImageProcessor
+from conftest import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "image-processor-channels" / "expected.npz"
+FIXTURE = FIXTURES / "image-processor-channels" / "expected.npz"
 REF = np.load(FIXTURE)
 CASES = sorted(k for k in REF.files if f"{k}__kwargs" in REF.files)
 DONE = [c for c in CASES if c in REF.files]

@@ -4,7 +4,6 @@ backbones (fixture written by scripts/make_backbone_api_fixtures.py)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,9 @@ import torch
 
 from convnext_common import ConvNextConfig, ConvNextV2Config
 from convnext_common.config import ConfigError
+from conftest import FIXTURES
 
-REF = json.loads((Path(__file__).parent / "fixtures" / "transformers-api" / "backbone.json").read_text())
+REF = json.loads((FIXTURES / "transformers-api" / "backbone.json").read_text())
 SMALL = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32])
 CONFIG_KWARGS = {
     "default": {}, "out_features": {"out_features": ["stage1", "stage3"]}, "out_indices": {"out_indices": [0, 2, 4]},

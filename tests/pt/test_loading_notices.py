@@ -7,15 +7,15 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from convnext_common import ConvNextConfig
 from convnext_common.notices import LOGGER_NAME
+from conftest import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 SMALL = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32])
 
 
