@@ -3,6 +3,8 @@ and hub-folder options (new heads, loading info)."""
 
 import json
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -236,6 +238,8 @@ def test_a_model_behind_its_preprocessing_exports_as_a_savedmodel_of_uint8_image
 
 def test_plot_model_draws_a_graph_with_the_twin(tmp_path):
     pytest.importorskip("pydot")
+    if shutil.which("dot") is None:  # keras draws through graphviz's program, not only pydot
+        pytest.skip("graphviz's dot is not installed")
     model = convnext_tf.TFConvNextForImageClassification(
         ConvNextConfig(depths=[1], hidden_sizes=[8], num_stages=1, num_labels=3), data_format="channels_last")
     graph = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), model])
