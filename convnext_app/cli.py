@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 from convnext_app.commands.common import PROG
 
 #: the subcommands, in the order ``convnext --help`` lists them: modules of convnext_app.commands
-BUILTIN = ("predict", "embed", "evaluate", "train", "pretrain", "convert", "export")
+BUILTIN = ("predict", "embed", "evaluate", "train", "pretrain", "convert", "export", "quantize")
 
 #: subcommand name -> the module that implements it
 COMMANDS: dict[str, str] = {name: f"convnext_app.commands.{name}" for name in BUILTIN}
