@@ -201,17 +201,26 @@ def quantize_folder(source: str | os.PathLike, calibration: str | os.PathLike, o
     with atomic_directory(out, overwrite=overwrite) as tmp:
         quantized, report = quantize_model(model, cal, held, min_agreement=min_agreement, max_rel=max_rel,
                                            workdir=tmp)
-        import openvino as ov
-
-        ov.save_model(quantized, str(tmp / IR_NAME), compress_to_fp16=False)
-        if (Path(source) / "config.json").is_file():
-            shutil.copyfile(Path(source) / "config.json", tmp / "config.json")
-        else:  # a hub id: the config as loaded
-            model.config.save_pretrained(tmp)
-        _copy_processor_config(source, tmp, processor)
         report.source = str(source)
-        (tmp / RECORD).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+        write_quantized(quantized, report, source, model.config, processor, tmp)
     return report
+
+
+def write_quantized(quantized: Any, report: QuantizationReport, source: str | os.PathLike, config: Any,
+                    processor: Any, folder: str | os.PathLike) -> None:
+    """Write an int8 folder into the (new, empty or absent) ``folder``: the IR, the source's config and
+    preprocessor config, and the record."""
+    import openvino as ov
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(folder / IR_NAME), compress_to_fp16=False)
+    if (Path(source) / "config.json").is_file():
+        shutil.copyfile(Path(source) / "config.json", folder / "config.json")
+    else:  # a hub id: the config as loaded
+        config.save_pretrained(folder)
+    _copy_processor_config(source, folder, processor)
+    (folder / RECORD).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
 
 
 def _copy_processor_config(source: str | os.PathLike, folder: Path, processor: Any) -> None:

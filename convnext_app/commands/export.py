@@ -92,7 +92,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
 
     out = out or sys.stdout
     fmt = FORMATS[args.format]
-    check_precision(fmt, args.precision, args.calibration)
+    check_precision(fmt, args.precision, args.calibration)  # before anything is imported or re-run
     if fmt.twin == "tf":
         from convnext_app.keras_backend import configured_backend, rerun_on_tensorflow
 
