@@ -163,6 +163,7 @@ def test_int8_folder_is_refused_at_other_precisions_and_for_embed(quantized, cap
         load_embedder(folder, "pt", None, "int8", "openvino")
 
 
+@pytest.mark.slow
 def test_check_refuses_a_model_that_misses_the_bound(digits):
     """The same quantization with an impossible bound: refused in one message, nothing written."""
     pytest.importorskip("nncf")
