@@ -236,3 +236,23 @@ def test_cli_quantize_then_predict_and_embed_with_calibration(digits, tmp_path):
     from convnext_app.quantization import cosine
 
     assert int8.shape == fp32.shape and cosine(int8, fp32).min() >= 0.99
+
+
+@pytest.mark.slow
+def test_export_openvino_int8_writes_an_ir_that_keeps_the_labels(digits, tmp_path, capsys):
+    """`convnext export --format openvino --precision int8`: the written IR (read back by OpenVINO)
+    gives the float32 twin's top-1 class on the judged digits within the held-out bound."""
+    pytest.importorskip("nncf")
+    from convnext_pt.export import compile_openvino, run_openvino
+
+    out = tmp_path / "digits-int8.xml"
+    code = cli.main(["export", "--format", "openvino", "--out", str(out), "--precision", "int8",
+                     "--calibration", str(digits["calibration"]), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["details"]["precision"].startswith("int8") and out.with_suffix(".bin").is_file()
+    compiled = compile_openvino(out, "default")
+    int8 = np.concatenate([run_openvino(compiled, digits["pixels"][i:i + 64])["logits"]
+                           for i in range(0, len(digits["pixels"]), 64)])
+    fp32 = load_classifier(default_model_dir(), "pt").logits(digits["pixels"])
+    assert (int8.argmax(-1) == fp32.argmax(-1)).mean() >= 0.99

@@ -35,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", metavar="DIR", default=None,
                    help="more images (held-out) to compare int8 with float32 on, besides the calibration ones")
     p.add_argument("--min-agreement", type=float, default=None, metavar="F",
-                   help="least share of images with the float32 model's top-1 class (nearest neighbour for --head "
-                        "base) (default 0.98)")
+                   help="least share of images with the float32 model's top-1 class (for --head base: with a "
+                        "pooled feature at cosine similarity >= 0.99 to the float32 one) (default 0.98)")
     p.add_argument("--max-rel", type=float, default=None, metavar="R",
                    help="largest max|int8 - fp32| / max(1, max|fp32|) of the outputs (default 0.25)")
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
