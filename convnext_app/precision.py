@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -76,8 +77,6 @@ def prepared_precision(args: argparse.Namespace, head: str) -> Iterator[None]:
     with tempfile.TemporaryDirectory(prefix="convnext-int8-") as tmp:
         folder = f"{tmp}/model"
         report = quantize_folder(model_source(args), calibration, folder, head=head)
-        import sys
-
         print(f"convnext: {report.summary()}", file=sys.stderr)
         args.model = folder
         yield
