@@ -103,6 +103,39 @@ def model_contenders(variant: str, x: np.ndarray, only: list[str] | None = None,
             return lambda: compiled(x)
         return build
 
+    def calibration() -> np.ndarray:
+        """Calibration pixels for the int8 contenders: the benchmark's weights are random, so any
+        inputs of the right size give ranges as meaningful as photos would."""
+        return np.random.default_rng(1).standard_normal((16, 3, x.shape[2], x.shape[3])).astype(np.float32)
+
+    def ours_int8():
+        """`convnext quantize`'s model: NNCF's transformer scheme (norms and depthwise in floating point)."""
+        import openvino as ov
+
+        from convnext_app.quantization import quantize_model
+        from convnext_pt import ConvNextForImageClassification
+
+        model = ConvNextForImageClassification(config).eval()
+        quantized, _ = quantize_model(model, calibration(), min_agreement=0.0, max_rel=float("inf"))
+        compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads()})
+        return lambda: compiled(x)
+
+    def openvino_int8_nncf():
+        """NNCF's default scheme on the same ONNX file: every convolution and MatMul in int8."""
+        import contextlib
+        import sys
+
+        import nncf
+        import openvino as ov
+
+        core = ov.Core()
+        samples = calibration()
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(core.read_model(str(onnx_file())),
+                                      nncf.Dataset([samples[i:i + 1] for i in range(len(samples))]))
+        compiled = core.compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads()})
+        return lambda: compiled(x)
+
     def timm_():
         import timm
 
@@ -157,7 +190,8 @@ def model_contenders(variant: str, x: np.ndarray, only: list[str] | None = None,
 
     builders = {"ours-pt": ours_pt, "ours-pt-bf16": ours_pt_bf16, "ours-pt-autocast-bf16": ours_pt_autocast_bf16,
                 "onnxruntime": onnxruntime_, "openvino-f32": openvino_("f32"),
-                "openvino-default": openvino_("default"), "timm": timm_, "torchvision": torchvision_, "transformers-pt": transformers_pt}
+                "openvino-default": openvino_("default"), "ours-int8": ours_int8,
+                "openvino-int8-nncf": openvino_int8_nncf, "timm": timm_, "torchvision": torchvision_, "transformers-pt": transformers_pt}
     if compile_pt:
         builders["ours-pt-compiled"] = ours_pt_compiled
     builders.update({"ours-tf": ours_tf, "keras-applications": keras_applications,

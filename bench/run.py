@@ -89,6 +89,25 @@ def bf16_matmul_gflops() -> float:
     return matmul_gflops(2048, repeats=3, dtype=torch.bfloat16) if small > 20 else small
 
 
+def int8_matmul_gops(n: int = 2048, repeats: int = 3) -> float:
+    """The int8 x int8 -> int32 matrix rate (torch._int_mm, oneDNN; VNNI/AMX where the CPU has them),
+    in GOP/s; 0 where this torch has no CPU int8 product."""
+    if not hasattr(torch, "_int_mm"):
+        return 0.0
+    a = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+    b = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+    best = float("inf")
+    try:
+        with torch.inference_mode():
+            torch._int_mm(a, b)
+            for _ in range(repeats):
+                t = time.perf_counter()
+                torch._int_mm(a, b)
+                best = min(best, time.perf_counter() - t)
+    except RuntimeError:
+        return 0.0
+    return 2 * n**3 / best / 1e9
+
 
 def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, dict]:
     """Run each contender ``warmup`` times, then ``rounds`` rounds of A B C ...; medians and peak RSS."""
@@ -132,6 +151,7 @@ def bench_models(args) -> list[dict]:
             stats = interleaved(contenders, args.rounds)
             roofline = matmul_gflops()  # measured beside each workload: the machine's speed drifts
             roofline_bf16 = bf16_matmul_gflops()
+            roofline_int8 = int8_matmul_gops()
             flops = convnext_flops(variant, args.size) * batch
             ours = stats.get("ours-pt", {}).get("median_s")
             ours_tf = stats.get("ours-tf", {}).get("median_s")
@@ -144,7 +164,7 @@ def bench_models(args) -> list[dict]:
                     t = s["median_s"]
                     row.update(img_s=round(batch / t, 2), median_s=round(t, 4), peak_rss_mb=s["peak_rss_mb"],
                                gflops=round(flops / t / 1e9, 1), roofline_gflops=round(roofline, 1),
-                               bf16_matmul_gflops=round(roofline_bf16, 1),
+                               bf16_matmul_gflops=round(roofline_bf16, 1), int8_matmul_gops=round(roofline_int8, 1),
                                roofline_frac=round(flops / t / 1e9 / roofline, 3))
                     if ours and not name.startswith("ours"):
                         row["ours_pt_over_peer"] = round(ours / t, 3)
@@ -202,7 +222,7 @@ def bench_conversion(args) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     cols = ["workload", "impl", "img_s", "median_s", "ours_pt_over_peer", "ours_tf_over_peer", "over_ours_pt",
-            "over_timm", "ours_slow_over_peer", "ours_fast_over_peer", "gflops", "roofline_gflops", "bf16_matmul_gflops", "roofline_frac",
+            "over_timm", "ours_slow_over_peer", "ours_fast_over_peer", "gflops", "roofline_gflops", "bf16_matmul_gflops", "int8_matmul_gops", "roofline_frac",
             "peak_rss_mb", "seconds", "checkpoint_mb", "peak_rss_over_checkpoint", "error"]
     cols = [c for c in cols if any(c in r for r in rows)]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
@@ -240,6 +260,7 @@ def main(argv=None) -> int:
     print(f"fp32 2048^3 matmul: {roofline:.1f} GFLOP/s on {args.threads} threads (re-measured per workload)")
     print(f"bf16 matmul: {bf16_matmul_gflops():.1f} GFLOP/s (oneDNN bf16 kernels: "
           f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()})")
+    print(f"int8 matmul: {int8_matmul_gops():.1f} GOP/s (torch._int_mm; the int8 contenders' roofline)")
     rows: list[dict] = []
     only = set(args.only or ["models", "processors", "conversion"])
     if "models" in only:

@@ -25,7 +25,7 @@ from convnext_app.commands.common import PROG
 from convnext_app.errors import report
 
 #: the subcommands, in the order ``convnext --help`` lists them: modules of convnext_app.commands
-BUILTIN = ("predict", "embed", "evaluate", "train", "pretrain", "convert", "export")
+BUILTIN = ("predict", "embed", "evaluate", "train", "pretrain", "convert", "export", "quantize")
 
 #: subcommand name -> the module that implements it
 COMMANDS: dict[str, str] = {name: f"convnext_app.commands.{name}" for name in BUILTIN}

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from convnext_app.argtypes import positive_int
 from convnext_common.config import ConvNextConfig
-from convnext_common.export import ONNX_OPSET, ExportReport, require
+from convnext_common.export import ONNX_OPSET, Check, ExportReport, require
 from convnext_common.fileio import writing
 
 
@@ -67,6 +67,9 @@ class ExportFormat:
     options: tuple[str, ...]               # the FormatOption dests it accepts
     export: Callable[[Any, str, dict[str, Any], dict[str, Any]], ExportReport]
     prepare: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None  # checks options once the twin imports
+    # --precision other than fp32: the exporter of each precision the format writes, and why the others are refused
+    lower: dict[str, Callable[[Any, str, dict[str, Any], dict[str, Any]], ExportReport]] = field(default_factory=dict)
+    refusals: dict[str, str] = field(default_factory=dict)
 
 
 # --- twins -----------------------------------------------------------------------------------------
@@ -161,19 +164,65 @@ def _export_tflite(model: Any, out: str, options: dict[str, Any], common: dict[s
     return export_tflite(model, out, int8=options["int8"], **common)
 
 
+def _export_openvino_int8(model: Any, out: str, options: dict[str, Any], common: dict[str, Any]) -> ExportReport:
+    """The int8 IR (convnext_app/quantization.py), calibrated on ``options["calibration"]`` and
+    checked against the float32 twin on those images before it is written."""
+    import openvino as ov
+
+    from convnext_app.inference import load_processor
+    from convnext_app.quantization import calibration_pixels, quantize_model, require_int8
+    from convnext_common.export import staged_output
+
+    require_int8("--format openvino --precision int8")
+    pixels = calibration_pixels(options["calibration"], load_processor(options["source"]))
+    path = Path(out)
+    if path.suffix != ".xml":
+        raise ValueError(f"{path}: an OpenVINO IR is written as NAME.xml (+ NAME.bin)")
+    with staged_output(path, overwrite=common["overwrite"]) as tmp:
+        quantized, report = quantize_model(model, pixels, workdir=tmp.parent)
+        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
+    check = Check(tuple(int(s) for s in pixels.shape), {report.output: report.rel},
+                  report.top1_agreement if report.output == "logits" else None)
+    return ExportReport("openvino", path, "PyTorch eager float32", report.max_rel, [check],
+                        {"precision": "int8 (NNCF, calibrated on the images)", "weights": str(path.with_suffix(".bin")),
+                         "agreement": f"{report.top1_agreement:.2%} (bound >= {report.min_agreement:.0%})",
+                         "max |diff|": f"{report.max_abs_diff:.4g}", **report.versions})
+
+
+_BF16_AT_RUN_TIME = ("the file stays float32 and its engine computes in bfloat16 when asked at run time "
+                     "(--runtime openvino --precision bf16)")
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("onnx", "pt", "file",
                  (Requirement("onnx", "onnx", "export", "ONNX export"),
                   Requirement("onnxruntime", "onnxruntime", "export", "ONNX export (verification with onnxruntime)")),
-                 ("opset", "exporter"), _export_onnx, _prepare_onnx),
+                 ("opset", "exporter"), _export_onnx, _prepare_onnx,
+                 refusals={"bf16": "ONNX Runtime's CPU engine has few bfloat16 kernels; export fp32",
+                           "int8": "int8 is written as --format openvino (NNCF's quantized IR)"}),
     ExportFormat("openvino", "pt", "file",
                  (Requirement("onnx", "onnx", "export", "OpenVINO export (through ONNX)"),
                   Requirement("onnxruntime", "onnxruntime", "export", "OpenVINO export (ONNX verification)"),
                   Requirement("openvino", "openvino", "openvino", "OpenVINO export")),
-                 ("opset", "exporter"), _export_openvino, _prepare_onnx),
-    ExportFormat("savedmodel", "tf", "folder", (), (), _export_saved_model),
-    ExportFormat("tflite", "tf", "file", (), ("int8",), _export_tflite),
+                 ("opset", "exporter"), _export_openvino, _prepare_onnx,
+                 lower={"int8": _export_openvino_int8}, refusals={"bf16": _BF16_AT_RUN_TIME}),
+    ExportFormat("savedmodel", "tf", "folder", (), (), _export_saved_model,
+                 refusals={"bf16": "a SavedModel is exported from the float32 Keras twin; run it under "
+                                   "mixed_bfloat16 with --framework tf --precision bf16",
+                           "int8": "int8 is written as --format openvino, or --format tflite --int8"}),
+    ExportFormat("tflite", "tf", "file", (), ("int8",), _export_tflite,
+                 refusals={"bf16": "TFLite has no bfloat16 model; export fp32",
+                           "int8": "TFLite's int8 is --int8 (dynamic-range weights), not --precision int8"}),
 )}
+
+
+def check_precision(fmt: ExportFormat, precision: str, calibration: Optional[str]) -> None:
+    """One-line errors for a precision ``fmt`` does not write and a misplaced ``--calibration``."""
+    if precision != "fp32" and precision not in fmt.lower:
+        reason = fmt.refusals.get(precision, "not supported")
+        raise ValueError(f"--format {fmt.name} --precision {precision}: {reason}")
+    if precision == "int8" and calibration is None:
+        raise ValueError(f"--format {fmt.name} --precision int8 needs --calibration DIR (images to quantize on)")
+    if precision != "int8" and calibration is not None:
+        raise ValueError("--calibration goes with --precision int8")
 
 
 def formats_accepting(dest: str) -> list[str]:
@@ -205,8 +254,10 @@ def check_output(fmt: ExportFormat, out: Path, overwrite: bool) -> None:
 
 
 def export(fmt: ExportFormat, folder: Any, config: ConvNextConfig, out: str, options: dict[str, Any],
-           common: dict[str, Any]) -> tuple[Any, ExportReport]:
-    """Check ``fmt``'s packages, load ``folder`` in its twin and export it: (model, report)."""
+           common: dict[str, Any], precision: str = "fp32", calibration: Optional[str] = None
+           ) -> tuple[Any, ExportReport]:
+    """Check ``fmt``'s packages, load ``folder`` in its twin and export it at ``precision`` (fp32, or a
+    key of ``fmt.lower``; int8 is calibrated on the images of ``calibration``): (model, report)."""
     for requirement in fmt.requirements:  # fail before loading anything when a package is missing
         requirement.check()
     twin = TWINS[fmt.twin]
@@ -215,5 +266,9 @@ def export(fmt: ExportFormat, folder: Any, config: ConvNextConfig, out: str, opt
         options = fmt.prepare(options)  # e.g. an unsupported opset, before the model is loaded
     model = twin.load(folder, config)
     with writing(out):  # no space, no permission, a read-only filesystem: one line naming --out
-        report = fmt.export(model, out, options, common)
+        if precision == "fp32":
+            report = fmt.export(model, out, options, common)
+        else:
+            report = fmt.lower[precision](model, out, {**options, "source": folder, "calibration": calibration},
+                                          common)
     return model, report

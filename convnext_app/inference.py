@@ -86,6 +86,9 @@ def load_model_folder(source: str | os.PathLike, framework: str, head: str, prec
     from convnext_app.precision import precision as precision_of
 
     numeric = precision_of(precision)
+    if precision == "int8":
+        raise ValueError("an int8 model is not loaded in a twin: use load_classifier/load_embedder, or "
+                         "convnext_app.quantization")
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")
     name = str(source)
@@ -142,16 +145,41 @@ def _check_runtime(framework: str, runtime: str, precision: str) -> None:
         runtime_of(runtime).check(precision)
 
 
+def _int8_runner(source: str | os.PathLike, precision: str, runtime: str, output: str
+                 ) -> Optional[tuple[ConvNextConfig, Callable[[np.ndarray], np.ndarray]]]:
+    """(config, runner) of an int8 folder written by ``convnext quantize``; None for any other folder
+    at a precision other than int8. int8 runs on OpenVINO only, and an int8 folder only at int8."""
+    from convnext_app.quantization import is_quantized_folder, quantized_runner
+
+    quantized = Path(source).is_dir() and is_quantized_folder(source)
+    if precision != "int8":
+        if quantized:
+            raise ValueError(f"{source}: holds an int8 model (written by convnext quantize); run it with "
+                             "--precision int8")
+        return None
+    if runtime != "openvino":
+        raise ValueError(f"--precision int8 runs on --runtime openvino, not {runtime}")
+    if not quantized:
+        raise ValueError(f"{source}: --precision int8 needs a folder written by `convnext quantize`, or "
+                         "--calibration DIR (images to quantize this model on)")
+    return load_config(source), quantized_runner(source, output)
+
+
 def load_classifier(source: str | os.PathLike, framework: str = "pt", precision: str = "fp32",
                     runtime: str = "torch") -> Classifier:
     """Load ``source``'s classifier (V1 or V2 by its model_type) in ``framework``'s twin and
-    ``precision`` (``"fp32"`` or ``"bf16"``; logits are float32 either way), run by ``runtime``
+    ``precision`` (``"fp32"``, ``"bf16"``, or ``"int8"`` for a folder written by ``convnext quantize``;
+    logits are float32 either way), run by ``runtime``
     (convnext_app/runtimes.py: the twin itself, or its verified ONNX export in another engine).
 
     ``source``: a hub-layout folder, or a hub id (transformers or timm repo; from the local cache
     when ``HF_HUB_OFFLINE`` is set).
     """
     _check_runtime(framework, runtime, precision)
+    int8 = _int8_runner(source, precision, runtime, "logits")
+    if int8 is not None:
+        _check_classifier_config(str(source), int8[0])
+        return Classifier(framework, int8[0], None, int8[1])
     if runtime != "torch":
         from convnext_app.runtimes import exported_runner
 
@@ -220,6 +248,11 @@ def load_embedder(source: str | os.PathLike, framework: str = "pt", stage: Optio
     if runtime != "torch" and stage is not None:
         raise ValueError(f"--stage runs on --runtime torch (the export of --runtime {runtime} gives the pooled "
                          "feature)")
+    int8 = _int8_runner(source, precision, runtime, "pooler_output")
+    if int8 is not None:
+        if stage is not None:
+            raise ValueError("--stage runs on --runtime torch (an int8 model gives the pooled feature)")
+        return Embedder(framework, int8[0], None, None, int8[1])
     twin_precision = precision if runtime == "torch" else "fp32"  # an export is made from the float32 twin
     config, model, info = load_model_folder(source, framework, "base", twin_precision)
     num_stages = len(config.hidden_sizes)

@@ -4,14 +4,20 @@
 and activations in bfloat16 (``from_pretrained(dtype=torch.bfloat16)``; LayerNorm and GRN keep
 their statistics in float32, and the fused Linear+GELU runs through oneDNN only on CPUs with
 bfloat16 kernels, see convnext_pt/fused.py), the Keras twin under Keras' ``mixed_bfloat16``
-policy (float32 variables, bfloat16 compute). Inputs and outputs stay float32 either way.
+policy (float32 variables, bfloat16 compute). ``int8`` is a post-training statically quantized
+model run by OpenVINO (convnext_app/quantization.py): a folder written by ``convnext quantize``, or
+the float32 model quantized for the run on the images of ``--calibration DIR``. Inputs and outputs
+stay float32 in every precision.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import tempfile
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 
 @dataclass(frozen=True)
@@ -27,15 +33,50 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     Precision("bf16", "bfloat16", "mixed_bfloat16",
               "bfloat16 compute, norms' statistics in float32 (fast only on CPUs with bfloat16 "
               "instructions: AVX512-BF16, AMX; elsewhere slower than fp32)"),
+    # int8 never loads the twin in int8: the float32 twin is exported and quantized (torch_dtype float32)
+    Precision("int8", "float32", None,
+              "int8 on OpenVINO: a folder written by `convnext quantize`, or the model quantized for this run "
+              "on --calibration DIR (needs pip install \"convnext-twins[int8]\")"),
 )}
 
 
 def add_precision_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="; ".join(f"{q.name}: {q.help}" for q in PRECISIONS.values()))
+    p.add_argument("--calibration", metavar="DIR", default=None,
+                   help="with --precision int8: quantize the model on these images (a folder, searched recursively; "
+                        "up to 300 are used) before running it; the int8 model is checked against float32 on them")
 
 
 def precision(name: str) -> Precision:
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     return PRECISIONS[name]
+
+
+@contextlib.contextmanager
+def prepared_precision(args: argparse.Namespace, head: str) -> Iterator[None]:
+    """For the commands that run a model: resolve ``args.runtime`` (None: torch, or openvino for int8),
+    check ``--calibration`` and, with ``--precision int8 --calibration DIR``, quantize ``args.model``
+    into a temporary folder that ``args.model`` names for the rest of the command."""
+    from convnext_app.runtimes import resolve_runtime
+
+    args.runtime = resolve_runtime(args.runtime, args.precision)
+    calibration = getattr(args, "calibration", None)
+    if calibration is not None and args.precision != "int8":
+        raise ValueError("--calibration goes with --precision int8")
+    if args.precision != "int8" or calibration is None:
+        yield
+        return
+    if getattr(args, "framework", None) not in (None, "auto", "pt"):
+        raise ValueError("--precision int8 quantizes the PyTorch twin's export: use --framework pt")
+    from convnext_app.commands.common import model_source
+    from convnext_app.quantization import quantize_folder, require_int8
+
+    require_int8("--precision int8")
+    with tempfile.TemporaryDirectory(prefix="convnext-int8-") as tmp:
+        folder = f"{tmp}/model"
+        report = quantize_folder(model_source(args), calibration, folder, head=head)
+        print(f"convnext: {report.summary()}", file=sys.stderr)
+        args.model = folder
+        yield

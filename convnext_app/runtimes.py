@@ -39,17 +39,24 @@ class Runtime:
 
 
 RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
-    Runtime("torch", None, "torch", "torch", ("fp32", "bf16"), "the twin itself (default)"),
+    Runtime("torch", None, "torch", "torch", ("fp32", "bf16"), "the twin itself (default, except for int8)"),
     Runtime("onnxruntime", "onnxruntime", "onnxruntime", "export", ("fp32",),
             "ONNX Runtime on the verified ONNX export (pip install \"convnext-twins[export]\")"),
-    Runtime("openvino", "openvino", "openvino", "openvino", ("fp32", "bf16"),
+    Runtime("openvino", "openvino", "openvino", "openvino", ("fp32", "bf16", "int8"),
             "OpenVINO's CPU plugin on the verified ONNX export, at --precision (pip install "
-            "\"convnext-twins[openvino]\")"),
+            "\"convnext-twins[openvino]\"); the default for --precision int8"),
 )}
 
 
+def resolve_runtime(name: Optional[str], precision: str) -> str:
+    """``--runtime`` as given, or its default: ``openvino`` for int8 (the one engine that runs it), else ``torch``."""
+    if name is None:
+        return "openvino" if precision == "int8" else "torch"
+    return name
+
+
 def add_runtime_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", choices=list(RUNTIMES), default="torch",
+    p.add_argument("--runtime", choices=list(RUNTIMES), default=None,
                    help="; ".join(f"{r.name}: {r.help}" for r in RUNTIMES.values())
                         + " (onnxruntime and openvino run the PyTorch twin's export: --framework pt)")
 

@@ -41,6 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from convnext_app.precision import prepared_precision
+
+    with prepared_precision(args, "base"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from convnext_app.bulk.files import image_paths
 
     announce_licence(model_source(args))

@@ -35,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    from convnext_app.precision import prepared_precision
+
+    with prepared_precision(args, "classification"):
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     import numpy as np
 
     from convnext_app.imagefolder import scan_image_folder

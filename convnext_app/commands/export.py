@@ -23,6 +23,7 @@ EPILOG = """examples:
   convnext export --model ./convnext-tiny-224 --format onnx --out tiny.onnx --opset 18
   convnext export --model ./convnext-tiny-224 --format savedmodel --out tiny_savedmodel
   convnext export --model ./convnext-tiny-224 --format tflite --out tiny-int8.tflite --int8
+  convnext export --model ./convnext-tiny-224 --format openvino --out tiny-int8.xml --precision int8 --calibration calib/
 
 ONNX comes from the PyTorch twin and is checked with onnxruntime (pip install "convnext-twins[export]");
 the OpenVINO IR is converted from that ONNX file and checked on OpenVINO's CPU plugin in float32
@@ -60,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the size traced and checked first (default: the config's image_size, at least twice the "
                         "model's total stride); the exported model takes any size")
     p.add_argument("--batch-size", type=positive_int, default=2, help="batch of the first check (default 2)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="fp32 (default, every format); int8: --format openvino only, NNCF's post-training static "
+                        "quantization on --calibration DIR, checked against float32 on those images (pip install "
+                        "\"convnext-twins[int8]\"); bf16 is chosen when a model runs, not written (refused)")
+    p.add_argument("--calibration", metavar="DIR", default=None,
+                   help="with --precision int8: the images to quantize on (a folder, searched recursively; up to 300)")
     p.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the verification report as JSON")
@@ -80,11 +87,12 @@ def _model_source(args: argparse.Namespace) -> Union[str, Path]:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
-    from convnext_app.exporting import FORMATS, check_output, export, format_options
+    from convnext_app.exporting import FORMATS, check_output, check_precision, export, format_options
     from convnext_common.config import load_config
 
     out = out or sys.stdout
     fmt = FORMATS[args.format]
+    check_precision(fmt, args.precision, args.calibration)  # before anything is imported or re-run
     if fmt.twin == "tf":
         from convnext_app.keras_backend import configured_backend, rerun_on_tensorflow
 
@@ -97,9 +105,14 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     options = format_options(fmt, args)
     check_output(fmt, Path(args.out), args.overwrite)
     folder = _model_source(args)
+    from convnext_app.quantization import IR_NAME, is_quantized_folder
+
+    if Path(folder).is_dir() and is_quantized_folder(folder):
+        raise ValueError(f"{folder}: holds an int8 model, already an OpenVINO IR ({Path(folder) / IR_NAME}); "
+                         "export its float32 source, with --precision int8 for an int8 IR")
     config = load_config(folder)
     common = {"overwrite": args.overwrite, "batch_size": args.batch_size, "image_size": args.image_size}
-    model, report = export(fmt, folder, config, args.out, options, common)
+    model, report = export(fmt, folder, config, args.out, options, common, args.precision, args.calibration)
     if args.quiet:
         return 0
     if args.json:

@@ -51,6 +51,13 @@ def _expand_images(items: Sequence[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    from convnext_app.precision import prepared_precision
+
+    with prepared_precision(args, "classification"):
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     from convnext_app.inference import (
         batched_logits, load_classifier, load_processor, sample_image_paths, softmax, top_k,
     )
