@@ -229,7 +229,7 @@ REFUSED = {
     "four-channels-hwc": (lambda: np.zeros((32, 32, 4), np.uint8), {}, ["(32, 32, 4)"], r"channel"),
     "two-channels-hwc": (lambda: np.zeros((32, 32, 2), np.uint8), {}, ["(32, 32, 2)"], r"channel"),
     "five-channels-chw": (lambda: np.zeros((5, 32, 32), np.uint8), {"input_data_format": "channels_first"},
-                          ["5 channels"], r"expected 1 .* or 3"),
+                          ["5 channels"], r"image_mean has 3 values"),
     "mixed-sizes-stacked-without-resize": (_batch(np.zeros((32, 40, 3), np.uint8), np.zeros((50, 20, 3), np.uint8)),
                                            {"do_resize": False}, ["(3, 32, 40)", "(3, 50, 20)"], r"different sizes"),
     "uint16-array-above-255": (lambda: np.full((8, 8, 3), 4000, np.uint16), {}, ["image"], r"\[0, 255\]"),

@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, REPO
 from convnext_app import cli
 from convnext_app.digits import EVAL_RENDERINGS, load_heldout, render
 from convnext_app.inference import default_model_dir, load_classifier, load_embedder, load_processor, preprocess_files
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
 HELDOUT = FIXTURES / "digits_heldout.npz"
 
 
