@@ -9,7 +9,7 @@ of channels inside so that the 1x1 convs are plain matrix multiplies. The models
 returned map; ``data_format="channels_last"`` takes and returns NHWC instead.
 
 ``convnext_pt/modeling.py`` is the PyTorch original of this file, class for class. The fast CPU
-forms live in ``fused.py``, the SavedModel endpoint in ``export.py``, Keras' view of the outputs in
+forms live in ``fused.py``, the SavedModel endpoint in ``serving.py``, Keras' view of the outputs in
 ``outputs.py``. DINOv3's ConvNeXt (last) is built from the same stem, stages and blocks (see
 ``convnext_common/dinov3.py``).
 """
@@ -476,7 +476,8 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
     def input_signature(self) -> dict[str, Any]:
         """``{"pixel_values": tf.TensorSpec}`` as transformers' TF models give it: any batch, the
         config's channels and image size, in the model's data_format. Needs TensorFlow."""
-        from .export import input_signature  # TensorFlow's own types live with the deployment code
+        require_tensorflow_backend("input_signature", ImportError)
+        from .serving import input_signature  # TensorFlow's own types live with the endpoint
 
         return input_signature(self)
 
@@ -485,6 +486,15 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         """One batch of ones shaped as :attr:`input_signature` (batch 1), as transformers builds it."""
         return {name: ops.ones((1,) + tuple(spec.shape[1:]), dtype="float32")
                 for name, spec in self.input_signature.items()}
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        """The outputs the SavedModel endpoint returns (``serving.py``); the classes with an endpoint
+        name theirs."""
+        raise TypeError("export needs a TFConvNext(V2)Model, ForImageClassification or Backbone, "
+                        f"got {type(self).__name__}")
+
+    def _serving_outputs(self, outputs) -> dict[str, Any]:
+        return {name: getattr(outputs, name) for name in self._serving_output_names()}
 
     def serving_output(self, output):
         """The output a serving signature returns: hidden states only where the config asks for them."""
@@ -553,7 +563,7 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
 
     def _default_save_signature(self):
         # TensorFlow's SavedModel writer would trace a default endpoint from the build shape, returning
-        # the output container it cannot serialise; export() writes the model's endpoint (export.py).
+        # the output container it cannot serialise; export() writes the model's endpoint (serving.py).
         return None
 
     def _map_shape(self, nhwc: tuple) -> tuple:
@@ -670,7 +680,7 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         if format != "tf_saved_model":
             raise ValueError(f"format must be 'tf_saved_model', got {format!r}")
         require_tensorflow_backend("export()")
-        from .export import write_serving_archive  # deployment code, imported when used
+        from .serving import write_serving_archive  # TensorFlow code, imported when used
 
         write_serving_archive(self, filepath, verbose=verbose, input_signature=input_signature)
 
@@ -683,6 +693,9 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
     ``last_hidden_state`` (B, hidden_sizes[-1], H/32, W/32) (for 4 stages, before the final norm),
     ``pooler_output`` (B, hidden_sizes[-1]).
     """
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return ("last_hidden_state", "pooler_output")
 
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, data_format, **kwargs)
@@ -744,6 +757,9 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
 
     trunk_class = TFConvNextModel
 
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return ("logits",)
+
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, data_format, **kwargs)
         self.num_labels = self.config.num_labels
@@ -804,6 +820,12 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
 
     ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW (NHWC with channels_last).
     """
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return tuple(f"feature_maps_{i}" for i in range(len(self.out_features)))
+
+    def _serving_outputs(self, outputs) -> dict[str, Any]:
+        return {f"feature_maps_{i}": f for i, f in enumerate(outputs.feature_maps)}
 
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, data_format, **kwargs)
