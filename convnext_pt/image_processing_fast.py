@@ -39,11 +39,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from convnext_common.processing import (
-    CHANNELS_FIRST, BatchFeature, ConvNextImageProcessor, CropPlan, ProcessorOptions, channel_layout,
-    check_stackable, flatten_images, pil_to_rgb, size_plan, thread_pool, to_numpy,
+from convnext_common.processing.geometry import CropPlan, size_plan
+from convnext_common.processing.inputs import (
+    PRESCALED_WARNING, channel_layout, check_pil_size, flatten_images, pil_to_rgb, to_numpy,
 )
-from convnext_common.processing.inputs import PRESCALED_WARNING, check_pil_size
+from convnext_common.processing.options import CHANNELS_FIRST, ProcessorOptions
+from convnext_common.processing.output import BatchFeature, check_stackable
+from convnext_common.processing.processor import ConvNextImageProcessor
+from convnext_common.processing.threads import thread_pool
 from convnext_common.processing.resampling import (
     BICUBIC, BILINEAR, NEAREST, pil_horizontal_first, pil_nearest_indices, pil_window_matrix, round_fixed_point,
 )

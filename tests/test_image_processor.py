@@ -21,7 +21,8 @@ from PIL import Image
 
 from conftest import FIXTURES
 from convnext_common import ConvNextFeatureExtractor, ConvNextImageProcessor
-from convnext_common.processing import center_crop_plan, resize_and_crop, resize_output_size
+from convnext_common.processing.geometry import center_crop_plan, resize_output_size
+from convnext_common.processing.pil_resize import resize_and_crop
 from tensor_types_support import project_entry_points, write_distribution
 
 IMAGES = FIXTURES / "images"
