@@ -263,7 +263,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
             return self._process_group([chw[i] for i in idx], idx, opts, device, n)
 
         # Groups of a few small images gain nothing from torch's intra-op threads (per-op overhead
-        # exceeds the work: 2 threads are slower than 1 on one photo), so on the CPU the groups
+        # exceeds the work), so on the CPU the groups
         # are spread over our own threads, each running torch single-threaded.
         threads = min(self.num_threads or torch.get_num_threads(), len(groups)) if device.type == "cpu" else 1
         if threads > 1:
