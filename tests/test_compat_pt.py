@@ -372,6 +372,9 @@ def test_transformers_trainer_saves_and_resumes_exactly(tmp_path):
 
 # --- torch.fx ---------------------------------------------------------------------------------------
 
+#: the classifier's optional arguments, fixed for tracing (None: the config's choice, no labels)
+OPTIONAL_ARGS = {"labels": None, "output_hidden_states": None, "return_dict": None}
+
 @pytest.mark.parametrize("train", [False, True])
 def test_torchvision_feature_extraction(x, train):
     from torchvision.models.feature_extraction import create_feature_extractor
@@ -379,7 +382,8 @@ def test_torchvision_feature_extraction(x, train):
     model, _ = twin_and_reference(drop_path_rate=0.2)
     nodes = {"convnext.encoder.stages.1": "stage2", "convnext.encoder.stages.3.layers.0.act": "act",
              "classifier": "logits"}
-    extractor = create_feature_extractor(model, return_nodes=nodes)
+    # torch.fx traces one choice of the optional arguments: fx's standard concrete_args
+    extractor = create_feature_extractor(model, return_nodes=nodes, concrete_args=OPTIONAL_ARGS)
     captured = {}
     blocks(model)[-1].act.register_forward_hook(lambda m, a, out: captured.setdefault("act", out))
     model.train(train)
@@ -397,7 +401,7 @@ def test_torchvision_feature_extraction(x, train):
 def test_backbone_traces_with_torch_fx(x):
     backbone = ConvNextBackbone(config(out_features=["stage2", "stage4"])).eval()
     redraw_(backbone)
-    traced = torch.fx.symbolic_trace(backbone)
+    traced = torch.fx.symbolic_trace(backbone, concrete_args={"output_hidden_states": None, "return_dict": None})
     with torch.no_grad():
         for a, b in zip(traced(x).feature_maps, backbone(x).feature_maps):
             assert rel(a, b) <= TOL
