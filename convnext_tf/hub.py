@@ -119,12 +119,15 @@ def _global_dtype_policy(policy: Optional[str]):
 
 
 def _assign(variable: Any, name: str, tf_path: str, tensor: Any) -> None:
-    """Copy the canonical tensor ``name`` into ``variable`` (transformers' TF layout, then ours)."""
-    _, value = canonical_to_tf(name, materialise(tensor))  # the canonical copy is dropped here
+    """Copy the canonical tensor ``name`` into ``variable`` (transformers' TF layout, then ours),
+    holding at most two copies of it at a time: the array read from the file is dropped once its
+    re-laid-out copy exists, before the variable takes that copy."""
+    _, value = canonical_to_tf(name, materialise(tensor))  # a view of the read array
     axes = _own_axes(tf_path)
     if axes is not None:
         value = value.transpose(axes)
-    variable.assign(np.ascontiguousarray(value).astype(variable.dtype, copy=False))
+    value = np.ascontiguousarray(value, dtype=variable.dtype)  # the only reference to the read array goes here
+    variable.assign(value)
 
 
 class TFPreTrainedMixin(PretrainedModel):
@@ -155,15 +158,23 @@ class TFPreTrainedMixin(PretrainedModel):
         for option in ("from_pt", "use_safetensors", "_fast_init", "trust_remote_code"):
             config_overrides.pop(option, None)  # every weights file of a folder is read here; no need to ask
 
+        from .modeling import draw_kernels, kernels_from_checkpoint
+
+        from_checkpoint = pretrained_model_name_or_path is not None  # else: from_pretrained(None, config=...)
+
         def build(model_config: ConvNextConfig) -> M:
             policy = resolve_dtype(dtype, model_config)
-            with _global_dtype_policy(policy):
+            with _global_dtype_policy(policy), (kernels_from_checkpoint() if from_checkpoint else contextlib.nullcontext()):
                 return cls(model_config, data_format=data_format, **({"dtype": policy} if policy else {}))
 
         model, info = cls._load_pretrained(pretrained_model_name_or_path, build,
                                            config=config, overrides=config_overrides,
                                            options=HubOptions(revision, cache_dir, local_files_only, token),
                                            ignore_mismatched_sizes=ignore_mismatched_sizes, subfolder=subfolder)
+        if from_checkpoint:  # the kernels the checkpoint did not fill get their random draw now
+            unfilled = set(info["missing_keys"]) | {name for name, _, _ in info["mismatched_keys"]}
+            variables = [slot.assign.args[0] for name, slot in model._weight_slots().items() if name in unfilled]
+            draw_kernels([v for v in variables if v.path.rsplit("/", 1)[-1] in ("kernel", "mask_token")], model.config)
         # layers saved from a quantized model: quantized again from the loaded float weights
         quantize_as_recorded(model, model.config.extra.get(RECORD_KEY), str(pretrained_model_name_or_path))
         return (model, info) if output_loading_info else model
@@ -205,7 +216,7 @@ class TFPreTrainedMixin(PretrainedModel):
             for axes in (_own_axes(tf_path), to_pt):
                 if axes is not None:
                     shape = tuple(shape[a] for a in axes)
-            slots[name] = WeightSlot(shape, partial(_assign, variable, name, tf_path))
+            slots[name] = WeightSlot(shape, partial(_assign, variable, name, tf_path))  # args[0]: the variable
         return slots
 
     def numpy_state_dict(self) -> dict[str, np.ndarray]:
