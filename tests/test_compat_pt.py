@@ -409,6 +409,18 @@ def test_backbone_traces_with_torch_fx(x):
         traced(torch.randn(1, 4, 32, 32))
 
 
+def test_torch_fx_traces_the_choice_given_as_concrete_args(x):
+    """fx's concrete_args fix the optional arguments: the traced graph returns every hidden state,
+    each as the eager model computes it."""
+    model, _ = twin_and_reference()
+    traced = torch.fx.symbolic_trace(model, concrete_args={**OPTIONAL_ARGS, "output_hidden_states": True})
+    with torch.no_grad():
+        out, expected = traced(x, None, True), model(x, output_hidden_states=True)  # fx checks the value given
+    assert len(out.hidden_states) == len(expected.hidden_states) == 5
+    for a, b in zip((out.logits,) + out.hidden_states, (expected.logits,) + expected.hidden_states):
+        assert rel(a, b) <= TOL
+
+
 def test_fast_path_is_exercised_where_nothing_is_modified(x, monkeypatch):
     # the guard against a vacuous suite: on a oneDNN CPU the plain model does take the fused path
     if not fused._HAS_ONEDNN:
