@@ -40,9 +40,9 @@ JAX backend:
   multiplier 1, no activation, regularizer, quantization or LoRA) takes it; anything else calls
   the layer.
 
-TensorFlow, and torch's helpers, are imported only on their backend. Agreement of the fast and plain forms is that of two
-float32 summation orders: within float32 rounding (the tests bound it at 1e-5, forward and
-backward), not bit for bit.
+TensorFlow, and torch's helpers, are imported only on their backend. Agreement of the fast and plain
+forms is that of two float32 summation orders: within float32 rounding (the tests bound it at 1e-5,
+forward and backward), not bit for bit.
 """
 
 from __future__ import annotations

@@ -164,7 +164,8 @@ class TFPreTrainedMixin(PretrainedModel):
 
         def build(model_config: ConvNextConfig) -> M:
             policy = resolve_dtype(dtype, model_config)
-            with _global_dtype_policy(policy), (kernels_from_checkpoint() if from_checkpoint else contextlib.nullcontext()):
+            kernels = kernels_from_checkpoint() if from_checkpoint else contextlib.nullcontext()
+            with _global_dtype_policy(policy), kernels:
                 return cls(model_config, data_format=data_format, **({"dtype": policy} if policy else {}))
 
         model, info = cls._load_pretrained(pretrained_model_name_or_path, build,

@@ -62,7 +62,8 @@ def test_the_fast_forms_are_taken_where_nothing_observes(model, x, monkeypatch):
     taken = {"dense": [], "norm": []}
     post_op, unobserved = fused._torch_post_op, fused._torch_unobserved
     monkeypatch.setattr(fused, "_torch_post_op", lambda *a: taken["dense"].append(post_op(*a)) or taken["dense"][-1])
-    monkeypatch.setattr(fused, "_torch_unobserved", lambda *a: taken["norm"].append(unobserved(*a)) or taken["norm"][-1])
+    monkeypatch.setattr(fused, "_torch_unobserved",
+                        lambda *a: taken["norm"].append(unobserved(*a)) or taken["norm"][-1])
     fast = _logits(model, x)
     assert taken["norm"] and all(taken["norm"])
     if fused._torch_kernels.HAS_ONEDNN:
