@@ -722,9 +722,6 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
     ``pooler_output`` (B, hidden_sizes[-1]).
     """
 
-    def _serving_output_names(self) -> tuple[str, ...]:
-        return ("last_hidden_state", "pooler_output")
-
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, data_format, **kwargs)
         self.embeddings = TFConvNextEmbeddings(self.config, data_format=self.data_format, name="embeddings",
@@ -733,6 +730,9 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
         self.layernorm = TFConvNextLayerNorm(self.config.hidden_sizes[-1], eps=self.config.layer_norm_eps,
                                              name="layernorm", dtype=self.dtype_policy)
         self.build(self.input_shape_of())
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return ("last_hidden_state", "pooler_output")
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
@@ -785,9 +785,6 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
 
     trunk_class = TFConvNextModel
 
-    def _serving_output_names(self) -> tuple[str, ...]:
-        return ("logits",)
-
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, data_format, **kwargs)
         self.num_labels = self.config.num_labels
@@ -808,6 +805,9 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
     @property
     def base_model(self) -> TFConvNextModel:
         return getattr(self, self.base_model_prefix)
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return ("logits",)
 
     def call(self, pixel_values, labels=None, output_hidden_states: Optional[bool] = None,
              return_dict: Optional[bool] = None, training=None) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
@@ -849,12 +849,6 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
     ``feature_maps[i]``: (B, channels[i], H / stride_i, W / stride_i), NCHW (NHWC with channels_last).
     """
 
-    def _serving_output_names(self) -> tuple[str, ...]:
-        return tuple(f"feature_maps_{i}" for i in range(len(self.out_features)))
-
-    def _serving_outputs(self, outputs) -> dict[str, Any]:
-        return {f"feature_maps_{i}": f for i, f in enumerate(outputs.feature_maps)}
-
     def __init__(self, config: ConvNextConfig, data_format: str = "channels_first", **kwargs):
         super().__init__(config, data_format, **kwargs)
         config = self.config
@@ -876,6 +870,12 @@ class TFConvNextBackbone(TFConvNextPreTrainedModel):
             if not norm.built:
                 norm.build((None, None, None, norm.normalized_shape))
         super().build(input_shape)
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return tuple(f"feature_maps_{i}" for i in range(len(self.out_features)))
+
+    def _serving_outputs(self, outputs) -> dict[str, Any]:
+        return {f"feature_maps_{i}": f for i, f in enumerate(outputs.feature_maps)}
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BackboneOutput]:
