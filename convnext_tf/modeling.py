@@ -16,9 +16,7 @@ forms live in ``fused.py``, the SavedModel endpoint in ``serving.py``, Keras' vi
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import keras
 from keras import ops
@@ -34,7 +32,7 @@ from convnext_common.dinov3 import DINOv3ConvNextConfig, block_layer_scale, file
 
 from . import fused, quantization
 from .activations import get_activation
-from .hub import TFPreTrainedMixin, keras_layer_name
+from .hub import TFPreTrainedMixin, building_for_checkpoint, keras_layer_name
 from .outputs import (
     OUTPUT_CLASSES, BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
     MaskedImageModelingOutput,
@@ -54,35 +52,12 @@ def _check_data_format(data_format: str) -> str:
     return data_format
 
 
-#: True while ``from_pretrained`` builds a model that a checkpoint fills next (``kernels_from_checkpoint``).
-_KERNELS_FROM_CHECKPOINT = contextvars.ContextVar("convnext_tf_kernels_from_checkpoint", default=False)
-
-
 def _kernel_initializer(config: ConvNextConfig) -> keras.initializers.Initializer:
-    """transformers' PyTorch init for conv and dense kernels: N(0, initializer_range); biases start at 0."""
-    if _KERNELS_FROM_CHECKPOINT.get():
+    """transformers' PyTorch init for conv and dense kernels: N(0, initializer_range); biases start at 0.
+    Zeros while ``from_pretrained`` builds a model that a checkpoint fills next (``hub.py``)."""
+    if building_for_checkpoint():
         return keras.initializers.Zeros()
     return keras.initializers.RandomNormal(stddev=config.initializer_range)
-
-
-@contextlib.contextmanager
-def kernels_from_checkpoint() -> Iterator[None]:
-    """Models built within start their kernels at zero instead of drawing them: a checkpoint
-    overwrites them next, and on TensorFlow the random draws' temporaries stay in its allocator's
-    pool through the load. The caller draws every kernel the checkpoint did not fill
-    (:func:`draw_kernels`)."""
-    token = _KERNELS_FROM_CHECKPOINT.set(True)
-    try:
-        yield
-    finally:
-        _KERNELS_FROM_CHECKPOINT.reset(token)
-
-
-def draw_kernels(variables: Sequence, config: ConvNextConfig) -> None:
-    """Give ``variables`` (kernels, FCMAE's mask token) their initial draw N(0, initializer_range)."""
-    init = keras.initializers.RandomNormal(stddev=config.initializer_range)
-    for variable in variables:
-        variable.assign(init(tuple(variable.shape), dtype=variable.dtype))
 
 
 def _as_config(config: Union[ConvNextConfig, dict]) -> ConvNextConfig:
@@ -514,6 +489,12 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         """One batch of ones shaped as :attr:`input_signature` (batch 1), as transformers builds it."""
         return {name: ops.ones((1,) + tuple(spec.shape[1:]), dtype="float32")
                 for name, spec in self.input_signature.items()}
+
+    def _draw_kernels(self, variables: Sequence) -> None:
+        """Give ``variables`` (kernels, FCMAE's mask token) their initial draw N(0, initializer_range)."""
+        init = _kernel_initializer(self.config)
+        for variable in variables:
+            variable.assign(init(tuple(variable.shape), dtype=variable.dtype))
 
     def _serving_output_names(self) -> tuple[str, ...]:
         """The outputs the SavedModel endpoint returns (``serving.py``); the classes with an endpoint

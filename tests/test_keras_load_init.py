@@ -1,7 +1,7 @@
 """What ``from_pretrained`` leaves in the Keras twin: the checkpoint's tensors where it has them, and
 transformers' initial draw (kernels N(0, initializer_range)) where it has none (a new head, a
 missing decoder). The model is built without drawing its kernels when a checkpoint fills them
-(``modeling.kernels_from_checkpoint``); the ones it does not fill are drawn after the load."""
+(``hub.kernels_from_checkpoint``); the ones it does not fill are drawn after the load."""
 
 from __future__ import annotations
 
