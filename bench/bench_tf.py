@@ -10,10 +10,10 @@ Contenders (same random-init ConvNeXt-T shape, 1000 classes, same input batch):
   (op by op, as every Keras model runs eagerly);
 - ``tf-twin tf.function``: the same call inside ``tf.function`` (the mode Keras' fit/predict use);
 - ``tf-twin XLA`` (``--xla``): ``tf.function(jit_compile=True)``; slow on CPU, where XLA's own
-  depthwise convolution is ~80x slower than TensorFlow's kernel;
+  depthwise convolution is far slower than TensorFlow's kernel;
 - ``keras-apps eager`` / ``keras-apps XLA``: ``keras.applications.ConvNeXtTiny(weights=None)``
   on NHWC input (its layout), eager and ``tf.function(jit_compile=True)``. Its 7x7 depthwise conv
-  is Keras' grouped Conv2D, ~50x slower on CPU than the twin's DepthwiseConv2D for the same work;
+  is Keras' grouped Conv2D, far slower on CPU than the twin's DepthwiseConv2D for the same work;
 - ``pt-twin``: this project's ``ConvNextForImageClassification`` under ``torch.inference_mode``.
 
 Timings are medians of interleaved rounds (A B C ... A B C ...), so that a slow phase of a shared

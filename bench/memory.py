@@ -9,8 +9,8 @@ twin and loads a tiny model of the same format first (so that one-time costs of 
 runtime are not charged to the checkpoint), resets its peak RSS (``/proc/self/clear_refs``), reads
 its RSS, runs ``from_pretrained`` and reads its peak RSS (``VmHWM``). Reported: ``added``, the peak
 minus the RSS before, over the checkpoint's size. The model's own parameters are 1.0x of that:
-the rest is what loading costs. Run one case at a time (each child holds up to ~3x the
-checkpoint with the old loaders).
+the rest is what loading costs. Run one case at a time (each child holds the checkpoint's
+model and whatever its loader copies). Figures: bench/RESULTS.md.
 """
 
 from __future__ import annotations

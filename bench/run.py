@@ -84,7 +84,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.fl
 
 def bf16_matmul_gflops() -> float:
     """The bfloat16 rate, on a 512^3 product first: CPUs without bfloat16 instructions run it through
-    a reference kernel about 100x below their fp32 rate, where a 2048^3 product takes minutes."""
+    a reference kernel far below their fp32 rate, where a 2048^3 product would take too long."""
     small = matmul_gflops(512, repeats=1, dtype=torch.bfloat16)
     return matmul_gflops(2048, repeats=3, dtype=torch.bfloat16) if small > 20 else small
 

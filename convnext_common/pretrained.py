@@ -263,6 +263,12 @@ class WeightSlot:
     assign: Callable[[np.ndarray], None]
 
 
+def _nbytes(array: Any) -> int:
+    """The size of a checkpoint tensor (an array, a LazyArray, a framework tensor) without reading it."""
+    nbytes = getattr(array, "nbytes", None)
+    return int(nbytes) if nbytes is not None else np.asarray(array).nbytes
+
+
 def requested_dtype_name(requested: Any, config: ConvNextConfig) -> Optional[str]:
     """The dtype a ``from_pretrained`` dtype argument asks for, by name: None stays None, ``"auto"``
     is the one config.json records (``dtype`` or ``torch_dtype``; float32 when neither), and
@@ -359,8 +365,10 @@ class PretrainedModel:
             dtype = array.dtype if hasattr(array, "dtype") else np.asarray(array).dtype
             if not np.issubdtype(dtype, np.floating):
                 raise CheckpointError(f"{source}: {name} has dtype {dtype}, expected floating point")
-        for name, array in matched.items():
-            slots[name].assign(array)  # read, copied, dropped: one tensor at a time
+        # read, copied, dropped: one tensor at a time, the largest first (a framework that gives a
+        # variable a new buffer per assignment then reuses the freed large buffers for smaller ones)
+        for name in sorted(matched, key=lambda n: -_nbytes(matched[n])):
+            slots[name].assign(matched[name])
         if report_to is not None:
             report_to.__dict__.update(report.__dict__)
 

@@ -7,7 +7,7 @@ docs/DESIGN.md's ``rel`` per output.
 - :func:`export_onnx`: opset 18 by default (:func:`supported_opsets` gives each exporter's range),
   dynamic batch, height and width. The default exporter is torch's torch.export-based one
   (``dynamo``, needs ``onnxscript``); ``exporter="torchscript"`` selects the older tracing exporter
-  (deprecated in torch, faster, no onnxscript; the only one before torch 2.5).
+  (deprecated in torch; needs no onnxscript; the one exporter of torch < 2.5).
 - :func:`export_program`: ``torch.export.export`` with symbolic batch/height/width.
 - :func:`check_compile`: ``torch.compile(fullgraph=True)`` (a graph break is an error) against eager.
 """

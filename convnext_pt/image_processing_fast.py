@@ -39,11 +39,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from convnext_common.processing import (
-    CHANNELS_FIRST, BatchFeature, ConvNextImageProcessor, CropPlan, ProcessorOptions, channel_layout,
-    check_stackable, flatten_images, pil_to_rgb, size_plan, thread_pool, to_numpy,
+from convnext_common.processing.geometry import CropPlan, size_plan
+from convnext_common.processing.inputs import (
+    PRESCALED_WARNING, channel_layout, check_pil_size, flatten_images, pil_to_rgb, to_numpy,
 )
-from convnext_common.processing.inputs import PRESCALED_WARNING, check_pil_size
+from convnext_common.processing.options import CHANNELS_FIRST, ProcessorOptions
+from convnext_common.processing.output import BatchFeature, check_stackable
+from convnext_common.processing.processor import ConvNextImageProcessor
+from convnext_common.processing.threads import thread_pool
 from convnext_common.processing.resampling import (
     BICUBIC, BILINEAR, NEAREST, pil_horizontal_first, pil_nearest_indices, pil_window_matrix, round_fixed_point,
 )
@@ -265,7 +268,7 @@ class ConvNextImageProcessorFast(ConvNextImageProcessor):
             return self._process_group([chw[i] for i in idx], idx, opts, device, n)
 
         # Groups of a few small images gain nothing from torch's intra-op threads (per-op overhead
-        # exceeds the work: 2 threads are slower than 1 on one photo), so on the CPU the groups
+        # exceeds the work), so on the CPU the groups
         # are spread over our own threads, each running torch single-threaded.
         threads = min(self.num_threads or torch.get_num_threads(), len(groups)) if device.type == "cpu" else 1
         if threads > 1:

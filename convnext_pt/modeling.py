@@ -6,7 +6,9 @@ drop path -> residual add. Tensors between modules are NCHW; a block works chann
 so that the 1x1 convs are plain matrix multiplies.
 
 ``convnext_tf/modeling.py`` is the Keras translation of this file, class for class. The fast CPU
-form of the block's Linears lives in ``fused.py``, deployment in ``export.py``.
+form of the block's Linears and the trunk's memory layout live in ``fused.py`` (the stem hands its
+input to the trunk's layout, returned maps leave in transformers' NCHW-contiguous layout), deployment
+in ``export.py``. torch.fx traces one choice of the optional arguments, given as ``concrete_args``.
 """
 
 from __future__ import annotations
@@ -138,9 +140,7 @@ class ConvNextEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels)
-        # Work channels-last in memory from here on: each block's NCHW <-> NHWC permute is then a
-        # free view instead of a copy before every Linear. Shapes stay NCHW.
-        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+        pixel_values = fused.to_trunk_layout(pixel_values)  # the trunk's memory layout; shapes stay NCHW
         return self.layernorm(self.patch_embeddings(pixel_values))
 
 
@@ -231,37 +231,14 @@ class ConvNextEncoder(nn.Module):
                 visible_patches: Optional[torch.Tensor] = None):
         all_hidden_states = None
         if output_hidden_states:
-            recorded, hidden_states = record_map(hidden_states)
+            recorded, hidden_states = fused.record_map(hidden_states)
             all_hidden_states = (recorded,)
         for stage in self.stages:
             hidden_states = stage(hidden_states) if visible_patches is None else stage(hidden_states, visible_patches)
             if output_hidden_states:
-                recorded, hidden_states = record_map(hidden_states)
+                recorded, hidden_states = fused.record_map(hidden_states)
                 all_hidden_states += (recorded,)
         return hidden_states, all_hidden_states
-
-
-def record_map(hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the map to return, the map to go on with). The returned map is NCHW-contiguous (``.view``
-    works on it as on transformers' outputs) and the computation goes on *from* it, in the
-    trunk's layout, so it lies on the path to the output: ``retain_grad()`` on a returned hidden
-    state gets its gradient, as in transformers."""
-    recorded = hidden_states.contiguous()
-    if recorded is hidden_states:
-        return recorded, hidden_states
-    return recorded, recorded.contiguous(memory_format=torch.channels_last)
-
-
-def optional_arg(value):
-    """``value``, or None while torch.fx traces the model: its optional arguments then arrive as
-    Proxies, which cannot steer Python control flow, so the traced graph is the default call's."""
-    return None if isinstance(value, torch.fx.Proxy) else value
-
-
-def nchw_contiguous(maps: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """Returned maps in the default NCHW memory layout, so that ``.view`` works on them as on
-    transformers' outputs (the trunk computes channels-last, see ConvNextEmbeddings)."""
-    return tuple(m.contiguous() for m in maps)
 
 
 class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
@@ -281,8 +258,8 @@ class ConvNextPreTrainedModel(PreTrainedMixin, nn.Module):
         self.config = config
 
     def _output_flags(self, output_hidden_states: Optional[bool], return_dict: Optional[bool]) -> tuple[bool, bool]:
-        """The call's flags, the config's where the call leaves them None (as transformers)."""
-        output_hidden_states, return_dict = optional_arg(output_hidden_states), optional_arg(return_dict)
+        """The call's flags, the config's where the call leaves them None (as transformers). torch.fx
+        traces one choice of them: give it as ``concrete_args``."""
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         if return_dict is None:
@@ -421,9 +398,8 @@ class ConvNextModel(ConvNextPreTrainedModel):
         embedding_output = self.embeddings(pixel_values)
         last_hidden_state, hidden_states = self.encoder(embedding_output, bool(output_hidden_states))
         pooled_output = self.layernorm(last_hidden_state.mean(dim=(-2, -1)))
-        out = BaseModelOutputWithPoolingAndNoAttention(
-            last_hidden_state.contiguous(), pooled_output,
-            nchw_contiguous(hidden_states) if hidden_states is not None else None)
+        out = BaseModelOutputWithPoolingAndNoAttention(fused.to_output_layout(last_hidden_state), pooled_output,
+                                                       hidden_states)
         return out if return_dict else out.to_tuple()
 
 
@@ -462,7 +438,6 @@ class ConvNextForImageClassification(ConvNextPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, labels: Optional[torch.Tensor] = None,
                 output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
-        labels = optional_arg(labels)
         output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
         outputs = self.base_model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.classifier(outputs.pooler_output)
@@ -497,7 +472,8 @@ class ConvNextBackbone(BackboneAPI, ConvNextPreTrainedModel):
         _, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states=True)
         feature_maps = tuple(self.hidden_states_norms[stage](h)
                              for stage, h in zip(self.stage_names, hidden_states) if stage in self.out_features)
-        out = BackboneOutput(nchw_contiguous(feature_maps), nchw_contiguous(hidden_states) if output_hidden_states else None)
+        out = BackboneOutput(tuple(fused.to_output_layout(f) for f in feature_maps),
+                             hidden_states if output_hidden_states else None)
         return out if return_dict else out.to_tuple()
 
 
@@ -639,8 +615,7 @@ class ConvNextV2ForMaskedImageModeling(ConvNextV2PreTrainedModel):
         pred = self.decoder(last_hidden_state, removed_grid)
         logits = pred.flatten(2).transpose(1, 2)
         loss = masked_patch_loss(pixel_values, logits, removed, self.patch_size, self.config.norm_pix_loss)
-        out = MaskedImageModelingOutput(loss, logits, removed,
-                                        nchw_contiguous(hidden_states) if hidden_states is not None else None)
+        out = MaskedImageModelingOutput(loss, logits, removed, hidden_states)
         return out if return_dict else out.to_tuple()
 
     def unpatchify(self, logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -693,7 +668,7 @@ class DINOv3ConvNextPreTrainedModel(ConvNextPreTrainedModel):
         stage's map."""
         last, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states)
         if hidden_states is not None:
-            hidden_states = (pixel_values,) + nchw_contiguous(hidden_states[1:])
+            hidden_states = (pixel_values,) + hidden_states[1:]
         return last, hidden_states
 
 
@@ -716,7 +691,7 @@ class DINOv3ConvNextModel(DINOv3ConvNextPreTrainedModel):
         output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
         last, hidden_states = self._trunk(pixel_values, bool(output_hidden_states))
         tokens = last.flatten(2).transpose(1, 2)  # (B, h*w, C), row by row
-        tokens = self.layernorm(torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)).contiguous()
+        tokens = self.layernorm(torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1))
         out = BaseModelOutputWithPoolingAndNoAttention(tokens, tokens[:, 0], hidden_states)
         return out if return_dict else out.to_tuple()
 

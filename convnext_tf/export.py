@@ -1,11 +1,10 @@
 """Deployment of the Keras twin: a TensorFlow SavedModel and a TFLite flatbuffer, each verified
 against the Keras model before it is put in place.
 
-- :func:`export_saved_model`: the model's ``serve`` endpoint (also the ``serving_default``
-  signature), written by :func:`write_serving_archive` (behind ``model.export()``): ``pixel_values``
-  float32 (batch, C, height, width), all three sizes free (NHWC for a ``channels_last`` model) -> a
-  dict of outputs named by :func:`output_names` (``logits`` for a classifier). Checked by reloading
-  it with ``tf.saved_model.load``.
+- :func:`export_saved_model`: the model's ``serve`` endpoint as ``model.export()`` writes it
+  (``serving.py``: ``pixel_values`` float32 (batch, C, height, width), all three sizes free, NHWC
+  for a ``channels_last`` model -> a dict of outputs named by :func:`output_names`, ``logits`` for
+  a classifier). Checked by reloading it with ``tf.saved_model.load``.
 - :func:`export_tflite`: that SavedModel through the TFLite converter, float32 or with dynamic-range
   int8 weights (``int8=True``: weights stored as int8, activations float). Checked with the LiteRT
   interpreter (``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``); the float32 file
@@ -39,20 +38,7 @@ from convnext_common.export import (  # noqa: E402
 from convnext_common.fileio import atomic_directory  # noqa: E402
 from convnext_tf.quiet import tf_notices_filtered  # noqa: E402
 
-from .fused import portable_ops  # noqa: E402
-from .modeling import TFConvNextBackbone, TFConvNextForImageClassification, TFConvNextModel  # noqa: E402
-
-SIGNATURE = "serving_default"
-INPUT_NAME = "pixel_values"
-
-
-def input_signature(model) -> dict[str, Any]:
-    """transformers' TF ``input_signature``: pixel_values of any batch, the config's channels and
-    image size, in the model's data_format, float32."""
-    c, size = model.config.num_channels, model.config.image_size
-    shape = (None, c, size, size) if model.data_format == "channels_first" else (None, size, size, c)
-    return {model.main_input_name: tf.TensorSpec(shape, tf.float32, name=model.main_input_name)}
-
+from .serving import INPUT_NAME, SIGNATURE, input_signature, output_names, serving_outputs  # noqa: E402,F401
 
 def _check_float32(model) -> None:
     dtypes = sorted({str(v.dtype) for v in model.weights})
@@ -83,45 +69,6 @@ def eager_outputs(model, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------
 # SavedModel
 # ------------------------------------------------------------------------------------------------
-def output_names(model) -> tuple[str, ...]:
-    """The tensors the ``serve`` endpoint returns, by model class (transformers' field names, as
-    the PyTorch twin's exports name them)."""
-    if isinstance(model, TFConvNextForImageClassification):
-        return ("logits",)
-    if isinstance(model, TFConvNextBackbone):
-        return tuple(f"feature_maps_{i}" for i in range(len(model.out_features)))
-    if isinstance(model, TFConvNextModel):
-        return ("last_hidden_state", "pooler_output")
-    raise TypeError("export needs a TFConvNext(V2)Model, ForImageClassification or Backbone, "
-                    f"got {type(model).__name__}")
-
-
-def serving_outputs(model, outputs) -> dict[str, Any]:
-    """``model``'s outputs as the ``serve`` endpoint returns them: a dict in :func:`output_names`."""
-    if isinstance(model, TFConvNextBackbone):
-        return {f"feature_maps_{i}": f for i, f in enumerate(outputs.feature_maps)}
-    return {name: getattr(outputs, name) for name in output_names(model)}
-
-
-def write_serving_archive(model, filepath: Union[str, os.PathLike], verbose: bool = False,
-                          input_signature: Optional[Sequence[tf.TensorSpec]] = None) -> None:
-    """Write ``model`` as a SavedModel with its ``serve`` endpoint, unchecked (``model.export()``).
-    ``verbose=True`` lists the endpoint and its captured variables."""
-    c = model.config.num_channels
-    if input_signature is None:
-        shape = (None, c, None, None) if model.data_format == "channels_first" else (None, None, None, c)
-        input_signature = [tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-
-    def serve(pixel_values):
-        return serving_outputs(model, model(pixel_values, training=False))
-
-    with portable_ops():  # a SavedModel is for any runtime, not only this CPU's
-        archive.add_endpoint("serve", serve, input_signature=input_signature)
-        archive.write_out(str(filepath), verbose=verbose)
-
-
 def _write_saved_model(model, directory: Path) -> None:
     # Keras' ExportArchive (behind model.export) writes into an existing empty folder.
     model.export(str(directory), verbose=False)

@@ -21,10 +21,15 @@ PyTorch backend:
 
 - :func:`linear_act`: without gradients (``predict``, ``torch.no_grad``), float32 on the CPU, a
   plain ``Dense`` and GELU (exact or tanh), ReLU or SiLU run as one oneDNN matmul with the bias
-  and activation fused (``torch.ops.mkldnn._linear_pointwise``, as ``convnext_pt/fused.py`` does),
-  instead of a matmul, an add and the activation. Anything else calls the layers.
+  and activation fused, the kernel of ``convnext_pt/fused.py``, instead of a matmul, an add and the
+  activation. Anything else calls the layers.
 - :func:`layer_norm`: a channels-last LayerNorm is ``torch.nn.functional.layer_norm`` (one kernel,
   forward and backward) instead of separate mean, variance and normalise ops.
+- Both take their fast form only where the PyTorch twin's would: one torch guard for the two twins,
+  ``convnext_torch_kernels`` (no hooks on the layers (Keras layers are torch modules on this
+  backend) and no global module hooks, no ``__torch_function__`` / dispatch mode, no autocast, no
+  tensor subclass, no tracing). That package imports torch, so this module imports it only on this
+  backend.
 
 JAX backend:
 
@@ -35,9 +40,9 @@ JAX backend:
   multiplier 1, no activation, regularizer, quantization or LoRA) takes it; anything else calls
   the layer.
 
-TensorFlow is imported only on its backend. Agreement of the fast and plain forms is that of two
-float32 summation orders: within float32 rounding (the tests bound it at 1e-5, forward and
-backward), not bit for bit.
+TensorFlow, and torch's helpers, are imported only on their backend. Agreement of the fast and plain
+forms is that of two float32 summation orders: within float32 rounding (the tests bound it at 1e-5,
+forward and backward), not bit for bit.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ from typing import Iterator, Optional
 
 import keras
 from keras import ops
+
+if keras.backend.backend() == "torch":  # the one torch guard and kernel, shared with the PyTorch twin
+    import convnext_torch_kernels as _torch_kernels
 
 _PORTABLE_OPS = contextvars.ContextVar("convnext_tf_portable_ops", default=False)
 
@@ -72,32 +80,37 @@ def linear_act(dense: keras.layers.Layer, act: Optional[keras.layers.Layer], x):
     if keras.backend.backend() == "torch":
         post_op = _torch_post_op(dense, act, x)
         if post_op is not None:
-            import torch
-
             attr, algorithm = post_op
             bias = dense.bias.value if dense.use_bias else None
-            return torch.ops.mkldnn._linear_pointwise(x, dense.kernel.value.t(), bias, attr, [], algorithm)
+            return _torch_kernels.linear_pointwise(x, dense.kernel.value.t(), bias, attr, [], algorithm or None)
     x = dense(x)
     return x if act is None else act(x)
 
 
 def _torch_post_op(dense: keras.layers.Layer, act: Optional[keras.layers.Layer], x) -> Optional[tuple[str, str]]:
     """The oneDNN post-op (attr, algorithm) computing ``act`` after ``dense`` exactly in one call, or
-    None where the layers must run themselves: gradients on (training, autograd), tracing or
-    torch.compile, not float32 rows on the CPU, or a layer other than a plain Dense / one of the
-    activations oneDNN has (a replaced, subclassed, quantized or LoRA layer runs as itself)."""
-    import torch
-
-    if (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or not isinstance(x, torch.Tensor) or x.dim() != 2 or x.dtype != torch.float32 or x.device.type != "cpu"
-            or not _plain_dense(dense) or not _torch_onednn_available()):
+    None where the layers must run themselves: a layer other than a plain float32 Dense / one of the
+    activations oneDNN has (a replaced, subclassed, quantized or LoRA layer runs as itself), input
+    other than 2-D rows, or where the PyTorch twin's fast path would step aside too (the shared
+    torch guard ``convnext_torch_kernels.may_fuse_linear``: hooks, modes, autocast, tracing, tensor
+    subclasses, gradients, device and dtype)."""
+    if not _plain_dense(dense):
         return None
     if act is None:
-        return "none", ""
-    if (type(act) is not keras.layers.Activation or type(act).call is not keras.layers.Activation.call
+        post_op = ("none", "")
+    elif (type(act) is not keras.layers.Activation or type(act).call is not keras.layers.Activation.call
             or "call" in vars(act)):  # an instance's own call (patched by a user or a library) runs itself
         return None
-    return _ONEDNN_POST_OPS.get(act.activation)
+    else:
+        post_op = _ONEDNN_POST_OPS.get(act.activation)
+        if post_op is None:
+            return None
+    modules = (dense,) if act is None else (dense, act)
+    bias = dense.bias.value if dense.use_bias else None
+    # the guard first: under a mode or tracing, nothing of ``x`` is read before the layers run
+    if not _torch_kernels.may_fuse_linear(modules, x, dense.kernel.value, bias) or x.ndim != 2:
+        return None
+    return post_op
 
 
 def _plain_dense(dense: keras.layers.Layer) -> bool:
@@ -106,13 +119,6 @@ def _plain_dense(dense: keras.layers.Layer) -> bool:
             and dense.activation is keras.activations.linear and dense.compute_dtype == "float32"
             and dense.activity_regularizer is None
             and getattr(dense, "quantization_mode", None) is None and not getattr(dense, "lora_enabled", False))
-
-
-@functools.lru_cache(maxsize=None)
-def _torch_onednn_available() -> bool:
-    import torch
-
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def _onednn_post_ops() -> dict:
@@ -128,8 +134,8 @@ _ONEDNN_POST_OPS = _onednn_post_ops()
 def layer_norm(x, gamma, beta, eps: float, axis: int = -1):
     """LayerNorm of float32 ``x`` over ``axis`` with float32 ``gamma`` / ``beta``; over the last
     axis in a graph on a oneDNN CPU as TensorFlow's one-pass kernel (see the module docstring)."""
-    if axis == -1 and keras.backend.backend() == "torch":  # torch's one-kernel LayerNorm (and backward)
-        import torch
+    if axis == -1 and keras.backend.backend() == "torch" and _torch_unobserved(x, gamma, beta):
+        import torch  # torch's one-kernel LayerNorm (and backward)
 
         return torch.nn.functional.layer_norm(x, (gamma.shape[0],), gamma, beta, eps)
     if axis == -1 and _use_onednn_layer_norm():
@@ -140,6 +146,12 @@ def layer_norm(x, gamma, beta, eps: float, axis: int = -1):
         trailing = (1,) * (len(x.shape) - 1 - axis % len(x.shape))
         gamma, beta = ops.reshape(gamma, (-1,) + trailing), ops.reshape(beta, (-1,) + trailing)
     return (x - mean) * ops.rsqrt(variance + eps) * gamma + beta
+
+
+def _torch_unobserved(*tensors) -> bool:
+    """The shared torch guard (``convnext_torch_kernels.unobserved``): no tracing, mode, autocast,
+    global hook or tensor subclass that would see the one kernel in place of the plain ops."""
+    return _torch_kernels.unobserved((), tensors)
 
 
 def _use_onednn_layer_norm() -> bool:

@@ -12,11 +12,12 @@ transformers' TF one is the depthwise kernel (see ``OWN_LAYOUTS``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, Iterator, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -100,6 +101,28 @@ def resolve_dtype(dtype: Optional[str], config: ConvNextConfig) -> Optional[str]
     return name
 
 
+#: True while ``from_pretrained`` builds a model that a checkpoint fills next (:func:`kernels_from_checkpoint`).
+_KERNELS_FROM_CHECKPOINT = contextvars.ContextVar("convnext_tf_kernels_from_checkpoint", default=False)
+
+
+@contextlib.contextmanager
+def kernels_from_checkpoint() -> Iterator[None]:
+    """Models built within start their kernels at zero instead of drawing them: a checkpoint
+    overwrites them next, and on TensorFlow the random draws' temporaries stay in its allocator's
+    pool through the load. ``from_pretrained`` then draws every kernel the checkpoint did not fill
+    (``_draw_kernels``)."""
+    token = _KERNELS_FROM_CHECKPOINT.set(True)
+    try:
+        yield
+    finally:
+        _KERNELS_FROM_CHECKPOINT.reset(token)
+
+
+def building_for_checkpoint() -> bool:
+    """Whether a model is being built inside :func:`kernels_from_checkpoint` (read by its initializers)."""
+    return _KERNELS_FROM_CHECKPOINT.get()
+
+
 @contextlib.contextmanager
 def _global_dtype_policy(policy: Optional[str]):
     """Keras gives a ``dtype=`` argument to that layer only; the sub-layers a model creates in its
@@ -119,12 +142,15 @@ def _global_dtype_policy(policy: Optional[str]):
 
 
 def _assign(variable: Any, name: str, tf_path: str, tensor: Any) -> None:
-    """Copy the canonical tensor ``name`` into ``variable`` (transformers' TF layout, then ours)."""
-    _, value = canonical_to_tf(name, materialise(tensor))  # the canonical copy is dropped here
+    """Copy the canonical tensor ``name`` into ``variable`` (transformers' TF layout, then ours),
+    holding at most two copies of it at a time: the array read from the file is dropped once its
+    re-laid-out copy exists, before the variable takes that copy."""
+    _, value = canonical_to_tf(name, materialise(tensor))  # a view of the read array
     axes = _own_axes(tf_path)
     if axes is not None:
         value = value.transpose(axes)
-    variable.assign(np.ascontiguousarray(value).astype(variable.dtype, copy=False))
+    value = np.ascontiguousarray(value, dtype=variable.dtype)  # the only reference to the read array goes here
+    variable.assign(value)
 
 
 class TFPreTrainedMixin(PretrainedModel):
@@ -155,15 +181,22 @@ class TFPreTrainedMixin(PretrainedModel):
         for option in ("from_pt", "use_safetensors", "_fast_init", "trust_remote_code"):
             config_overrides.pop(option, None)  # every weights file of a folder is read here; no need to ask
 
+        from_checkpoint = pretrained_model_name_or_path is not None  # else: from_pretrained(None, config=...)
+
         def build(model_config: ConvNextConfig) -> M:
             policy = resolve_dtype(dtype, model_config)
-            with _global_dtype_policy(policy):
+            kernels = kernels_from_checkpoint() if from_checkpoint else contextlib.nullcontext()
+            with _global_dtype_policy(policy), kernels:
                 return cls(model_config, data_format=data_format, **({"dtype": policy} if policy else {}))
 
         model, info = cls._load_pretrained(pretrained_model_name_or_path, build,
                                            config=config, overrides=config_overrides,
                                            options=HubOptions(revision, cache_dir, local_files_only, token),
                                            ignore_mismatched_sizes=ignore_mismatched_sizes, subfolder=subfolder)
+        if from_checkpoint:  # the kernels the checkpoint did not fill get their random draw now
+            unfilled = set(info["missing_keys"]) | {name for name, _, _ in info["mismatched_keys"]}
+            variables = [slot.assign.args[0] for name, slot in model._weight_slots().items() if name in unfilled]
+            model._draw_kernels([v for v in variables if v.path.rsplit("/", 1)[-1] in ("kernel", "mask_token")])
         # layers saved from a quantized model: quantized again from the loaded float weights
         quantize_as_recorded(model, model.config.extra.get(RECORD_KEY), str(pretrained_model_name_or_path))
         return (model, info) if output_loading_info else model
@@ -205,7 +238,7 @@ class TFPreTrainedMixin(PretrainedModel):
             for axes in (_own_axes(tf_path), to_pt):
                 if axes is not None:
                     shape = tuple(shape[a] for a in axes)
-            slots[name] = WeightSlot(shape, partial(_assign, variable, name, tf_path))
+            slots[name] = WeightSlot(shape, partial(_assign, variable, name, tf_path))  # args[0]: the variable
         return slots
 
     def numpy_state_dict(self) -> dict[str, np.ndarray]:

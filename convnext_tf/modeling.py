@@ -9,7 +9,7 @@ of channels inside so that the 1x1 convs are plain matrix multiplies. The models
 returned map; ``data_format="channels_last"`` takes and returns NHWC instead.
 
 ``convnext_pt/modeling.py`` is the PyTorch original of this file, class for class. The fast CPU
-forms live in ``fused.py``, the SavedModel endpoint in ``export.py``, Keras' view of the outputs in
+forms live in ``fused.py``, the SavedModel endpoint in ``serving.py``, Keras' view of the outputs in
 ``outputs.py``. DINOv3's ConvNeXt (last) is built from the same stem, stages and blocks (see
 ``convnext_common/dinov3.py``).
 """
@@ -33,7 +33,7 @@ from convnext_common.dinov3 import DINOv3ConvNextConfig, block_layer_scale, file
 
 from . import fused, quantization
 from .activations import get_activation
-from .hub import TFPreTrainedMixin, keras_layer_name
+from .hub import TFPreTrainedMixin, building_for_checkpoint, keras_layer_name
 from .outputs import (
     OUTPUT_CLASSES, BackboneOutput, BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention,
     MaskedImageModelingOutput,
@@ -54,7 +54,10 @@ def _check_data_format(data_format: str) -> str:
 
 
 def _kernel_initializer(config: ConvNextConfig) -> keras.initializers.Initializer:
-    """transformers' PyTorch init for conv and dense kernels: N(0, initializer_range); biases start at 0."""
+    """transformers' PyTorch init for conv and dense kernels: N(0, initializer_range); biases start at 0.
+    Zeros while ``from_pretrained`` builds a model that a checkpoint fills next (``hub.py``)."""
+    if building_for_checkpoint():
+        return keras.initializers.Zeros()
     return keras.initializers.RandomNormal(stddev=config.initializer_range)
 
 
@@ -490,7 +493,8 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
     def input_signature(self) -> dict[str, Any]:
         """``{"pixel_values": tf.TensorSpec}`` as transformers' TF models give it: any batch, the
         config's channels and image size, in the model's data_format. Needs TensorFlow."""
-        from .export import input_signature  # TensorFlow's own types live with the deployment code
+        require_tensorflow_backend("input_signature", ImportError)
+        from .serving import input_signature  # TensorFlow's own types live with the endpoint
 
         return input_signature(self)
 
@@ -499,6 +503,21 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         """One batch of ones shaped as :attr:`input_signature` (batch 1), as transformers builds it."""
         return {name: ops.ones((1,) + tuple(spec.shape[1:]), dtype="float32")
                 for name, spec in self.input_signature.items()}
+
+    def _draw_kernels(self, variables: Sequence) -> None:
+        """Give ``variables`` (kernels, FCMAE's mask token) their initial draw N(0, initializer_range)."""
+        init = _kernel_initializer(self.config)
+        for variable in variables:
+            variable.assign(init(tuple(variable.shape), dtype=variable.dtype))
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        """The outputs the SavedModel endpoint returns (``serving.py``); the classes with an endpoint
+        name theirs."""
+        raise TypeError("export needs a TFConvNext(V2)Model, ForImageClassification or Backbone, "
+                        f"got {type(self).__name__}")
+
+    def _serving_outputs(self, outputs) -> dict[str, Any]:
+        return {name: getattr(outputs, name) for name in self._serving_output_names()}
 
     def serving_output(self, output):
         """The output a serving signature returns: hidden states only where the config asks for them."""
@@ -567,7 +586,7 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
 
     def _default_save_signature(self):
         # TensorFlow's SavedModel writer would trace a default endpoint from the build shape, returning
-        # the output container it cannot serialise; export() writes the model's endpoint (export.py).
+        # the output container it cannot serialise; export() writes the model's endpoint (serving.py).
         return None
 
     def _map_shape(self, nhwc: tuple) -> tuple:
@@ -684,7 +703,7 @@ class TFConvNextPreTrainedModel(TFPreTrainedMixin, keras.Model):
         if format != "tf_saved_model":
             raise ValueError(f"format must be 'tf_saved_model', got {format!r}")
         require_tensorflow_backend("export()")
-        from .export import write_serving_archive  # deployment code, imported when used
+        from .serving import write_serving_archive  # TensorFlow code, imported when used
 
         write_serving_archive(self, filepath, verbose=verbose, input_signature=input_signature)
 
@@ -706,6 +725,9 @@ class TFConvNextModel(TFConvNextPreTrainedModel):
         self.layernorm = TFConvNextLayerNorm(self.config.hidden_sizes[-1], eps=self.config.layer_norm_eps,
                                              name="layernorm", dtype=self.dtype_policy)
         self.build(self.input_shape_of())
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return ("last_hidden_state", "pooler_output")
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BaseModelOutputWithPoolingAndNoAttention]:
@@ -779,6 +801,9 @@ class TFConvNextForImageClassification(TFConvNextPreTrainedModel):
     def base_model(self) -> TFConvNextModel:
         return getattr(self, self.base_model_prefix)
 
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return ("logits",)
+
     def call(self, pixel_values, labels=None, output_hidden_states: Optional[bool] = None,
              return_dict: Optional[bool] = None, training=None) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
         pixel_values, output_hidden_states, return_dict, named = self._call_arguments(
@@ -841,6 +866,12 @@ class TFConvNextBackbone(BackboneAPI, TFConvNextPreTrainedModel):
             if not norm.built:
                 norm.build((None, None, None, norm.normalized_shape))
         super().build(input_shape)
+
+    def _serving_output_names(self) -> tuple[str, ...]:
+        return tuple(f"feature_maps_{i}" for i in range(len(self.out_features)))
+
+    def _serving_outputs(self, outputs) -> dict[str, Any]:
+        return {f"feature_maps_{i}": f for i, f in enumerate(outputs.feature_maps)}
 
     def call(self, pixel_values, output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
              training=None) -> Union[tuple, BackboneOutput]:

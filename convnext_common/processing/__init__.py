@@ -44,24 +44,9 @@ with the batched tensor processor), ``pil_resize`` (resize + crop through PIL), 
 (rescale/normalise tables, batching, ``BatchFeature``) and ``processor`` (the class).
 """
 
-from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
-from .geometry import (
-    WARP_THRESHOLD, CropPlan, center_crop_plan, resize_output_size, resize_plan, size_plan,
-)
-from .inputs import channel_layout, flatten_images, image_channels, pil_to_rgb, to_hwc, to_numpy, to_uint8_for_pil
-from .options import (
-    CALL_OPTION_NAMES, CHANNELS_FIRST, CHANNELS_LAST, OPTION_NAMES, PREPROCESSOR_CONFIG_NAME, RESAMPLE_NAMES,
-    ProcessorOptions, normalize_resample, normalize_size, validate_options,
-)
-from .output import BatchFeature, check_stackable, pixel_lut
-from .pil_resize import resize_and_crop
+from .options import PREPROCESSOR_CONFIG_NAME
+from .output import BatchFeature
 from .processor import ConvNextFeatureExtractor, ConvNextImageProcessor
-from .threads import thread_pool
 
-__all__ = ["ConvNextImageProcessor", "ConvNextFeatureExtractor", "BatchFeature", "ProcessorOptions",
-           "PREPROCESSOR_CONFIG_NAME", "IMAGENET_STANDARD_MEAN", "IMAGENET_STANDARD_STD", "IMAGENET_DEFAULT_MEAN",
-           "IMAGENET_DEFAULT_STD", "validate_options", "resize_output_size", "resize_plan", "size_plan",
-           "center_crop_plan", "CropPlan", "WARP_THRESHOLD", "flatten_images", "to_numpy", "to_hwc", "channel_layout", "image_channels",
-           "to_uint8_for_pil", "pil_to_rgb", "resize_and_crop", "check_stackable", "thread_pool", "pixel_lut", "normalize_size",
-           "normalize_resample", "RESAMPLE_NAMES", "OPTION_NAMES", "CALL_OPTION_NAMES", "CHANNELS_FIRST",
-           "CHANNELS_LAST"]
+# The public API. The helpers of the submodules are imported from the submodule that defines them.
+__all__ = ["ConvNextImageProcessor", "ConvNextFeatureExtractor", "BatchFeature", "PREPROCESSOR_CONFIG_NAME"]

@@ -2,8 +2,8 @@
 file and the problem, no traceback (unless ``--debug``), a non-zero exit; a failed or interrupted
 convert leaves OUTPUT_DIR absent, or exactly as it was.
 
-The table runs the command's ``main(argv)`` in this process (a subprocess per case would cost
-seconds each); the subprocess tests run ``python -m convnext_app`` itself for the properties
+The table runs the command's ``main(argv)`` in this process (a subprocess per case would start
+the interpreter and the frameworks again); the subprocess tests run ``python -m convnext_app`` itself for the properties
 only a real process shows: the exit status, the absence of a traceback, Ctrl-C.
 """
 

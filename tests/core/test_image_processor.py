@@ -21,7 +21,8 @@ from PIL import Image
 
 from conftest import FIXTURES, PROCESSOR_FIXTURES as SETTINGS, PROCESSOR_MANIFEST as MANIFEST, load_image as load
 from convnext_common import ConvNextFeatureExtractor, ConvNextImageProcessor
-from convnext_common.processing import center_crop_plan, resize_and_crop, resize_output_size
+from convnext_common.processing.geometry import center_crop_plan, resize_output_size
+from convnext_common.processing.pil_resize import resize_and_crop
 
 CASES = [(name, image) for name, entry in MANIFEST.items() for image in entry["images"]]
 HUB = MANIFEST["hub_tiny_224"]["kwargs"]

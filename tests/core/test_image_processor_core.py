@@ -21,7 +21,9 @@ from PIL import Image
 from conftest import FIXTURES
 from convnext_common import ConvNextImageProcessor
 from convnext_common import tensor_types
-from convnext_common.processing import BatchFeature, center_crop_plan, resize_and_crop, resize_output_size
+from convnext_common.processing import BatchFeature
+from convnext_common.processing.geometry import center_crop_plan, resize_output_size
+from convnext_common.processing.pil_resize import resize_and_crop
 from convnext_common.processing.resampling import (
     FILTERS, PIL_VERSION, pil_horizontal_first, pil_nearest_indices, pil_window_matrix, round_fixed_point,
 )

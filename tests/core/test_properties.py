@@ -1,7 +1,7 @@
 """Property tests (hypothesis): the image processor's output contract, the config round trip, and
 the checkpoint name maps being bijections.
 
-Example counts are kept small so the file runs in well under 30 s on one core.
+Example counts are kept small so that the file belongs to the quick suite.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The three layers: core (``convnext_common``) <- twins (``convnext_pt``, ``convnext_tf``) <- application
-(``convnext_app``).
+(``convnext_app``), and beside the core the twins' shared torch helpers (``convnext_torch_kernels``:
+torch only, no package of this project; the Keras twin imports it only on the torch backend).
 
 The core names no framework and no twin anywhere: no import at any depth (not even inside a
 function), and no framework or twin module name handed to importlib as a string. The twins never
@@ -21,6 +22,7 @@ from conftest import REPO
 FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "tf_keras", "flax")
 TWINS = ("convnext_pt", "convnext_tf", "convnext_keras")  # convnext_keras: convnext_tf without the "TF" prefix
 APP = ("convnext_app",)
+TORCH_KERNELS = ("convnext_torch_kernels",)  # the torch guard and kernel both twins use
 
 
 def _modules(package: str) -> list[Path]:
@@ -72,7 +74,7 @@ def _violations(package: str, forbidden: tuple[str, ...], allow: tuple[str, ...]
 def test_core_names_no_framework_twin_or_application():
     # convnext_common/__main__.py is the one exception: `python -m convnext_common` hands over to the
     # application (it names the application, never a framework or a twin)
-    bad = _violations("convnext_common", FRAMEWORKS + TWINS)
+    bad = _violations("convnext_common", FRAMEWORKS + TWINS + TORCH_KERNELS)
     bad += _violations("convnext_common", APP, allow=("convnext_common/__main__.py",))
     assert not bad, "the core must not name a framework, a twin or the application:\n" + "\n".join(bad)
 
@@ -97,7 +99,8 @@ def test_importing_the_core_loads_no_framework():
     code = ("import sys, importlib\n"
             f"for name in {names!r}:\n"
             "    importlib.import_module(name)\n"
-            f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS + TWINS + APP!r}))\n"
+            f"loaded = sorted({{m.split('.')[0] for m in sys.modules}}\n"
+            f"                & set({FRAMEWORKS + TWINS + APP + TORCH_KERNELS!r}))\n"
             "print(','.join(loaded))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -138,4 +141,35 @@ def test_the_training_parts_keep_to_their_framework():
     """training/common names no framework (both paths import it); training/keras names no torch."""
     bad = _violations("convnext_app/training/common", FRAMEWORKS + TWINS)
     bad += _violations("convnext_app/training/keras", ("torch", "convnext_pt"))
+    assert not bad, "\n".join(bad)
+
+
+def test_the_torch_kernels_name_torch_only():
+    """The shared torch helpers import torch and nothing of this project, so both twins may use them."""
+    bad = _violations("convnext_torch_kernels", tuple(f for f in FRAMEWORKS if f != "torch") + TWINS + APP
+                      + ("convnext_common",))
+    assert not bad, "\n".join(bad)
+
+
+def _imported_names(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    return [node.module or ""] if node.level == 0 else []
+
+
+def test_the_keras_twin_imports_the_torch_kernels_only_on_the_torch_backend():
+    """convnext_tf names convnext_torch_kernels only under ``if keras.backend.backend() == "torch":``
+    (or inside a function): on TensorFlow and JAX importing the Keras twin imports no torch."""
+    bad = []
+    for path in _modules("convnext_tf"):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:  # module level: only inside the torch-backend test
+            test = ast.unparse(node.test) if isinstance(node, ast.If) else ""
+            guarded = "torch" in test and "backend" in test
+            if guarded or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            names = [n.lineno for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))
+                     and any(imported.startswith("convnext_torch_kernels") for imported in _imported_names(n))]
+            bad += [f"{path.relative_to(REPO).as_posix()}:{line}: imports convnext_torch_kernels unguarded"
+                    for line in names]
     assert not bad, "\n".join(bad)

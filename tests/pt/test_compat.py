@@ -365,6 +365,9 @@ def test_transformers_trainer_saves_and_resumes_exactly(tmp_path):
 
 # --- torch.fx ---------------------------------------------------------------------------------------
 
+#: the classifier's optional arguments, fixed for tracing (None: the config's choice, no labels)
+OPTIONAL_ARGS = {"labels": None, "output_hidden_states": None, "return_dict": None}
+
 @pytest.mark.parametrize("train", [False, True])
 def test_torchvision_feature_extraction(x, train):
     from torchvision.models.feature_extraction import create_feature_extractor
@@ -372,7 +375,8 @@ def test_torchvision_feature_extraction(x, train):
     model, _ = twin_and_reference(drop_path_rate=0.2)
     nodes = {"convnext.encoder.stages.1": "stage2", "convnext.encoder.stages.3.layers.0.act": "act",
              "classifier": "logits"}
-    extractor = create_feature_extractor(model, return_nodes=nodes)
+    # torch.fx traces one choice of the optional arguments: fx's standard concrete_args
+    extractor = create_feature_extractor(model, return_nodes=nodes, concrete_args=OPTIONAL_ARGS)
     captured = {}
     blocks(model)[-1].act.register_forward_hook(lambda m, a, out: captured.setdefault("act", out))
     model.train(train)
@@ -390,12 +394,24 @@ def test_torchvision_feature_extraction(x, train):
 def test_backbone_traces_with_torch_fx(x):
     backbone = ConvNextBackbone(config(out_features=["stage2", "stage4"])).eval()
     redraw_(backbone)
-    traced = torch.fx.symbolic_trace(backbone)
+    traced = torch.fx.symbolic_trace(backbone, concrete_args={"output_hidden_states": None, "return_dict": None})
     with torch.no_grad():
         for a, b in zip(traced(x).feature_maps, backbone(x).feature_maps):
             assert rel(a, b) <= TOL
     with pytest.raises(ValueError, match="pixel_values must be"):
         traced(torch.randn(1, 4, 32, 32))
+
+
+def test_torch_fx_traces_the_choice_given_as_concrete_args(x):
+    """fx's concrete_args fix the optional arguments: the traced graph returns every hidden state,
+    each as the eager model computes it."""
+    model, _ = twin_and_reference()
+    traced = torch.fx.symbolic_trace(model, concrete_args={**OPTIONAL_ARGS, "output_hidden_states": True})
+    with torch.no_grad():
+        out, expected = traced(x, None, True), model(x, output_hidden_states=True)  # fx checks the value given
+    assert len(out.hidden_states) == len(expected.hidden_states) == 5
+    for a, b in zip((out.logits,) + out.hidden_states, (expected.logits,) + expected.hidden_states):
+        assert rel(a, b) <= TOL
 
 
 def test_fast_path_is_exercised_where_nothing_is_modified(x, monkeypatch):

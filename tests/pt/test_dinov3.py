@@ -42,7 +42,7 @@ def assert_matches(out, ref: dict, suffix: str, what: str) -> None:
         assert err <= TOL, f"{what}{suffix}: {name} rel {err:.2e}"
 
 
-# tiny and small (the epsilon) in the default suite; the 27-block base and large take seconds each
+# tiny and small (the epsilon) in the default suite; the 27-block base and large are marked slow
 @pytest.mark.parametrize("size", [s if s in ("tiny", "small") else pytest.param(s, marks=pytest.mark.slow)
                                   for s in SIZES])
 def test_transformers_folder_loads_with_its_outputs(size):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+import convnext_torch_kernels
 from conftest import rel_err
 from convnext_common.export import random_pixels
 from convnext_pt import ConvNextBackbone, ConvNextForImageClassification
-from convnext_pt import fused
 from convnext_pt.export import check_compile, check_program, eager_outputs, export_program, min_dynamic_size
 from helpers import tiny_classifier
 
@@ -61,7 +61,7 @@ def _compiled_ops(model, x):
     return seen, out
 
 
-@pytest.mark.skipif(fused._compiled_linear is None, reason="needs oneDNN and torch.library.custom_op")
+@pytest.mark.skipif(convnext_torch_kernels._compiled_linear is None, reason="needs oneDNN and torch.library.custom_op")
 def test_compiled_inference_keeps_the_fused_linear():
     model = tiny()
     x = torch.from_numpy(random_pixels((2, 3, 64, 96)))
@@ -85,7 +85,7 @@ def test_compile_with_gradients_uses_plain_ops():
     assert seen and not any("linear_pointwise" in s for s in seen)
 
 
-@pytest.mark.skipif(fused._compiled_linear is None, reason="needs oneDNN and torch.library.custom_op")
+@pytest.mark.skipif(convnext_torch_kernels._compiled_linear is None, reason="needs oneDNN and torch.library.custom_op")
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's own
 def test_inductor_compiled_inference_matches_eager():
     # the real backend once, on a small model: the custom op's fake (shape) function must agree
