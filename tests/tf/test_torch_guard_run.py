@@ -1,18 +1,17 @@
 """The Keras twin's torch fast forms honour autocast, torch function and dispatch modes and module
 hooks exactly as the PyTorch twin's do (one guard, ``convnext_torch_kernels``): the cases in
-tests/keras_torch_guard_cases.py, run in a process of their own with KERAS_BACKEND=torch."""
+tests/tf/torch_guard_cases.py, run in a process of their own with KERAS_BACKEND=torch."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CASES = REPO / "tests" / "keras_torch_guard_cases.py"
+from conftest import REPO
+
+CASES = REPO / "tests" / "tf" / "torch_guard_cases.py"
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@ activation, torch's one-kernel LayerNorm) only where the PyTorch twin's would: u
 torch function or dispatch mode, a forward hook on a layer or a global module hook, the model
 computes exactly what its plain layers and ops compute.
 
-Run by tests/test_keras_torch_guard.py in a process of its own with KERAS_BACKEND=torch (Keras
+Run by tests/tf/test_torch_guard_run.py in a process of its own with KERAS_BACKEND=torch (Keras
 picks its backend once per process); not collected by the main suite.
 """
 
@@ -15,7 +15,7 @@ import torch
 
 keras = pytest.importorskip("keras")
 if keras.backend.backend() != "torch":
-    pytest.fail("run with KERAS_BACKEND=torch (tests/test_keras_torch_guard.py does)", pytrace=False)
+    pytest.fail("run with KERAS_BACKEND=torch (tests/tf/test_torch_guard_run.py does)", pytrace=False)
 
 import convnext_tf  # noqa: E402
 from convnext_common import ConvNextConfig  # noqa: E402
