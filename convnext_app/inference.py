@@ -149,7 +149,7 @@ def _int8_runner(source: str | os.PathLike, precision: str, runtime: str, output
                  ) -> Optional[tuple[ConvNextConfig, Callable[[np.ndarray], np.ndarray]]]:
     """(config, runner) of an int8 folder written by ``convnext quantize``; None for any other folder
     at a precision other than int8. int8 runs on OpenVINO only, and an int8 folder only at int8."""
-    from convnext_app.quantization import is_quantized_folder, quantized_runner
+    from convnext_app.int8_folder import is_quantized_folder, quantized_runner
 
     quantized = Path(source).is_dir() and is_quantized_folder(source)
     if precision != "int8":

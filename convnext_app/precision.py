@@ -13,11 +13,8 @@ stay float32 in every precision.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
-import tempfile
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -52,31 +49,3 @@ def precision(name: str) -> Precision:
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     return PRECISIONS[name]
-
-
-@contextlib.contextmanager
-def prepared_precision(args: argparse.Namespace, head: str) -> Iterator[None]:
-    """For the commands that run a model: resolve ``args.runtime`` (None: torch, or openvino for int8),
-    check ``--calibration`` and, with ``--precision int8 --calibration DIR``, quantize ``args.model``
-    into a temporary folder that ``args.model`` names for the rest of the command."""
-    from convnext_app.runtimes import resolve_runtime
-
-    args.runtime = resolve_runtime(args.runtime, args.precision)
-    calibration = getattr(args, "calibration", None)
-    if calibration is not None and args.precision != "int8":
-        raise ValueError("--calibration goes with --precision int8")
-    if args.precision != "int8" or calibration is None:
-        yield
-        return
-    if getattr(args, "framework", None) not in (None, "auto", "pt"):
-        raise ValueError("--precision int8 quantizes the PyTorch twin's export: use --framework pt")
-    from convnext_app.commands.common import model_source
-    from convnext_app.quantization import quantize_folder, require_int8
-
-    require_int8("--precision int8")
-    with tempfile.TemporaryDirectory(prefix="convnext-int8-") as tmp:
-        folder = f"{tmp}/model"
-        report = quantize_folder(model_source(args), calibration, folder, head=head)
-        print(f"convnext: {report.summary()}", file=sys.stderr)
-        args.model = folder
-        yield

@@ -16,7 +16,7 @@ class and the largest output difference (``rel``: max|int8 - fp32| / max(1, max|
 the bounds, else :class:`QuantizationCheckError` says so in one line and nothing is written.
 
 A quantized folder holds ``openvino_model.xml`` / ``.bin`` (the int8 IR), the source's
-``config.json`` and ``preprocessor_config.json``, and ``quantization.json`` (:data:`RECORD`: the
+``config.json`` and ``preprocessor_config.json``, and ``quantization.json`` (:data:`int8_folder.RECORD`: the
 precision, the outputs, the tools' versions and the check's figures).
 """
 
@@ -30,15 +30,14 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from convnext_common.export import ExportVerificationError, require
+from convnext_common.export import ExportVerificationError
 
-RECORD = "quantization.json"
-IR_NAME = "openvino_model.xml"
-EXTRA = "int8"
+from .int8_folder import IR_NAME, RECORD, batched, is_quantized_folder, require_int8
+
 #: Default bounds of the check against float32 (see the module docstring).
 MIN_AGREEMENT = 0.98
 MAX_REL_DIFF = 0.25
@@ -52,13 +51,6 @@ TASK_OUTPUTS = {"classification": "logits", "base": "pooler_output"}
 
 class QuantizationCheckError(ExportVerificationError):
     """The quantized model misses a bound against float32; nothing was written."""
-
-
-def require_int8(purpose: str) -> tuple[Any, Any]:
-    """(nncf, openvino), or a one-line error naming the extra that installs them."""
-    ov = require("openvino", purpose, "openvino", EXTRA)
-    nncf = require("nncf", purpose, "nncf", EXTRA)
-    return nncf, ov
 
 
 @dataclass
@@ -86,23 +78,6 @@ class QuantizationReport:
                 f"(bound <= {self.max_rel:g})")
 
 
-def is_quantized_folder(source: str | os.PathLike) -> bool:
-    return (Path(source) / RECORD).is_file()
-
-
-def read_record(folder: str | os.PathLike) -> dict[str, Any]:
-    path = Path(folder) / RECORD
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable quantization record ({e})") from None
-    if not isinstance(record, dict) or record.get("precision") != "int8" or "output" not in record:
-        raise ValueError(f"{path}: field 'precision' must be \"int8\" and 'output' present")
-    if not (Path(folder) / IR_NAME).is_file():
-        raise FileNotFoundError(f"{Path(folder) / IR_NAME}: missing (the quantized model of {path})")
-    return record
-
-
 def calibration_pixels(folder: str | os.PathLike, processor: Any, limit: int = CALIBRATION_LIMIT) -> np.ndarray:
     """Up to ``limit`` images of ``folder`` (searched recursively, in name order, evenly spaced when
     there are more) through ``processor``: (N, C, H, W) float32."""
@@ -115,10 +90,6 @@ def calibration_pixels(folder: str | os.PathLike, processor: Any, limit: int = C
     if len(paths) > limit:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
     return preprocess_files(processor, [Path(p) for p in paths])
-
-
-def _batched(run: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, batch: int = 32) -> np.ndarray:
-    return np.concatenate([run(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
 
 
 def agreement(ours: np.ndarray, ref: np.ndarray, output: str) -> float:
@@ -161,9 +132,9 @@ def quantize_model(model: Any, calibration: np.ndarray, check: Optional[np.ndarr
                                       model_type=nncf.ModelType.TRANSFORMER)
     pixels = calibration if check is None or len(check) == 0 else np.concatenate([calibration, check])
     compiled = compile_openvino(quantized, "default")
-    ours = _batched(lambda x: run_openvino(compiled, x)[output], pixels)
+    ours = batched(lambda x: run_openvino(compiled, x)[output], pixels)
     with torch.inference_mode():
-        ref = _batched(lambda x: eager_outputs(model, x)[output], pixels)
+        ref = batched(lambda x: eager_outputs(model, x)[output], pixels)
     diff = float(np.abs(ours - ref).max())
     report = QuantizationReport(
         precision="int8", head="classification" if output == "logits" else "base", output=output,
@@ -229,23 +200,3 @@ def _copy_processor_config(source: str | os.PathLike, folder: Path, processor: A
         shutil.copyfile(src, folder / "preprocessor_config.json")
     else:  # a hub id: the processor as loaded
         processor.save_pretrained(folder)
-
-
-def quantized_runner(folder: str | os.PathLike, output: str) -> Callable[[np.ndarray], np.ndarray]:
-    """``pixels -> output`` (float32) of a quantized folder on OpenVINO's CPU plugin."""
-    require_int8("running an int8 model")
-    from convnext_pt.export import compile_openvino, run_openvino
-
-    record = read_record(folder)
-    if record["output"] != output:
-        task = "predict/evaluate" if output == "logits" else "embed"
-        made = "--head base" if output == "pooler_output" else "--head classification"
-        raise ValueError(f"{folder}: holds an int8 model of {record['output']}, {task} needs {output} "
-                         f"(quantize the float32 model with {made})")
-    compiled = compile_openvino(Path(folder) / IR_NAME, "default")
-    return lambda x: run_openvino(compiled, x)[output]
-
-
-def run_quantized(folder: str | os.PathLike, pixels: np.ndarray, output: str = "logits") -> np.ndarray:
-    return _batched(quantized_runner(folder, output), np.ascontiguousarray(pixels, np.float32))
-

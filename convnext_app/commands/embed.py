@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convnext_app.precision import prepared_precision
+    from .common import prepared_precision
 
     with prepared_precision(args, "base"):
         return _run(args)

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
-    from convnext_app.precision import prepared_precision
+    from .common import prepared_precision
 
     with prepared_precision(args, "classification"):
         return _run(args, out)

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     options = format_options(fmt, args)
     check_output(fmt, Path(args.out), args.overwrite)
     folder = _model_source(args)
-    from convnext_app.quantization import IR_NAME, is_quantized_folder
+    from convnext_app.int8_folder import IR_NAME, is_quantized_folder
 
     if Path(folder).is_dir() and is_quantized_folder(folder):
         raise ValueError(f"{folder}: holds an int8 model, already an OpenVINO IR ({Path(folder) / IR_NAME}); "

@@ -51,7 +51,7 @@ def _expand_images(items: Sequence[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
-    from convnext_app.precision import prepared_precision
+    from .common import prepared_precision
 
     with prepared_precision(args, "classification"):
         return _run(args, out)

@@ -36,11 +36,17 @@ def test_from_pretrained_dtype_and_torch_dtype():
 
 
 @pytest.mark.parametrize("v2", [False, True])
-def test_bf16_model_computes_what_its_modules_compute(v2, monkeypatch):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bf16_model_computes_what_its_modules_compute(v2, seed, monkeypatch):
     """Where oneDNN has no bfloat16 kernels the fused path steps aside (bit-equal to the modules);
-    where it has them, the fused GEMM+GELU agrees within bfloat16 rounding."""
-    model = _model(v2).to(torch.bfloat16)
-    x = torch.randn(1, 3, 32, 32).to(torch.bfloat16)
+    where it has them, the fused GEMM+GELU is as close to the float32 model as the modules run in
+    bfloat16 are (both round every block's output to bfloat16; within twice the modules' error plus
+    one bfloat16 step)."""
+    model = _model(v2)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        reference = model(x).logits
+    model, x = model.to(torch.bfloat16), x.to(torch.bfloat16)
     taken = []
     real = fused._fusable
     monkeypatch.setattr(fused, "_fusable", lambda *a: taken.append(real(*a)) or taken[-1])
@@ -51,7 +57,10 @@ def test_bf16_model_computes_what_its_modules_compute(v2, monkeypatch):
     with torch.no_grad():
         plain = model(x).logits.float()
     if torch.bfloat16 in fused.FUSED_DTYPES:
-        assert ((fast - plain).abs().max() / max(1.0, plain.abs().max().item())).item() <= 0.02
+        scale = max(1.0, reference.abs().max().item())
+        fast_error = (fast - reference).abs().max().item() / scale
+        plain_error = (plain - reference).abs().max().item() / scale
+        assert fast_error <= 2 * plain_error + 2 ** -8, (fast_error, plain_error)
     else:
         assert torch.equal(fast, plain)
 
