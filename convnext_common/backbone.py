@@ -10,6 +10,8 @@ a model can only return maps whose norm it built, so a selection beyond those is
 
 from __future__ import annotations
 
+import importlib
+import sys
 from enum import Enum
 from typing import Any, Sequence
 
@@ -17,11 +19,24 @@ from .config import _align_out_features
 
 
 class BackboneType(Enum):
-    """transformers' ``BackboneType`` values (a backbone of transformers' own code, or timm's); its
-    enum class itself is transformers', so ours compares by ``.value``."""
+    """transformers' ``BackboneType`` values (a backbone of transformers' own code, or timm's), for
+    processes without transformers; where transformers is loaded, backbones answer with its enum."""
 
     TIMM = "timm"
     TRANSFORMERS = "transformers"
+
+
+def transformers_backbone_type() -> Any:
+    """``BackboneType.TRANSFORMERS``: transformers' own member where transformers is already imported
+    (code written for it compares with its enum, by identity), else this module's. transformers is
+    never imported here: a process that has not loaded it cannot hold its enum to compare with."""
+    if "transformers" in sys.modules:
+        for module in ("transformers.backbone_utils", "transformers.utils.backbone_utils"):  # 5.x, 4.x
+            try:
+                return importlib.import_module(module).BackboneType.TRANSFORMERS
+            except (ImportError, AttributeError):
+                continue
+    return BackboneType.TRANSFORMERS
 
 
 class BackboneAPI:
@@ -30,8 +45,6 @@ class BackboneAPI:
 
     #: a ConvNeXt returns no attentions (transformers' flag for ``forward_with_filtered_kwargs``)
     has_attentions = False
-    #: the model is this project's own ConvNeXt, as transformers' ConvNeXt backbones say of theirs
-    backbone_type = BackboneType.TRANSFORMERS
     use_timm_backbone = False
     stage_names: list[str]
     num_features: list[int]
@@ -50,6 +63,12 @@ class BackboneAPI:
             raise ValueError(f"{field}: this backbone was built with norms for {list(self._built_features)} only, not "
                              f"{unbuilt}; build one from a config with out_features={features}")
         self._out_features, self._out_indices = features, indices
+
+    @property
+    def backbone_type(self) -> Any:
+        """The model is a backbone of its library's own code, as transformers' ConvNeXt backbones say
+        of theirs (:func:`transformers_backbone_type`)."""
+        return transformers_backbone_type()
 
     @property
     def out_features(self) -> list[str]:

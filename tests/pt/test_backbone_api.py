@@ -108,3 +108,34 @@ def test_bad_selection_in_config_refused_like_transformers():
         ConvNextConfig(**SMALL, out_indices=[7])
     with pytest.raises(ConfigError, match="order"):
         ConvNextConfig(**SMALL, out_indices=[-1, -2])
+
+
+@pytest.mark.parametrize("twin", ["pt", "tf"])
+def test_backbone_type_is_transformers_enum_where_transformers_is_loaded(twin):
+    """Code written for transformers compares ``backbone.backbone_type`` with its own enum."""
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    for name in ("transformers.backbone_utils", "transformers.utils.backbone_utils"):  # 5.x, 4.x
+        backbone_utils = importlib.import_module(name) if importlib.util.find_spec(name) else None
+        if backbone_utils is not None and hasattr(backbone_utils, "BackboneType"):
+            break
+    else:
+        pytest.skip("this transformers has no BackboneType")
+    if twin == "tf":
+        pytest.importorskip("keras")
+    model = (pt_backbone if twin == "pt" else tf_backbone)("v1", {})
+    assert model.backbone_type is backbone_utils.BackboneType.TRANSFORMERS
+    assert isinstance(model.backbone_type, backbone_utils.BackboneType)
+
+
+def test_backbone_type_without_transformers_loads_nothing_of_it():
+    import subprocess
+    import sys
+
+    code = ("import sys; from convnext_common import ConvNextConfig; from convnext_pt import ConvNextBackbone; "
+            "m = ConvNextBackbone(ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32])); "
+            "print(m.backbone_type.value, 'transformers' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["transformers", "False"]
