@@ -61,3 +61,14 @@ def torchrun(argv, processes: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            "-m", "convnext_common", *argv]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(capsys, argv: list, *fragments: str) -> None:
+    """``convnext ARGV`` fails with status 1 and exactly one line on stderr holding every fragment."""
+    from convnext_app import cli
+
+    code = cli.main(argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and len(err) == 1, err
+    for fragment in fragments:
+        assert fragment in err[0], err[0]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO
+from app.conftest import one_line_error
 from convnext_app import cli
 from convnext_app.digits import EVAL_RENDERINGS, load_heldout, render
 from convnext_app.inference import default_model_dir, load_classifier, load_embedder, load_processor, preprocess_files
@@ -24,22 +25,14 @@ from convnext_app.inference import default_model_dir, load_classifier, load_embe
 HELDOUT = FIXTURES / "digits_heldout.npz"
 
 
-def _one_line_error(capsys, argv, *fragments):
-    code = cli.main(argv)
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code == 1 and len(err) == 1, err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
-
-
 # --- refusals and missing packages (no quantization runs) -------------------------------------------
 @pytest.mark.parametrize("module", ["nncf", "openvino"])
 def test_missing_int8_package_is_one_line_naming_the_extra(module, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if it were not installed
-    _one_line_error(capsys, ["quantize", "--calibration", str(tmp_path), "--out", str(tmp_path / "q")],
+    one_line_error(capsys, ["quantize", "--calibration", str(tmp_path), "--out", str(tmp_path / "q")],
                     repr(module), 'pip install "convnext-twins[int8]"')
     assert not (tmp_path / "q").exists()
-    _one_line_error(capsys, ["predict", "--precision", "int8", "--calibration", str(tmp_path)],
+    one_line_error(capsys, ["predict", "--precision", "int8", "--calibration", str(tmp_path)],
                     repr(module), "convnext-twins[int8]")
 
 
@@ -53,23 +46,23 @@ def test_missing_int8_package_is_one_line_naming_the_extra(module, tmp_path, cap
     ("savedmodel", "m", "bf16", "mixed_bfloat16"),
 ])
 def test_export_refuses_unsupported_precisions_in_one_line(fmt, out, precision, fragment, tmp_path, capsys):
-    _one_line_error(capsys, ["export", "--format", fmt, "--out", str(tmp_path / out), "--precision", precision],
+    one_line_error(capsys, ["export", "--format", fmt, "--out", str(tmp_path / out), "--precision", precision],
                     f"--format {fmt} --precision {precision}", fragment)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_export_int8_needs_calibration_and_calibration_needs_int8(tmp_path, capsys):
-    _one_line_error(capsys, ["export", "--format", "openvino", "--out", str(tmp_path / "m.xml"), "--precision", "int8"],
+    one_line_error(capsys, ["export", "--format", "openvino", "--out", str(tmp_path / "m.xml"), "--precision", "int8"],
                     "--calibration DIR")
-    _one_line_error(capsys, ["export", "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+    one_line_error(capsys, ["export", "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
                              "--calibration", str(tmp_path)], "--calibration goes with --precision int8")
-    _one_line_error(capsys, ["predict", "--calibration", str(tmp_path)], "--calibration goes with --precision int8")
+    one_line_error(capsys, ["predict", "--calibration", str(tmp_path)], "--calibration goes with --precision int8")
 
 
 def test_int8_without_quantized_folder_or_calibration_is_one_line(capsys):
     pytest.importorskip("nncf")
-    _one_line_error(capsys, ["predict", "--precision", "int8"], "convnext quantize", "--calibration DIR")
-    _one_line_error(capsys, ["predict", "--precision", "int8", "--runtime", "torch"],
+    one_line_error(capsys, ["predict", "--precision", "int8"], "convnext quantize", "--calibration DIR")
+    one_line_error(capsys, ["predict", "--precision", "int8", "--runtime", "torch"],
                     "--runtime torch", "not int8")
 
 
@@ -156,7 +149,7 @@ def test_int8_loses_at_most_half_a_point_on_the_heldout_digits(quantized, digits
 
 def test_int8_folder_is_refused_at_other_precisions_and_for_embed(quantized, capsys):
     folder = str(quantized["folder"])
-    _one_line_error(capsys, ["predict", "--model", folder], "int8", "--precision int8")
+    one_line_error(capsys, ["predict", "--model", folder], "int8", "--precision int8")
     with pytest.raises(ValueError, match="pooler_output"):
         load_embedder(folder, "pt", None, "int8", "openvino")
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from app.conftest import one_line_error
 from convnext_app import cli
 from convnext_app.inference import (
     default_model_dir, load_classifier, load_embedder, load_processor, preprocess_files, sample_image_paths,
@@ -19,14 +20,6 @@ from convnext_common.export import rel_error, random_pixels
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-
-
-def _one_line_error(capsys, argv, *fragments):
-    code = cli.main(argv)
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code == 1 and len(err) == 1, err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
 
 
 @pytest.fixture(scope="module")
@@ -86,20 +79,20 @@ def test_openvino_export_round_trip(tmp_path, capsys):
 
 def test_missing_openvino_is_one_line_naming_the_extra(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
-    _one_line_error(capsys, ["predict", "--runtime", "openvino"], "convnext-twins[openvino]")
-    _one_line_error(capsys, ["export", "--format", "openvino", "--out", str(tmp_path / "m.xml")],
+    one_line_error(capsys, ["predict", "--runtime", "openvino"], "convnext-twins[openvino]")
+    one_line_error(capsys, ["export", "--format", "openvino", "--out", str(tmp_path / "m.xml")],
                     "convnext-twins[openvino]")
     assert not list(tmp_path.iterdir())
 
 
 def test_missing_onnxruntime_is_one_line_naming_the_extra(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    _one_line_error(capsys, ["predict", "--runtime", "onnxruntime"], "convnext-twins[export]")
+    one_line_error(capsys, ["predict", "--runtime", "onnxruntime"], "convnext-twins[export]")
 
 
 def test_runtime_option_errors(capsys, tmp_path):
-    _one_line_error(capsys, ["predict", "--runtime", "onnxruntime", "--precision", "bf16"], "fp32")
-    _one_line_error(capsys, ["predict", "--runtime", "onnxruntime", "--framework", "tf"], "--framework pt")
+    one_line_error(capsys, ["predict", "--runtime", "onnxruntime", "--precision", "bf16"], "fp32")
+    one_line_error(capsys, ["predict", "--runtime", "onnxruntime", "--framework", "tf"], "--framework pt")
     img = sample_image_paths()[0]
-    _one_line_error(capsys, ["embed", str(img), "--runtime", "onnxruntime", "--stage", "2",
+    one_line_error(capsys, ["embed", str(img), "--runtime", "onnxruntime", "--stage", "2",
                              "--output", str(tmp_path / "f.npy")], "--stage")
