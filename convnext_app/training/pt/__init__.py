@@ -37,7 +37,9 @@ keyed random streams that make a resumed run repeat the straight run's draws) is
   read with ``weights_only=True``).
 """
 
-from ..common.data import remap
+from convnext_app.plots import CURVES_NAME
+
+from ..common.data import METRICS_NAME, remap
 from ..common.model import ModelSetup
 from ..common.progress import epoch_progress
 from ..common.schedule import warmup_cosine
@@ -49,7 +51,7 @@ from .distributed import (
 from .loop import StepRecipe, evaluate, train_one_epoch
 from .model import freeze_trunk, prepare_model, scale_head
 from .options import TrainingError, TrainOptions
-from .run import CURVES_NAME, METRICS_NAME, train
+from .run import train
 from .schedule import build_optimizer
 
 __all__ = [

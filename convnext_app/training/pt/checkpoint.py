@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from convnext_common.config import config_class_for
-from convnext_common.fileio import atomic_write_stream
+from convnext_common.fileio import atomic_write_stream, atomic_write_text
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import AutoModelForImageClassification
 
+from ..common.data import METRICS_NAME
 from ..common.model import ModelSetup
 from .options import TrainingError, TrainOptions
 from .recipe import ModelEma
@@ -64,3 +65,20 @@ def setup_from_checkpoint(state: dict[str, Any]) -> ModelSetup:
     processor = ConvNextImageProcessor(**json.loads(state["processor_json"]))
     return ModelSetup(model, processor, list(state["classes"]), int(config.image_size), state["source"],
                       bool(state["new_head"]))
+
+
+def save_run_folder(out: Path, model: nn.Module, processor: ConvNextImageProcessor, metrics: dict[str, Any],
+                    draw: Callable[[Sequence[dict], Path], None]) -> Optional[str]:
+    """The folder a finished run leaves (train and pretrain alike): the model and its processor in
+    hub layout, ``metrics.json``, and ``curves.png`` drawn by ``draw`` from the epochs' records.
+    Returns a note when the curves cannot be drawn (no plotting library)."""
+    from convnext_app.plots import CURVES_NAME, PlotsUnavailable
+
+    model.to("cpu").save_pretrained(out)
+    processor.save_pretrained(out)
+    atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
+    try:
+        draw(metrics["epochs"], out / CURVES_NAME)
+    except PlotsUnavailable as e:
+        return f"note: {CURVES_NAME} not written: {e}"
+    return None

@@ -28,9 +28,10 @@ import torch
 from torch import nn
 
 from convnext_app.imagefolder import load_image
+from convnext_app.plots import write_loss_curve
 from convnext_common.config import ConvNextV2Config
 from convnext_common.checkpoints.preprocessing import default_preprocessor_config
-from convnext_common.fileio import atomic_write, atomic_write_stream, atomic_write_text
+from convnext_common.fileio import atomic_write, atomic_write_stream
 from convnext_common.processing import ConvNextImageProcessor
 from convnext_pt import ConvNextV2ForMaskedImageModeling
 
@@ -41,6 +42,7 @@ from ..common.pretraining import (
 )
 from ..common.progress import epoch_progress
 from ..common.schedule import warmup_cosine, warmup_steps
+from .checkpoint import save_run_folder
 from .data import TrainTransform, sample_generator
 from .distributed import Distributed, attempt, counted_samples, run_on_every_rank, weights_digest, wrap_for_ddp
 
@@ -48,7 +50,6 @@ from .schedule import build_optimizer
 
 CHECKPOINT_NAME = "last_checkpoint.pt"
 CHECKPOINT_FORMAT = "convnext-pretrain-checkpoint-1"
-CURVES_NAME = "curves.png"
 PICTURES_DIR = "reconstructions"
 
 
@@ -185,7 +186,7 @@ def _pretrain(options: PretrainOptions, dist: Distributed, stream: TextIO) -> di
                "replicas_identical": len(set(digests)) == 1, "options": asdict(options)}
     error = None
     if dist.is_main:
-        note, error = attempt(_save_result, out, model, processor, metrics)
+        note, error = attempt(save_run_folder, out, model, processor, metrics, write_loss_curve)
         if note:
             _log(dist, stream, note)
     dist.agree(error)
@@ -322,17 +323,3 @@ def _save_epoch(out: Path, model: ConvNextV2ForMaskedImageModeling, optimizer: t
         (out / PICTURES_DIR).mkdir(exist_ok=True)
         atomic_write(out / PICTURES_DIR / f"epoch_{epoch:04d}.png",
                      lambda tmp: Image.fromarray(picture).save(tmp, format="PNG"))
-
-
-def _save_result(out: Path, model: ConvNextV2ForMaskedImageModeling, processor: ConvNextImageProcessor,
-                 metrics: dict[str, Any]) -> Optional[str]:
-    model.to("cpu").save_pretrained(out)
-    processor.save_pretrained(out)
-    atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
-    from convnext_app.plots import PlotsUnavailable, write_loss_curve
-
-    try:
-        write_loss_curve(metrics["epochs"], out / CURVES_NAME)
-    except PlotsUnavailable as e:
-        return f"note: {CURVES_NAME} not written: {e}"
-    return None

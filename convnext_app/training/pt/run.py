@@ -15,17 +15,16 @@ import torch
 from torch import nn
 
 from convnext_app.imagefolder import ImageFolder
-from convnext_app.plots import CURVES_NAME, PlotsUnavailable, write_curves
-from convnext_common.fileio import atomic_write_text
+from convnext_app.plots import write_curves
 
 from ..common.data import METRICS_NAME, remap
 from ..common.model import ModelSetup
 from ..common.progress import epoch_progress
 from ..common.schedule import warmup_cosine, warmup_steps
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, setup_from_checkpoint
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, save_run_folder, setup_from_checkpoint
 from .data import ImageFolderDataset, load_data
 from .distributed import (
-    Distributed, RankError, attempt, counted_samples, run_on_every_rank, weights_digest, wrap_for_ddp,
+    Distributed, attempt, counted_samples, run_on_every_rank, weights_digest, wrap_for_ddp,
 )
 from .loop import StepRecipe, evaluate, train_one_epoch
 from .model import freeze_trunk, prepare_model, scale_head
@@ -231,7 +230,7 @@ def _train(options: TrainOptions, dist: Distributed, stream: TextIO) -> dict[str
     }
     error = None
     if dist.is_main:
-        note, error = attempt(_save_result, out, output, setup, metrics)
+        note, error = attempt(save_run_folder, out, output, setup.processor, metrics, write_curves)
         if note:
             _log(dist, stream, note)
     dist.agree(error)
@@ -250,17 +249,3 @@ def _save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, e
                 setup: ModelSetup, history: list[dict], options: TrainOptions, ema: Optional[ModelEma]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / CHECKPOINT_NAME, model, optimizer, epoch, step, setup, history, options, ema)
-
-
-def _save_result(out: Path, model: nn.Module, setup: ModelSetup, metrics: dict[str, Any]) -> Optional[str]:
-    """Writes the model, its processor, metrics.json and curves.png; returns a note when the
-    curves cannot be drawn (no plotting library)."""
-    model.to("cpu").save_pretrained(out)
-    setup.processor.save_pretrained(out)
-    atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
-
-    try:
-        write_curves(metrics["epochs"], out / CURVES_NAME)
-    except PlotsUnavailable as e:
-        return f"note: {CURVES_NAME} not written: {e}"
-    return None
